@@ -1,0 +1,219 @@
+//! The request and reply envelopes shared by every command and query.
+//!
+//! A command request is `{"command_id", "actor", "correlation_id"?, "causation_id"?, "command"}`;
+//! every reply is `{"ok": true, "result": ...}` or `{"ok": false, "error": {"code", "message", ...}}`.
+
+use serde::{Deserialize, Serialize};
+
+/// The largest request payload the gateway accepts, in bytes (larger requests: `bad_request`).
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// The longest command, correlation or causation id accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// The longest actor name accepted.
+pub const MAX_ACTOR_LEN: usize = 128;
+
+/// A command as sent by a client: who, which idempotency key, and the command body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest<C> {
+    /// Client-chosen idempotency key: a retry with the same id returns the original reply.
+    pub command_id: String,
+    /// Who asks (a user or service name), recorded on every event the command produces.
+    pub actor: String,
+    /// Groups the commands of one business flow; defaults to `command_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The message that caused this command; defaults to `command_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    pub command: C,
+}
+
+/// Every reply: `ok` tells which of `result` and `error` is present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply<T> {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Rejection>,
+}
+
+impl<T> Reply<T> {
+    pub fn success(result: T) -> Self {
+        Reply {
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn rejected(error: Rejection) -> Self {
+        Reply {
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+
+    /// The result, or the rejection.
+    pub fn into_result(self) -> Result<T, Rejection> {
+        match (self.ok, self.result, self.error) {
+            (true, Some(r), _) => Ok(r),
+            (_, _, Some(e)) => Err(e),
+            _ => Err(Rejection::new(
+                RejectionCode::Internal,
+                "reply has neither result nor error",
+            )),
+        }
+    }
+}
+
+/// What a successful command reply carries: enough to wait for read models to catch up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandAccepted {
+    pub command_id: String,
+    /// The aggregate type, e.g. `policy`.
+    pub aggregate: String,
+    pub aggregate_id: String,
+    /// The aggregate's sequence after the command (its last event's sequence).
+    pub sequence: u64,
+    /// The events the command recorded, in order.
+    pub events: Vec<RecordedEvent>,
+    /// True when this is the stored outcome of an earlier request with the same `command_id`.
+    pub duplicate: bool,
+    /// Command-specific facts, e.g. `{"version": 3}` for a drafted policy version.
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// One event recorded by a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub sequence: u64,
+    pub event_type: String,
+}
+
+/// A rejection: a stable machine-readable `code` and a human `message`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub code: RejectionCode,
+    pub message: String,
+    /// The request field at fault, as a path (`command.rules[2].condition`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Further machine-readable details (e.g. every rule validation error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<serde_json::Value>,
+}
+
+impl Rejection {
+    pub fn new(code: RejectionCode, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+            field: None,
+            details: Vec::new(),
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn with_details(mut self, details: Vec<serde_json::Value>) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Every rejection code. The strings are a public contract: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionCode {
+    /// Malformed JSON, unknown/missing/oversized fields, payload over the size limit.
+    BadRequest,
+    /// The same `command_id` was used before with a different request.
+    IdempotencyConflict,
+    /// Concurrent writers kept colliding; retry with the same `command_id`.
+    Conflict,
+    /// The addressed aggregate or record does not exist.
+    NotFound,
+    /// The aggregate to create exists already.
+    AlreadyExists,
+    /// The rules document failed validation; `details` lists every problem.
+    InvalidRules,
+    /// The named policy version does not exist.
+    VersionNotFound,
+    /// The command would record nothing new (e.g. restoring the latest version's rules).
+    Unchanged,
+    /// The command is not allowed in the aggregate's current state.
+    InvalidState,
+    /// The service cannot serve the request right now (database or broker down); retry.
+    Unavailable,
+    /// An unexpected server error; the details are in the server's log.
+    Internal,
+}
+
+impl RejectionCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionCode::BadRequest => "bad_request",
+            RejectionCode::IdempotencyConflict => "idempotency_conflict",
+            RejectionCode::Conflict => "conflict",
+            RejectionCode::NotFound => "not_found",
+            RejectionCode::AlreadyExists => "already_exists",
+            RejectionCode::InvalidRules => "invalid_rules",
+            RejectionCode::VersionNotFound => "version_not_found",
+            RejectionCode::Unchanged => "unchanged",
+            RejectionCode::InvalidState => "invalid_state",
+            RejectionCode::Unavailable => "unavailable",
+            RejectionCode::Internal => "internal",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_rejection_reply_has_a_stable_shape() {
+        let reply: Reply<()> = Reply::rejected(
+            Rejection::new(RejectionCode::BadRequest, "missing field `actor`").with_field("actor"),
+        );
+        assert_eq!(
+            serde_json::to_value(&reply).unwrap(),
+            json!({"ok": false, "error": {"code": "bad_request", "message": "missing field `actor`", "field": "actor"}})
+        );
+    }
+
+    #[test]
+    fn a_command_request_rejects_unknown_fields() {
+        let raw = json!({"command_id": "c1", "actor": "a", "command": {}, "extra": 1});
+        assert!(serde_json::from_value::<CommandRequest<serde_json::Value>>(raw).is_err());
+    }
+
+    #[test]
+    fn rejection_codes_serialize_as_their_names() {
+        for code in [
+            RejectionCode::IdempotencyConflict,
+            RejectionCode::InvalidRules,
+            RejectionCode::Conflict,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+        }
+    }
+}

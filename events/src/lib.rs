@@ -1,0 +1,20 @@
+//! The Gatehouse protocol: everything a client or service needs to talk to Gatehouse.
+//!
+//! It depends on serde (and chrono for times) only, no NATS, SQL or runtime, so any Rust
+//! service can use it. Every JSON shape and subject here is a public contract, pinned by tests.
+//!
+//! Layout:
+//! - [`subjects`]: every subject, stream and consumer name.
+//! - [`envelope`]: command requests, replies, rejections and their codes.
+//! - [`rules`]: the rules document of a policy version and the attribute schema.
+//! - [`policy`]: the `policy` aggregate's commands, events, queries and views.
+//! - [`audit`]: audit-log and replay queries.
+//! - [`record`]: one stored event as published and replayed.
+//! - [`metadata`]: the metadata keys stored with every event.
+pub mod audit;
+pub mod envelope;
+pub mod metadata;
+pub mod policy;
+pub mod record;
+pub mod rules;
+pub mod subjects;

@@ -1,0 +1,143 @@
+//! Every NATS subject, stream and consumer name Gatehouse uses, built in one place.
+//!
+//! Each function takes the namespace (default `gatehouse`; tests use `t_<uuid>`), so several
+//! independent Gatehouse deployments can share one NATS account.
+
+/// The namespace used when `GATEHOUSE_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "gatehouse";
+
+/// The name the command gateway registers with the NATS services API (`$SRV.INFO.gatehouse`).
+pub const SERVICE_NAME: &str = "gatehouse";
+
+/// The queue group every gateway instance joins, so each request reaches exactly one of them.
+pub const QUEUE_GROUP: &str = "gatehouse";
+
+/// The durable consumer name external subscribers bind to on the notification stream.
+pub const SUBSCRIBER_CONSUMER: &str = "subscriber";
+
+/// Is `ns` usable as a namespace: `[a-z0-9_]`, starting with a letter, at most 40 characters?
+pub fn is_valid_namespace(ns: &str) -> bool {
+    let mut chars = ns.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && ns.len() <= 40
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// `<ns>.cmd.<aggregate>.<command>`: where a command is sent (request/reply).
+pub fn command(ns: &str, aggregate: &str, command: &str) -> String {
+    format!("{ns}.cmd.{aggregate}.{command}")
+}
+
+/// `<ns>.cmd`: the service-API group under which command endpoints are registered.
+pub fn command_group(ns: &str) -> String {
+    format!("{ns}.cmd")
+}
+
+/// `<ns>.query.<model>.<query>`: where a read-model query is sent (request/reply).
+pub fn query(ns: &str, model: &str, query: &str) -> String {
+    format!("{ns}.query.{model}.{query}")
+}
+
+/// `<ns>.query`: the service-API group under which query endpoints are registered.
+pub fn query_group(ns: &str) -> String {
+    format!("{ns}.query")
+}
+
+/// `<ns>.events.<aggregate>.<id>.<event_type>`: where the relay publishes one stored event.
+pub fn event(ns: &str, aggregate: &str, id: &str, event_type: &str) -> String {
+    format!("{ns}.events.{aggregate}.{id}.{event_type}")
+}
+
+/// `<ns>.events.>`: every event of the namespace (the events stream's subject).
+pub fn all_events(ns: &str) -> String {
+    format!("{ns}.events.>")
+}
+
+/// `<ns>.events.<aggregate>.>`: every event of one aggregate type.
+pub fn aggregate_events(ns: &str, aggregate: &str) -> String {
+    format!("{ns}.events.{aggregate}.>")
+}
+
+/// `<NS>_EVENTS`: the JetStream stream holding every stored event, in commit order.
+pub fn events_stream(ns: &str) -> String {
+    format!("{}_EVENTS", ns.to_ascii_uppercase())
+}
+
+/// `<ns>.dlq.<consumer>`: where a projector parks a message it cannot apply.
+pub fn dead_letter(ns: &str, consumer: &str) -> String {
+    format!("{ns}.dlq.{consumer}")
+}
+
+/// `<NS>_DLQ`: the dead-letter stream.
+pub fn dead_letter_stream(ns: &str) -> String {
+    format!("{}_DLQ", ns.to_ascii_uppercase())
+}
+
+/// `<ns>.dlq.>`: the dead-letter stream's subject.
+pub fn all_dead_letters(ns: &str) -> String {
+    format!("{ns}.dlq.>")
+}
+
+/// `<ns>_<projector>`: the durable consumer a projector reads the events stream with.
+pub fn projector_consumer(ns: &str, projector: &str) -> String {
+    format!("{ns}_{projector}")
+}
+
+/// `<ns>.notify.policy.promoted`: the durable, public announcement of a promotion.
+pub fn policy_promoted(ns: &str) -> String {
+    format!("{ns}.notify.policy.promoted")
+}
+
+/// `<ns>.live.policy.promoted`: the same announcement on a core (non-persisted) subject.
+pub fn policy_promoted_live(ns: &str) -> String {
+    format!("{ns}.live.policy.promoted")
+}
+
+/// `<NS>_NOTIFY`: the stream holding public notifications (`<ns>.notify.>`).
+pub fn notify_stream(ns: &str) -> String {
+    format!("{}_NOTIFY", ns.to_ascii_uppercase())
+}
+
+/// `<ns>.notify.>`: the notification stream's subject.
+pub fn all_notifications(ns: &str) -> String {
+    format!("{ns}.notify.>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_a_stable_contract() {
+        assert_eq!(
+            command("gatehouse", "policy", "create"),
+            "gatehouse.cmd.policy.create"
+        );
+        assert_eq!(
+            query("gatehouse", "audit", "log"),
+            "gatehouse.query.audit.log"
+        );
+        assert_eq!(
+            event("gatehouse", "policy", "p1", "PolicyCreated"),
+            "gatehouse.events.policy.p1.PolicyCreated"
+        );
+        assert_eq!(events_stream("gatehouse"), "GATEHOUSE_EVENTS");
+        assert_eq!(dead_letter_stream("t_ab"), "T_AB_DLQ");
+        assert_eq!(projector_consumer("gatehouse", "audit"), "gatehouse_audit");
+        assert_eq!(
+            policy_promoted("gatehouse"),
+            "gatehouse.notify.policy.promoted"
+        );
+        assert_eq!(notify_stream("gatehouse"), "GATEHOUSE_NOTIFY");
+    }
+
+    #[test]
+    fn namespaces_are_lowercase_tokens() {
+        assert!(is_valid_namespace("gatehouse"));
+        assert!(is_valid_namespace("t_0af3"));
+        assert!(!is_valid_namespace("Gate"));
+        assert!(!is_valid_namespace("a.b"));
+        assert!(!is_valid_namespace(""));
+        assert!(!is_valid_namespace("1abc"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Gatehouse's read side: projectors that feed read models in Postgres from the JetStream events
+//! stream, and rebuilds of those read models from the event store.
+//!
+//! Every read model has a projector: a durable pull consumer `<ns>_<model>` on `<NS>_EVENTS`
+//! whose batches commit together with the model's row in `projector_checkpoints`; what it cannot
+//! apply goes to `<NS>_DLQ` on `<ns>.dlq.<consumer>`. The tables come from `migrations/`.
+//!
+//! Layout:
+//! - [`model`]: the [`ReadModel`] trait, [`Tables`], [`ApplyError`].
+//! - [`runtime`]: [`run`], one model's projector role.
+//! - [`settings`]: [`ProjectorSettings`] and the test hooks.
+//! - [`rebuild`](mod@rebuild): [`rebuild()`] a model from `events` into shadow tables, then swap.
+//! - [`audit`]: the `audit` read model (`audit_log`).
+//! - [`policies`]: the `policies` read model (`policies`, `policy_versions`).
+//! - [`dead_letter`]: the dead-letter stream and the headers of a dead letter.
+//! - `batch`, `fallback`, `delivery`, `checkpoint`: one batch through a projector, each message
+//!   on its own when the batch fails, one delivered message, and the checkpoint.
+
+pub mod audit;
+mod batch;
+mod checkpoint;
+pub mod dead_letter;
+mod delivery;
+pub mod error;
+mod fallback;
+pub mod model;
+pub mod policies;
+pub mod rebuild;
+pub mod runtime;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use deadpool_postgres::Pool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use audit::AuditLog;
+pub use error::ProjectorError;
+pub use model::{ApplyError, Interest, ReadModel, Tables};
+pub use policies::Policies;
+pub use rebuild::{rebuild, RebuildReport};
+pub use runtime::run;
+pub use settings::ProjectorSettings;
+#[doc(hidden)]
+pub use settings::{Hook, Hooks};
+
+/// Every read model, in a stable order.
+pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
+    vec![Arc::new(AuditLog), Arc::new(Policies)]
+}
+
+/// The read model called `name` (`audit`, `policies`).
+pub fn read_model(name: &str) -> Option<Arc<dyn ReadModel>> {
+    read_models().into_iter().find(|model| model.name() == name)
+}
+
+/// Runs every read model's projector until `shutdown`. The first one to stop stops the others;
+/// its error (or `Ok` on shutdown) is returned once all have stopped.
+pub async fn run_all(
+    settings: ProjectorSettings,
+    pool: Pool,
+    js: jetstream::Context,
+    shutdown: CancellationToken,
+) -> Result<(), ProjectorError> {
+    let stop = shutdown.child_token();
+    let mut projectors = JoinSet::new();
+    let mut names = HashMap::new();
+    for model in read_models() {
+        let name = model.name();
+        let task = projectors.spawn(run(
+            model,
+            settings.clone(),
+            pool.clone(),
+            js.clone(),
+            stop.clone(),
+        ));
+        names.insert(task.id(), name);
+    }
+    let mut first: Option<Result<(), ProjectorError>> = None;
+    while let Some(joined) = projectors.join_next_with_id().await {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(e) => (
+                e.id(),
+                Err(ProjectorError::Task {
+                    model: "",
+                    source: e,
+                }),
+            ),
+        };
+        let model = names.get(&id).copied().unwrap_or_default();
+        let result = result.map_err(|e| match e {
+            ProjectorError::Task { source, .. } => ProjectorError::Task { model, source },
+            e => e,
+        });
+        if let Err(e) = &result {
+            tracing::error!(error.message = %e, error.cause_chain = ?e, projector = model,
+                "projector failed");
+        }
+        if first.is_none() {
+            tracing::info!(
+                projector = model,
+                "first projector stopped; stopping the others"
+            );
+            stop.cancel();
+            first = Some(result);
+        }
+    }
+    first.unwrap_or(Ok(()))
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# THE command that starts the whole system: the private nats-server and Postgres (unless
+# NATS_URL / DATABASE_URL point elsewhere), a release build of gatehouse, then `gatehouse up` in
+# the foreground (it runs the migrations itself). Ctrl-C stops gatehouse only; the broker and
+# the database keep running until scripts/down.sh. Extra arguments go to `gatehouse up`.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# If something fails before gatehouse runs, don't leave services behind that this run started.
+trap 'rc=$?; if ((rc != 0)); then stop_started; fi' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_nats
+start_postgres
+export_env
+write_env_sh
+
+cd "$REPO"
+cargo build --release -p gatehouse
+bin="$CARGO_TARGET_DIR/release/gatehouse"
+[[ -x "$bin" ]] || die "build finished but $bin is missing"
+
+cat <<INFO
+== gatehouse
+$(describe_services)
+  binary    $bin
+
+Use the CLI from another terminal:
+  source $GATEHOUSE_HOME/env.sh
+  gatehouse policy ...        (i.e. $bin policy ...)
+Stop the broker and database: scripts/down.sh
+
+Starting: gatehouse up $*   (Ctrl-C to stop)
+INFO
+
+trap - EXIT INT TERM
+exec "$bin" up "$@"

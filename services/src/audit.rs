@@ -1,0 +1,178 @@
+//! Audit queries: the audit read model (`audit_log`), and replays straight from the event
+//! store (`events`), including an aggregate's state as of a time.
+
+use cqrs_es::Aggregate;
+use deadpool_postgres::Pool;
+use gatehouse_events::audit::{AuditEntry, AuditLogQuery, Replay, ReplayQuery, MAX_LOG_LIMIT};
+use gatehouse_events::envelope::{Rejection, RejectionCode};
+use gatehouse_events::record::EventRecord;
+use tokio_postgres::types::ToSql;
+
+use crate::gateway::queries::unavailable;
+use crate::gateway::request::bad_request;
+use crate::policy::Policy;
+
+/// Audit rows matching every given filter, oldest first.
+pub async fn log(pg: &Pool, q: AuditLogQuery) -> Result<Vec<AuditEntry>, Rejection> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_LOG_LIMIT {
+        return Err(
+            bad_request(format!("limit must be between 1 and {MAX_LOG_LIMIT}")).with_field("limit"),
+        );
+    }
+    let limit = limit as i64;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    let owned = Filters::from(&q);
+    for (column, op, value) in owned.iter() {
+        params.push(value);
+        clauses.push(format!("{column} {op} ${}", params.len()));
+    }
+    params.push(&limit);
+    let where_clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT position, recorded_at, actor, aggregate_type, aggregate_id, sequence, event_type, command_id, \
+         correlation_id, causation_id, payload FROM audit_log {where_clause} ORDER BY position LIMIT ${}",
+        params.len()
+    );
+    let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let rows = client
+        .query(&sql, &params)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(rows
+        .iter()
+        .map(|r| AuditEntry {
+            position: r.get("position"),
+            recorded_at: r.get("recorded_at"),
+            actor: r.get("actor"),
+            aggregate: r.get("aggregate_type"),
+            aggregate_id: r.get("aggregate_id"),
+            sequence: r.get::<_, i64>("sequence") as u64,
+            event_type: r.get("event_type"),
+            command_id: r.get("command_id"),
+            correlation_id: r.get("correlation_id"),
+            causation_id: r.get("causation_id"),
+            payload: r.get("payload"),
+        })
+        .collect())
+}
+
+/// The owned filter values of an audit query, so SQL parameters can borrow them.
+struct Filters {
+    text: Vec<(&'static str, String)>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    after: Option<i64>,
+}
+
+impl From<&AuditLogQuery> for Filters {
+    fn from(q: &AuditLogQuery) -> Self {
+        let text = [
+            ("aggregate_type", &q.aggregate),
+            ("aggregate_id", &q.aggregate_id),
+            ("actor", &q.actor),
+            ("event_type", &q.event_type),
+        ]
+        .into_iter()
+        .filter_map(|(c, v)| v.clone().map(|v| (c, v)))
+        .collect();
+        Filters {
+            text,
+            since: q.since,
+            until: q.until,
+            after: q.after_position,
+        }
+    }
+}
+
+impl Filters {
+    fn iter(&self) -> Vec<(&'static str, &'static str, &(dyn ToSql + Sync))> {
+        let mut out: Vec<(&'static str, &'static str, &(dyn ToSql + Sync))> = self
+            .text
+            .iter()
+            .map(|(c, v)| (*c, "=", v as &(dyn ToSql + Sync)))
+            .collect();
+        if let Some(t) = &self.since {
+            out.push(("recorded_at", ">=", t));
+        }
+        if let Some(t) = &self.until {
+            out.push(("recorded_at", "<", t));
+        }
+        if let Some(p) = &self.after {
+            out.push(("position", ">", p));
+        }
+        out
+    }
+}
+
+/// One aggregate's history from the event store, and its state after it.
+pub async fn replay(pg: &Pool, q: ReplayQuery) -> Result<Replay, Rejection> {
+    if q.aggregate != Policy::TYPE {
+        return Err(bad_request(format!(
+            "unknown aggregate `{}` (known: policy)",
+            q.aggregate
+        ))
+        .with_field("aggregate"));
+    }
+    let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let rows = client
+        .query(
+            "SELECT global_position, sequence, event_type, event_version, recorded_at, payload, metadata \
+             FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+               AND ($3::timestamptz IS NULL OR recorded_at <= $3) ORDER BY sequence",
+            &[&q.aggregate, &q.aggregate_id, &q.as_of],
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    if rows.is_empty() {
+        let message = match q.as_of {
+            Some(t) => format!("{} `{}` had no events at {t}", q.aggregate, q.aggregate_id),
+            None => format!("{} `{}` does not exist", q.aggregate, q.aggregate_id),
+        };
+        return Err(Rejection::new(RejectionCode::NotFound, message).with_field("aggregate_id"));
+    }
+    let events: Vec<EventRecord> = rows
+        .iter()
+        .map(|r| EventRecord {
+            position: r.get("global_position"),
+            aggregate: q.aggregate.clone(),
+            aggregate_id: q.aggregate_id.clone(),
+            sequence: r.get("sequence"),
+            event_type: r.get("event_type"),
+            event_version: r.get("event_version"),
+            recorded_at: r.get("recorded_at"),
+            payload: r.get("payload"),
+            metadata: r.get("metadata"),
+        })
+        .collect();
+    let state = policy_state(&events)?;
+    Ok(Replay {
+        aggregate: q.aggregate,
+        aggregate_id: q.aggregate_id,
+        as_of: q.as_of,
+        events,
+        state,
+    })
+}
+
+/// Folds policy events into the aggregate's state, as the command side would load it.
+fn policy_state(events: &[EventRecord]) -> Result<serde_json::Value, Rejection> {
+    let mut policy = Policy::default();
+    for e in events {
+        let event = serde_json::from_value(e.payload.clone()).map_err(|err| {
+            Rejection::new(
+                RejectionCode::Internal,
+                format!("event {} cannot be decoded: {err}", e.position),
+            )
+        })?;
+        policy.apply(event);
+    }
+    let mut state = serde_json::to_value(&policy).unwrap_or_default();
+    state["latest_version"] = policy.latest_version().into();
+    Ok(state)
+}

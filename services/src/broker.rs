@@ -1,0 +1,115 @@
+//! NATS connections and the JetStream streams the command side owns.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use gatehouse_events::subjects;
+
+use crate::settings::Settings;
+
+/// A broker failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot connect to NATS at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot create or update stream {name}")]
+    Stream {
+        name: String,
+        #[source]
+        source: jetstream::context::CreateStreamError,
+    },
+}
+
+/// Connects to NATS with the settings' credentials, naming the connection after the role.
+pub async fn connect(settings: &Settings, role: &str) -> Result<async_nats::Client, BrokerError> {
+    let mut options = match (&settings.nats_user, &settings.nats_password) {
+        (Some(user), Some(pass)) => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), pass.clone())
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    options = options
+        .name(format!("gatehouse-{role}"))
+        .request_timeout(Some(settings.request_timeout))
+        // Permission violations reach the client only through this callback: log them.
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::ServerError(e) => {
+                    tracing::warn!(error.message = %e, "nats server error")
+                }
+                other => tracing::debug!(event = %other, "nats connection event"),
+            }
+        });
+    let urls: Vec<String> = settings
+        .nats_url
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .collect();
+    options
+        .connect(urls.as_slice())
+        .await
+        .map_err(|source| BrokerError::Connect {
+            url: settings.nats_url.clone(),
+            source,
+        })
+}
+
+/// A JetStream context whose API calls and PubAcks time out after 10 s.
+pub fn jetstream(client: &async_nats::Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build(client.clone())
+}
+
+/// Creates or updates the events stream: every stored event, in commit order, kept for good.
+pub async fn ensure_events_stream(
+    js: &jetstream::Context,
+    settings: &Settings,
+) -> Result<stream::Info, BrokerError> {
+    let ns = &settings.namespace;
+    let config = stream::Config {
+        name: subjects::events_stream(ns),
+        subjects: vec![subjects::all_events(ns)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        duplicate_window: settings.events_duplicate_window,
+        // The relay reads the last message per subject after a crash (see relay.rs).
+        allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    };
+    create_or_update(js, config).await
+}
+
+/// Creates or updates the notification stream external subscribers consume.
+pub async fn ensure_notify_stream(
+    js: &jetstream::Context,
+    settings: &Settings,
+) -> Result<stream::Info, BrokerError> {
+    let ns = &settings.namespace;
+    let config = stream::Config {
+        name: subjects::notify_stream(ns),
+        subjects: vec![subjects::all_notifications(ns)],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(600),
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    };
+    create_or_update(js, config).await
+}
+
+async fn create_or_update(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Info, BrokerError> {
+    let name = config.name.clone();
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|source| BrokerError::Stream { name, source })
+}

@@ -1,0 +1,90 @@
+//! The `gatehouse` command line: roles (`up`, `gateway`, `relay`, `projector`, `migrate`) and
+//! user commands that talk to a running Gatehouse over NATS like any other client.
+//!
+//! Layout:
+//! - this file: the argument grammar and dispatch.
+//! - [`policy`], [`audit`]: the user commands.
+//! - [`output`]: tables and `--json`.
+
+pub mod audit;
+pub mod output;
+pub mod policy;
+
+use clap::{Parser, Subcommand};
+
+/// Gatehouse: safe, auditable policy change.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+pub struct Cli {
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Who you are: recorded as the actor of every command you send.
+    #[arg(long, global = true, env = "GATEHOUSE_ACTOR")]
+    pub actor: Option<String>,
+    /// The idempotency key of the command (default: a new random id). Reuse it to retry safely.
+    #[arg(long, global = true)]
+    pub command_id: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role in one process (migrations, gateway, relay, projectors) until Ctrl-C.
+    Up,
+    /// Run the command gateway only (start more for scale-out: they share a queue group).
+    Gateway,
+    /// Run the outbox relay only (one is active; others stand by).
+    Relay,
+    /// Run the projectors only (every read model, or the one named).
+    Projector {
+        /// A read model name (`audit`, `policies`); all when omitted.
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Versioned policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Read-model maintenance.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuild a read model from the event store into a fresh table, then swap it in.
+    Rebuild {
+        /// The read model (`audit`, `policies`).
+        name: String,
+    },
+    /// List the read models.
+    List,
+}
+
+impl Cli {
+    /// The actor for commands: `--actor`, else `$GATEHOUSE_ACTOR`, else `$USER`.
+    pub fn actor(&self) -> String {
+        self.actor
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "cli".to_owned())
+    }
+
+    pub fn sender(&self) -> crate::client::Sender {
+        crate::client::Sender {
+            actor: self.actor(),
+            command_id: self
+                .command_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            correlation_id: None,
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! A typed Gatehouse client over NATS: sends commands and queries, decodes replies.
+
+use std::time::Duration;
+
+use async_nats::{Request, RequestErrorKind};
+use gatehouse_events::envelope::{CommandAccepted, CommandRequest, Rejection, Reply};
+use gatehouse_events::subjects;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a request got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Gatehouse answered with a rejection.
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// No gateway is listening on the subject.
+    #[error("no Gatehouse gateway is serving `{0}` (is `gatehouse up` running with the same namespace?)")]
+    NoResponders(String),
+    /// No reply in time: the command may or may not have been executed; retry with the same id.
+    #[error("no reply on `{0}` in time; retry with the same command id")]
+    TimedOut(String),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("undecodable reply: {0}")]
+    Decode(String),
+}
+
+/// A Gatehouse client for one namespace.
+#[derive(Clone)]
+pub struct Client {
+    nats: async_nats::Client,
+    namespace: String,
+    timeout: Duration,
+}
+
+/// Who sends a command and under which idempotency key.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub actor: String,
+    pub command_id: String,
+    pub correlation_id: Option<String>,
+}
+
+impl Client {
+    pub fn new(nats: async_nats::Client, namespace: impl Into<String>, timeout: Duration) -> Self {
+        Client {
+            nats,
+            namespace: namespace.into(),
+            timeout,
+        }
+    }
+
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Sends command `name` (e.g. `draft`) to `aggregate` (e.g. `policy`).
+    pub async fn command<C: Serialize>(
+        &self,
+        aggregate: &str,
+        name: &str,
+        sender: &Sender,
+        command: C,
+    ) -> Result<CommandAccepted, ClientError> {
+        let request = CommandRequest {
+            command_id: sender.command_id.clone(),
+            actor: sender.actor.clone(),
+            correlation_id: sender.correlation_id.clone(),
+            causation_id: None,
+            command,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.send_raw(&subjects::command(&self.namespace, aggregate, name), body)
+            .await
+    }
+
+    /// Sends query `name` (e.g. `versions`) to `model` (e.g. `policy`).
+    pub async fn query<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        model: &str,
+        name: &str,
+        query: &Q,
+    ) -> Result<R, ClientError> {
+        let body = serde_json::to_vec(query).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.send_raw(&subjects::query(&self.namespace, model, name), body)
+            .await
+    }
+
+    /// Sends raw bytes to `subject` and decodes the reply.
+    pub async fn send_raw<R: DeserializeOwned>(
+        &self,
+        subject: &str,
+        body: Vec<u8>,
+    ) -> Result<R, ClientError> {
+        let request = Request::new()
+            .payload(body.into())
+            .timeout(Some(self.timeout));
+        let reply = self
+            .nats
+            .send_request(subject.to_owned(), request)
+            .await
+            .map_err(|e| match e.kind() {
+                RequestErrorKind::NoResponders => ClientError::NoResponders(subject.to_owned()),
+                RequestErrorKind::TimedOut => ClientError::TimedOut(subject.to_owned()),
+                _ => ClientError::Transport(e.to_string()),
+            })?;
+        let reply: Reply<R> = serde_json::from_slice(&reply.payload)
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        reply.into_result().map_err(ClientError::Rejected)
+    }
+}

@@ -1,0 +1,160 @@
+//! Command execution: parse, execute on the aggregate's store, map the outcome to a reply.
+
+use chrono::Utc;
+use gatehouse_events::envelope::{CommandAccepted, Rejection, RejectionCode};
+use gatehouse_events::policy::{CreatePolicy, DraftVersion, PolicyEvent, RestoreVersion};
+use serde_json::json;
+
+use super::request::{self, Parsed};
+use crate::policy::{Policy, PolicyCommand, PolicyError};
+use crate::store::{CommandError, CommandTarget, Store};
+
+/// The stores of every aggregate that takes commands.
+pub struct Commands {
+    policies: Store<Policy>,
+}
+
+impl Commands {
+    pub fn new(sqlx: sqlx::PgPool, pg: deadpool_postgres::Pool) -> Self {
+        Commands {
+            policies: Store::new(sqlx, pg),
+        }
+    }
+
+    /// Executes the command `name` (e.g. `policy.draft`) sent on `subject`.
+    pub async fn handle(
+        &self,
+        _namespace: &str,
+        name: &str,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<CommandAccepted, Rejection> {
+        match name {
+            "policy.create" => {
+                let Parsed { context, command } =
+                    request::command::<CreatePolicy>(subject, name, payload)?;
+                let id = command.policy_id.clone();
+                let cmd = PolicyCommand::Create {
+                    policy_id: command.policy_id,
+                    name: command.name,
+                    description: command.description,
+                    attributes: command.attributes,
+                    actor: context.actor.clone(),
+                    at: Utc::now(),
+                };
+                self.policies
+                    .execute(&context, &id, cmd)
+                    .await
+                    .map_err(policy_rejection)
+            }
+            "policy.draft" => {
+                let Parsed { context, command } =
+                    request::command::<DraftVersion>(subject, name, payload)?;
+                let cmd = PolicyCommand::Draft {
+                    rules: command.rules,
+                    notes: command.notes,
+                    author: context.actor.clone(),
+                    at: Utc::now(),
+                };
+                self.policies
+                    .execute(&context, &command.policy_id, cmd)
+                    .await
+                    .map_err(policy_rejection)
+            }
+            "policy.restore" => {
+                let Parsed { context, command } =
+                    request::command::<RestoreVersion>(subject, name, payload)?;
+                let cmd = PolicyCommand::Restore {
+                    version: command.version,
+                    notes: command.notes,
+                    author: context.actor.clone(),
+                    at: Utc::now(),
+                };
+                self.policies
+                    .execute(&context, &command.policy_id, cmd)
+                    .await
+                    .map_err(policy_rejection)
+            }
+            other => Err(Rejection::new(
+                RejectionCode::BadRequest,
+                format!("unknown command `{other}`"),
+            )),
+        }
+    }
+}
+
+impl CommandTarget for Policy {
+    fn reply_detail(aggregate_id: &str, events: &[serde_json::Value]) -> serde_json::Value {
+        let version =
+            events.iter().rev().find_map(|e| {
+                match serde_json::from_value::<PolicyEvent>(e.clone()).ok()? {
+                    PolicyEvent::PolicyVersionDrafted(d) => Some(d.version),
+                    _ => None,
+                }
+            });
+        match version {
+            Some(v) => json!({"policy_id": aggregate_id, "version": v}),
+            None => json!({"policy_id": aggregate_id}),
+        }
+    }
+}
+
+/// The wire rejection for a failed policy command.
+fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
+    let domain = match error {
+        CommandError::Rejected(e) => e,
+        other => return infrastructure_rejection(other),
+    };
+    let message = domain.to_string();
+    match domain {
+        PolicyError::AlreadyExists(_) => {
+            Rejection::new(RejectionCode::AlreadyExists, message).with_field("command.policy_id")
+        }
+        PolicyError::NotFound => {
+            Rejection::new(RejectionCode::NotFound, message).with_field("command.policy_id")
+        }
+        PolicyError::InvalidField(f) => {
+            Rejection::new(RejectionCode::BadRequest, message).with_field(f.field)
+        }
+        PolicyError::InvalidRules(errors) => {
+            let field = errors
+                .first()
+                .map(|e| format!("command.rules.{}", e.location));
+            let details = errors
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or_default())
+                .collect();
+            let rejection =
+                Rejection::new(RejectionCode::InvalidRules, message).with_details(details);
+            match field {
+                Some(f) => rejection.with_field(f),
+                None => rejection,
+            }
+        }
+        PolicyError::VersionNotFound(_) => {
+            Rejection::new(RejectionCode::VersionNotFound, message).with_field("command.version")
+        }
+        PolicyError::RestoreUnchanged { .. } => {
+            Rejection::new(RejectionCode::Unchanged, message).with_field("command.version")
+        }
+    }
+}
+
+/// Rejections every aggregate shares: idempotency, conflicts, infrastructure.
+pub fn infrastructure_rejection<E: std::error::Error>(error: CommandError<E>) -> Rejection {
+    match error {
+        CommandError::Rejected(e) => Rejection::new(RejectionCode::InvalidState, e.to_string()),
+        CommandError::IdempotencyConflict(_) => {
+            Rejection::new(RejectionCode::IdempotencyConflict, error.to_string())
+                .with_field("command_id")
+        }
+        CommandError::Conflict => Rejection::new(RejectionCode::Conflict, error.to_string()),
+        CommandError::Store(detail) => {
+            tracing::error!(error.message = %detail, "event store failure");
+            Rejection::new(
+                RejectionCode::Unavailable,
+                "the event store is unavailable; retry with the same command_id",
+            )
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The `gatehouse` binary: reads settings, sets up tracing, runs the chosen command.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use gatehouse::cli::{Cli, Command, ProjectionsCommand};
+use gatehouse::client::{Client, ClientError};
+use gatehouse::settings::Settings;
+use gatehouse::{broker, cli, db, gateway, relay, roles};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(is_role(&cli.command));
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::from_env().context("cannot read settings")?;
+    let shutdown = CancellationToken::new();
+    if is_role(&cli.command) {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+            token.cancel();
+        });
+        #[cfg(unix)]
+        {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                if let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    term.recv().await;
+                    token.cancel();
+                }
+            });
+        }
+    }
+    match &cli.command {
+        Command::Up => roles::up(settings, shutdown).await?,
+        Command::Gateway => gateway::run(settings, shutdown).await?,
+        Command::Relay => relay::run(settings, shutdown).await?,
+        Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
+        Command::Migrate => db::migrate(&settings.database_url).await?,
+        Command::Projections(ProjectionsCommand::List) => {
+            for model in gatehouse_projections::read_models() {
+                println!("{}", model.name());
+            }
+        }
+        Command::Projections(ProjectionsCommand::Rebuild { name }) => {
+            let model = gatehouse_projections::read_model(name)
+                .with_context(|| format!("unknown read model `{name}`"))?;
+            let pg = db::pool(&settings.database_url, 2)?;
+            let report = gatehouse_projections::rebuild(model.as_ref(), &pg, 5_000).await?;
+            println!("{report}");
+        }
+        Command::Policy(cmd) => cli::policy::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::Audit(cmd) => cli::audit::run(&cli, cmd, &client(&settings).await?).await?,
+    }
+    Ok(())
+}
+
+async fn client(settings: &Settings) -> anyhow::Result<Client> {
+    let nats = broker::connect(settings, "cli").await?;
+    Ok(Client::new(
+        nats,
+        settings.namespace.clone(),
+        Duration::from_secs(15),
+    ))
+}
+
+fn is_role(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Up
+            | Command::Gateway
+            | Command::Relay
+            | Command::Projector { .. }
+            | Command::Migrate
+    )
+}
+
+/// Prints an error for a person and picks the exit code: 1 rejected, 3 unreachable, 2 other.
+fn report(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Rejected(r)) => {
+            eprintln!("error [{}]: {}", r.code.as_str(), r.message);
+            if let Some(field) = &r.field {
+                eprintln!("  field: {field}");
+            }
+            for d in &r.details {
+                eprintln!(
+                    "  - {}",
+                    d.get("message")
+                        .and_then(|m| m.as_str())
+                        .map_or_else(|| d.to_string(), str::to_owned)
+                );
+            }
+            ExitCode::from(1)
+        }
+        Some(other @ (ClientError::NoResponders(_) | ClientError::TimedOut(_))) => {
+            eprintln!("error: {other}");
+            ExitCode::from(3)
+        }
+        _ => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(role: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if role { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,556 @@
+//! The `policy` aggregate: a policy's declared attribute schema and its immutable versions.
+//!
+//! Stream: `events` rows with `aggregate_type = 'policy'`, one stream per policy id.
+//! Commands: [`PolicyCommand`]; events: [`PolicyEvent`]. Only a promotion (a later slice) may
+//! change the active version.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use gatehouse_events::policy::{
+    PolicyCreated, PolicyEvent, PolicyVersionDrafted, AGGREGATE, MAX_ATTRIBUTES, MAX_NAME_LEN,
+    MAX_NOTES_LEN,
+};
+use gatehouse_events::rules::{AttributeSchema, RulesDocument};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::validation::{self, FieldError};
+
+/// A command to the policy aggregate, with the context the gateway adds (actor, time).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyCommand {
+    Create {
+        policy_id: String,
+        name: String,
+        description: String,
+        attributes: AttributeSchema,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    Draft {
+        rules: RulesDocument,
+        notes: String,
+        author: String,
+        at: DateTime<Utc>,
+    },
+    Restore {
+        version: u32,
+        notes: String,
+        author: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Why the policy aggregate refused a command.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    /// `create` on a policy id that exists.
+    #[error("policy `{0}` already exists")]
+    AlreadyExists(String),
+    /// Any command but `create` on a policy id that does not exist.
+    #[error("policy does not exist")]
+    NotFound,
+    /// A field of the command breaks its format or size rule.
+    #[error("{0}")]
+    InvalidField(FieldError),
+    /// The rules document failed validation; every problem is listed.
+    #[error("the rules document is invalid: {}", .0.first().map(|e| e.message.as_str()).unwrap_or("?"))]
+    InvalidRules(Vec<gatehouse_rules::RuleError>),
+    /// `restore` of a version that does not exist.
+    #[error("policy version {0} does not exist")]
+    VersionNotFound(u32),
+    /// `restore` whose rules equal the latest version's.
+    #[error(
+        "version {restored} has the same rules as the latest version {latest}: nothing to restore"
+    )]
+    RestoreUnchanged { restored: u32, latest: u32 },
+}
+
+/// One stored version, as the aggregate needs it (restore copies its rules).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredVersion {
+    pub version: u32,
+    pub rules: RulesDocument,
+    pub rules_hash: String,
+    pub author: String,
+    pub drafted_at: DateTime<Utc>,
+    pub restored_from: Option<u32>,
+}
+
+/// The state of one policy, folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub policy_id: Option<String>,
+    pub name: String,
+    pub description: String,
+    pub attributes: AttributeSchema,
+    pub versions: Vec<StoredVersion>,
+    /// `None` until a promotion.
+    pub active_version: Option<u32>,
+}
+
+impl Policy {
+    /// The latest version number, 0 before the first draft.
+    pub fn latest_version(&self) -> u32 {
+        self.versions.last().map_or(0, |v| v.version)
+    }
+
+    fn version(&self, n: u32) -> Option<&StoredVersion> {
+        self.versions.iter().find(|v| v.version == n)
+    }
+
+    fn create(&self, cmd: Create) -> Result<PolicyEvent, PolicyError> {
+        if let Some(id) = &self.policy_id {
+            return Err(PolicyError::AlreadyExists(id.clone()));
+        }
+        validation::policy_id(&cmd.policy_id).map_err(PolicyError::InvalidField)?;
+        validation::text("command.name", &cmd.name, 1, MAX_NAME_LEN)
+            .map_err(PolicyError::InvalidField)?;
+        validation::text("command.description", &cmd.description, 0, MAX_NOTES_LEN)
+            .map_err(PolicyError::InvalidField)?;
+        validation::attributes(&cmd.attributes, MAX_ATTRIBUTES)
+            .map_err(PolicyError::InvalidField)?;
+        Ok(PolicyEvent::PolicyCreated(PolicyCreated {
+            policy_id: cmd.policy_id,
+            name: cmd.name,
+            description: cmd.description,
+            attributes: cmd.attributes,
+            created_by: cmd.actor,
+            created_at: cmd.at,
+        }))
+    }
+
+    fn draft(
+        &self,
+        rules: RulesDocument,
+        notes: String,
+        author: String,
+        at: DateTime<Utc>,
+    ) -> Result<PolicyEvent, PolicyError> {
+        self.require_exists()?;
+        validation::text("command.notes", &notes, 0, MAX_NOTES_LEN)
+            .map_err(PolicyError::InvalidField)?;
+        gatehouse_rules::validate(&rules, &self.attributes).map_err(PolicyError::InvalidRules)?;
+        Ok(self.next_version(rules, notes, author, at, None))
+    }
+
+    fn restore(
+        &self,
+        version: u32,
+        notes: String,
+        author: String,
+        at: DateTime<Utc>,
+    ) -> Result<PolicyEvent, PolicyError> {
+        self.require_exists()?;
+        validation::text("command.notes", &notes, 0, MAX_NOTES_LEN)
+            .map_err(PolicyError::InvalidField)?;
+        let restored = self
+            .version(version)
+            .ok_or(PolicyError::VersionNotFound(version))?;
+        let latest = self
+            .versions
+            .last()
+            .ok_or(PolicyError::VersionNotFound(version))?;
+        if restored.rules_hash == latest.rules_hash {
+            return Err(PolicyError::RestoreUnchanged {
+                restored: version,
+                latest: latest.version,
+            });
+        }
+        let notes = if notes.is_empty() {
+            format!("restore of version {version}")
+        } else {
+            notes
+        };
+        Ok(self.next_version(restored.rules.clone(), notes, author, at, Some(version)))
+    }
+
+    fn next_version(
+        &self,
+        rules: RulesDocument,
+        notes: String,
+        author: String,
+        drafted_at: DateTime<Utc>,
+        restored_from: Option<u32>,
+    ) -> PolicyEvent {
+        PolicyEvent::PolicyVersionDrafted(PolicyVersionDrafted {
+            version: self.latest_version() + 1,
+            rules_hash: rules_hash(&rules),
+            rules,
+            notes,
+            author,
+            restored_from,
+            drafted_at,
+        })
+    }
+
+    fn require_exists(&self) -> Result<(), PolicyError> {
+        self.policy_id
+            .as_ref()
+            .map(|_| ())
+            .ok_or(PolicyError::NotFound)
+    }
+}
+
+/// The fields of a `create`, gathered so `create` reads as one step.
+struct Create {
+    policy_id: String,
+    name: String,
+    description: String,
+    attributes: AttributeSchema,
+    actor: String,
+    at: DateTime<Utc>,
+}
+
+/// SHA-256 (hex) of the rules document's JSON, whose field order serde fixes.
+pub fn rules_hash(rules: &RulesDocument) -> String {
+    let json = serde_json::to_vec(rules).unwrap_or_default();
+    hex::encode(Sha256::digest(json))
+}
+
+impl Aggregate for Policy {
+    const TYPE: &'static str = AGGREGATE;
+    type Command = PolicyCommand;
+    type Event = PolicyEvent;
+    type Error = PolicyError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = match command {
+            PolicyCommand::Create {
+                policy_id,
+                name,
+                description,
+                attributes,
+                actor,
+                at,
+            } => self.create(Create {
+                policy_id,
+                name,
+                description,
+                attributes,
+                actor,
+                at,
+            })?,
+            PolicyCommand::Draft {
+                rules,
+                notes,
+                author,
+                at,
+            } => self.draft(rules, notes, author, at)?,
+            PolicyCommand::Restore {
+                version,
+                notes,
+                author,
+                at,
+            } => self.restore(version, notes, author, at)?,
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            PolicyEvent::PolicyCreated(e) => {
+                self.policy_id = Some(e.policy_id);
+                self.name = e.name;
+                self.description = e.description;
+                self.attributes = e.attributes;
+            }
+            PolicyEvent::PolicyVersionDrafted(e) => self.versions.push(StoredVersion {
+                version: e.version,
+                rules: e.rules,
+                rules_hash: e.rules_hash,
+                author: e.author,
+                drafted_at: e.drafted_at,
+                restored_from: e.restored_from,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+    use gatehouse_events::rules::{Decision, Rule};
+    use serde_json::json;
+
+    type PolicyTest = TestFramework<Policy>;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    fn schema() -> AttributeSchema {
+        serde_json::from_value(json!({"kind": "string", "quality": "double"})).unwrap()
+    }
+
+    fn rules(threshold: f64) -> RulesDocument {
+        RulesDocument {
+            rules: vec![Rule {
+                id: "low-quality".into(),
+                condition: format!("quality < {threshold:?}"),
+                decision: Decision::Deny,
+                reason: "low quality".into(),
+            }],
+            default_decision: Decision::Allow,
+            default_reason: "default".into(),
+            score: "quality * 10.0".into(),
+        }
+    }
+
+    fn created() -> PolicyEvent {
+        PolicyEvent::PolicyCreated(PolicyCreated {
+            policy_id: "media".into(),
+            name: "Media".into(),
+            description: String::new(),
+            attributes: schema(),
+            created_by: "alice".into(),
+            created_at: at(),
+        })
+    }
+
+    fn drafted(
+        version: u32,
+        rules: RulesDocument,
+        restored_from: Option<u32>,
+        notes: &str,
+    ) -> PolicyEvent {
+        PolicyEvent::PolicyVersionDrafted(PolicyVersionDrafted {
+            version,
+            rules_hash: rules_hash(&rules),
+            rules,
+            notes: notes.into(),
+            author: "bob".into(),
+            restored_from,
+            drafted_at: at(),
+        })
+    }
+
+    fn create(policy_id: &str, attributes: AttributeSchema) -> PolicyCommand {
+        PolicyCommand::Create {
+            policy_id: policy_id.into(),
+            name: "Media".into(),
+            description: String::new(),
+            attributes,
+            actor: "alice".into(),
+            at: at(),
+        }
+    }
+
+    fn draft(rules: RulesDocument) -> PolicyCommand {
+        PolicyCommand::Draft {
+            rules,
+            notes: "tighten".into(),
+            author: "bob".into(),
+            at: at(),
+        }
+    }
+
+    fn restore(version: u32) -> PolicyCommand {
+        PolicyCommand::Restore {
+            version,
+            notes: String::new(),
+            author: "bob".into(),
+            at: at(),
+        }
+    }
+
+    #[tokio::test]
+    async fn create_records_the_policy_with_its_schema() {
+        PolicyTest::with(())
+            .given_no_previous_events()
+            .when_async(create("media", schema()))
+            .await
+            .then_expect_events(vec![created()]);
+    }
+
+    #[tokio::test]
+    async fn create_is_rejected_when_the_policy_exists() {
+        PolicyTest::with(())
+            .given(vec![created()])
+            .when_async(create("media", schema()))
+            .await
+            .then_expect_error(PolicyError::AlreadyExists("media".into()));
+    }
+
+    #[tokio::test]
+    async fn create_is_rejected_for_an_invalid_policy_id() {
+        let result = PolicyTest::with(())
+            .given_no_previous_events()
+            .when_async(create("Media!", schema()))
+            .await;
+        assert!(
+            matches!(result.inspect_result(), Err(PolicyError::InvalidField(f)) if f.field == "command.policy_id")
+        );
+    }
+
+    #[tokio::test]
+    async fn create_is_rejected_for_an_invalid_attribute_name() {
+        let bad: AttributeSchema = serde_json::from_value(json!({"not-ident": "int"})).unwrap();
+        let result = PolicyTest::with(())
+            .given_no_previous_events()
+            .when_async(create("media", bad))
+            .await;
+        assert!(matches!(
+            result.inspect_result(),
+            Err(PolicyError::InvalidField(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_first_draft_becomes_version_1() {
+        PolicyTest::with(())
+            .given(vec![created()])
+            .when_async(draft(rules(0.4)))
+            .await
+            .then_expect_events(vec![drafted(1, rules(0.4), None, "tighten")]);
+    }
+
+    #[tokio::test]
+    async fn a_draft_follows_the_latest_version() {
+        PolicyTest::with(())
+            .given(vec![
+                created(),
+                drafted(1, rules(0.4), None, "a"),
+                drafted(2, rules(0.5), None, "b"),
+            ])
+            .when_async(draft(rules(0.6)))
+            .await
+            .then_expect_events(vec![drafted(3, rules(0.6), None, "tighten")]);
+    }
+
+    #[tokio::test]
+    async fn a_draft_is_rejected_when_the_policy_does_not_exist() {
+        PolicyTest::with(())
+            .given_no_previous_events()
+            .when_async(draft(rules(0.4)))
+            .await
+            .then_expect_error(PolicyError::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_draft_with_an_unknown_attribute_is_rejected_and_records_nothing() {
+        let mut bad = rules(0.4);
+        bad.rules[0].condition = "colour == 'red'".into();
+        let result = PolicyTest::with(())
+            .given(vec![created()])
+            .when_async(draft(bad))
+            .await;
+        match result.inspect_result() {
+            Err(PolicyError::InvalidRules(errors)) => {
+                assert!(
+                    errors.iter().any(|e| e.message.contains("colour")),
+                    "{errors:?}"
+                )
+            }
+            other => panic!("expected invalid rules, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_draft_with_a_syntax_error_is_rejected() {
+        let mut bad = rules(0.4);
+        bad.rules[0].condition = "quality <".into();
+        let result = PolicyTest::with(())
+            .given(vec![created()])
+            .when_async(draft(bad))
+            .await;
+        assert!(matches!(
+            result.inspect_result(),
+            Err(PolicyError::InvalidRules(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_draft_with_overlong_notes_is_rejected() {
+        let cmd = PolicyCommand::Draft {
+            rules: rules(0.4),
+            notes: "x".repeat(MAX_NOTES_LEN + 1),
+            author: "b".into(),
+            at: at(),
+        };
+        let result = PolicyTest::with(())
+            .given(vec![created()])
+            .when_async(cmd)
+            .await;
+        assert!(
+            matches!(result.inspect_result(), Err(PolicyError::InvalidField(f)) if f.field == "command.notes")
+        );
+    }
+
+    #[tokio::test]
+    async fn restore_copies_an_earlier_version_into_a_new_one() {
+        PolicyTest::with(())
+            .given(vec![
+                created(),
+                drafted(1, rules(0.4), None, "a"),
+                drafted(2, rules(0.5), None, "b"),
+            ])
+            .when_async(restore(1))
+            .await
+            .then_expect_events(vec![drafted(
+                3,
+                rules(0.4),
+                Some(1),
+                "restore of version 1",
+            )]);
+    }
+
+    #[tokio::test]
+    async fn restore_identical_to_the_latest_version_is_rejected() {
+        PolicyTest::with(())
+            .given(vec![
+                created(),
+                drafted(1, rules(0.4), None, "a"),
+                drafted(2, rules(0.5), None, "b"),
+                drafted(3, rules(0.4), Some(1), "c"),
+            ])
+            .when_async(restore(1))
+            .await
+            .then_expect_error(PolicyError::RestoreUnchanged {
+                restored: 1,
+                latest: 3,
+            });
+    }
+
+    #[tokio::test]
+    async fn restore_of_a_missing_version_is_rejected() {
+        PolicyTest::with(())
+            .given(vec![created(), drafted(1, rules(0.4), None, "a")])
+            .when_async(restore(7))
+            .await
+            .then_expect_error(PolicyError::VersionNotFound(7));
+    }
+
+    #[tokio::test]
+    async fn restore_on_a_missing_policy_is_rejected() {
+        PolicyTest::with(())
+            .given_no_previous_events()
+            .when_async(restore(1))
+            .await
+            .then_expect_error(PolicyError::NotFound);
+    }
+
+    #[test]
+    fn apply_tracks_versions_and_leaves_the_active_version_unset() {
+        let mut p = Policy::default();
+        p.apply(created());
+        p.apply(drafted(1, rules(0.4), None, "a"));
+        assert_eq!(p.latest_version(), 1);
+        assert_eq!(p.active_version, None);
+    }
+
+    #[test]
+    fn equal_rules_have_equal_hashes() {
+        assert_eq!(rules_hash(&rules(0.4)), rules_hash(&rules(0.4)));
+        assert_ne!(rules_hash(&rules(0.4)), rules_hash(&rules(0.5)));
+    }
+}

@@ -1,0 +1,89 @@
+//! Typed settings for every role, read from the environment with documented defaults.
+
+use std::time::Duration;
+
+use gatehouse_events::subjects;
+
+/// Everything a Gatehouse process needs to know, one per process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: the Postgres database holding the event store and read models.
+    pub database_url: String,
+    /// `NATS_URL`: one or more comma-separated NATS server URLs.
+    pub nats_url: String,
+    /// `NATS_USER` / `NATS_PASSWORD`: the credentials (async-nats ignores credentials in URLs).
+    pub nats_user: Option<String>,
+    pub nats_password: Option<String>,
+    /// `GATEHOUSE_NAMESPACE`: prefix of every subject and stream (default `gatehouse`).
+    pub namespace: String,
+    /// `GATEHOUSE_DB_POOL`: connections per pool (default 16).
+    pub db_pool_size: usize,
+    /// `GATEHOUSE_REQUEST_TIMEOUT_MS`: how long a client waits for a reply (default 10 s).
+    pub request_timeout: Duration,
+    /// `GATEHOUSE_MAX_INFLIGHT`: concurrent requests one gateway instance handles (default 256).
+    pub max_inflight: usize,
+    /// `GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S`: the events stream's dedupe window (default 600 s).
+    pub events_duplicate_window: Duration,
+}
+
+impl Settings {
+    /// Reads the settings from the environment; `DATABASE_URL` and `NATS_URL` are required.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let required = |k: &'static str| var(k).ok_or(SettingsError::Missing(k));
+        let number = |k: &'static str, default: u64| -> Result<u64, SettingsError> {
+            var(k).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| SettingsError::Invalid(k, v))
+            })
+        };
+        let namespace =
+            var("GATEHOUSE_NAMESPACE").unwrap_or_else(|| subjects::DEFAULT_NAMESPACE.into());
+        if !subjects::is_valid_namespace(&namespace) {
+            return Err(SettingsError::Invalid("GATEHOUSE_NAMESPACE", namespace));
+        }
+        Ok(Settings {
+            database_url: required("DATABASE_URL")?,
+            nats_url: required("NATS_URL")?,
+            nats_user: var("NATS_USER"),
+            nats_password: var("NATS_PASSWORD"),
+            namespace,
+            db_pool_size: number("GATEHOUSE_DB_POOL", 16)? as usize,
+            request_timeout: Duration::from_millis(number("GATEHOUSE_REQUEST_TIMEOUT_MS", 10_000)?),
+            max_inflight: number("GATEHOUSE_MAX_INFLIGHT", 256)? as usize,
+            events_duplicate_window: Duration::from_secs(number(
+                "GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S",
+                600,
+            )?),
+        })
+    }
+
+    /// Settings with defaults for the given URLs (tests change only what they need).
+    pub fn new(
+        database_url: impl Into<String>,
+        nats_url: impl Into<String>,
+        namespace: impl Into<String>,
+    ) -> Self {
+        Settings {
+            database_url: database_url.into(),
+            nats_url: nats_url.into(),
+            nats_user: None,
+            nats_password: None,
+            namespace: namespace.into(),
+            db_pool_size: 16,
+            request_timeout: Duration::from_secs(10),
+            max_inflight: 256,
+            events_duplicate_window: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why the settings could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    /// A variable holds a value of the wrong form.
+    #[error("environment variable {0} has an invalid value `{1}`")]
+    Invalid(&'static str, String),
+}

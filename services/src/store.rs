@@ -1,0 +1,252 @@
+//! The event store: postgres-es in pure event-store mode, with our own executor.
+//!
+//! cqrs-es's `execute` returns `()` and never retries; this executor returns the committed
+//! envelopes, retries optimistic-concurrency conflicts a bounded number of times, and answers a
+//! repeated `command_id` from the durable `command_log` (filled by the `events` trigger in the
+//! writing transaction) instead of executing again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{
+    Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore as _,
+};
+use deadpool_postgres::Pool;
+use gatehouse_events::envelope::{CommandAccepted, RecordedEvent};
+use gatehouse_events::metadata;
+use postgres_es::PostgresEventRepository;
+use rand::Rng;
+
+/// How often a command is retried after an optimistic-concurrency conflict.
+pub const MAX_ATTEMPTS: u32 = 6;
+
+/// The SQLSTATE the `events` trigger raises when a command id was recorded by another transaction.
+const COMMAND_ID_TAKEN: &str = "GH001";
+
+/// Who sent a command and how to recognise it again: becomes every event's metadata.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub command_id: String,
+    pub actor: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    /// e.g. `policy.draft`.
+    pub command_type: String,
+    /// SHA-256 of the subject and the canonical command body.
+    pub request_hash: String,
+}
+
+impl CommandContext {
+    fn metadata(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (metadata::COMMAND_ID.to_owned(), self.command_id.clone()),
+            (metadata::ACTOR.to_owned(), self.actor.clone()),
+            (
+                metadata::CORRELATION_ID.to_owned(),
+                self.correlation_id.clone(),
+            ),
+            (metadata::CAUSATION_ID.to_owned(), self.causation_id.clone()),
+            (metadata::COMMAND_TYPE.to_owned(), self.command_type.clone()),
+            (metadata::REQUEST_HASH.to_owned(), self.request_hash.clone()),
+        ])
+    }
+}
+
+/// Why a command was not executed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Rejected(E),
+    /// The command id was used before for a different request.
+    #[error("command_id `{0}` was already used for a different request")]
+    IdempotencyConflict(String),
+    /// Conflicts persisted after every retry.
+    #[error("the aggregate kept changing concurrently; retry with the same command_id")]
+    Conflict,
+    /// The database failed.
+    #[error("event store failure: {0}")]
+    Store(String),
+}
+
+/// The aggregates the gateway can execute commands on.
+pub trait CommandTarget: Aggregate<Services = ()> {
+    /// Command-specific facts for the reply, from the events the command recorded (JSON).
+    fn reply_detail(aggregate_id: &str, events: &[serde_json::Value]) -> serde_json::Value;
+}
+
+/// The event store of one aggregate type, with the read side of the command log.
+pub struct Store<A: Aggregate> {
+    events: PersistedEventStore<PostgresEventRepository, A>,
+    pg: Pool,
+}
+
+impl<A> Store<A>
+where
+    A: CommandTarget,
+    A::Command: Clone,
+{
+    pub fn new(sqlx_pool: sqlx::PgPool, pg: Pool) -> Self {
+        let repo = PostgresEventRepository::new(sqlx_pool);
+        Store {
+            events: PersistedEventStore::new_event_store(repo),
+            pg,
+        }
+    }
+
+    /// Executes `command` on aggregate `id` once, however often it is sent with the same id.
+    pub async fn execute(
+        &self,
+        ctx: &CommandContext,
+        id: &str,
+        command: A::Command,
+    ) -> Result<CommandAccepted, CommandError<A::Error>> {
+        // The common path costs no lookup: the trigger refuses a recorded command id (GH001),
+        // and a refusal or rejection is checked against the log before it is answered.
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.execute_once(id, command.clone(), ctx.metadata()).await {
+                Ok(envelopes) => return Ok(accepted::<A>(ctx, id, &envelopes)),
+                Err(AggregateError::UserError(e)) => {
+                    return match self.recorded(ctx).await? {
+                        Some(done) => Ok(done),
+                        None => Err(CommandError::Rejected(e)),
+                    }
+                }
+                Err(AggregateError::AggregateConflict) => backoff(attempt).await,
+                Err(AggregateError::UnexpectedError(e))
+                    if has_sqlstate(e.as_ref(), COMMAND_ID_TAKEN) =>
+                {
+                    if let Some(done) = self.recorded(ctx).await? {
+                        return Ok(done);
+                    }
+                }
+                Err(e) => return Err(CommandError::Store(e.to_string())),
+            }
+        }
+        match self.recorded(ctx).await? {
+            Some(done) => Ok(done),
+            None => Err(CommandError::Conflict),
+        }
+    }
+
+    async fn execute_once(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let mut context = self.events.load_aggregate(id).await?;
+        let sink = EventSink::<A>::default();
+        context
+            .aggregate()
+            .handle(command, &(), &sink)
+            .await
+            .map_err(AggregateError::UserError)?;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.events.commit(events, context, metadata).await
+    }
+
+    /// The stored outcome of an earlier request with this command id, if any.
+    async fn recorded(
+        &self,
+        ctx: &CommandContext,
+    ) -> Result<Option<CommandAccepted>, CommandError<A::Error>> {
+        let store = |e: tokio_postgres::Error| CommandError::Store(e.to_string());
+        let client = self
+            .pg
+            .get()
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        let row = client
+            .query_opt(
+                "SELECT request_hash, aggregate_type, aggregate_id, first_sequence, last_sequence \
+                 FROM command_log WHERE command_id = $1",
+                &[&ctx.command_id],
+            )
+            .await
+            .map_err(store)?;
+        let Some(row) = row else { return Ok(None) };
+        let (hash, aggregate, id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        if hash != ctx.request_hash || aggregate != A::TYPE {
+            return Err(CommandError::IdempotencyConflict(ctx.command_id.clone()));
+        }
+        let rows = client
+            .query(
+                "SELECT sequence, event_type, payload FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence BETWEEN $3 AND $4 ORDER BY sequence",
+                &[&aggregate, &id, &row.get::<_, i64>(3), &row.get::<_, i64>(4)],
+            )
+            .await
+            .map_err(store)?;
+        let events = rows
+            .iter()
+            .map(|r| RecordedEvent {
+                sequence: r.get::<_, i64>(0) as u64,
+                event_type: r.get(1),
+            })
+            .collect::<Vec<_>>();
+        let payloads: Vec<serde_json::Value> = rows.iter().map(|r| r.get(2)).collect();
+        Ok(Some(CommandAccepted {
+            command_id: ctx.command_id.clone(),
+            aggregate: aggregate.clone(),
+            sequence: events.last().map_or(0, |e| e.sequence),
+            detail: A::reply_detail(&id, &payloads),
+            aggregate_id: id,
+            events,
+            duplicate: true,
+        }))
+    }
+}
+
+fn accepted<A: CommandTarget>(
+    ctx: &CommandContext,
+    id: &str,
+    envelopes: &[EventEnvelope<A>],
+) -> CommandAccepted {
+    let payloads: Vec<serde_json::Value> = envelopes
+        .iter()
+        .map(|e| serde_json::to_value(&e.payload).unwrap_or_default())
+        .collect();
+    CommandAccepted {
+        command_id: ctx.command_id.clone(),
+        aggregate: A::TYPE.to_owned(),
+        aggregate_id: id.to_owned(),
+        sequence: envelopes.last().map_or(0, |e| e.sequence as u64),
+        events: envelopes
+            .iter()
+            .map(|e| RecordedEvent {
+                sequence: e.sequence as u64,
+                event_type: e.payload.event_type(),
+            })
+            .collect(),
+        duplicate: false,
+        detail: A::reply_detail(id, &payloads),
+    }
+}
+
+/// Jittered exponential backoff: 5, 10, 20 ... ms, times a random factor in [0.5, 1.5).
+async fn backoff(attempt: u32) {
+    let base = 5u64 << attempt.min(6);
+    let jitter = rand::rng().random_range(0.5..1.5);
+    tokio::time::sleep(Duration::from_micros(
+        (base as f64 * 1000.0 * jitter) as u64,
+    ))
+    .await;
+}
+
+/// Does a database error with SQLSTATE `code` appear anywhere in `err`'s chain?
+fn has_sqlstate(err: &(dyn std::error::Error + 'static), code: &str) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>() {
+            return db.code().as_deref() == Some(code);
+        }
+        current = e.source();
+    }
+    false
+}

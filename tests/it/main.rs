@@ -1,0 +1,10 @@
+//! Integration tests against the real nats-server and Postgres started by `scripts/test.sh`.
+//! Each test gets its own database and namespace from [`helpers::spawn_app`].
+
+mod commands;
+mod fixtures;
+mod helpers;
+mod permissions;
+mod policies;
+mod projections;
+mod relay;

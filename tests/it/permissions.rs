@@ -1,0 +1,97 @@
+//! The users of `nats.conf`: `svc` may only send commands; `subscriber` may only consume.
+
+use std::time::Duration;
+
+use gatehouse::client::{Client, ClientError};
+use gatehouse_events::subjects;
+
+use crate::fixtures::create_policy;
+use crate::helpers::{env, spawn_app};
+
+async fn connect_as(user: &str, password_var: &str, inbox: Option<&str>) -> async_nats::Client {
+    let mut options =
+        async_nats::ConnectOptions::with_user_and_password(user.into(), env(password_var));
+    if let Some(prefix) = inbox {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    options
+        .connect(env("NATS_URL"))
+        .await
+        .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+}
+
+#[tokio::test]
+async fn svc_may_send_commands_but_not_publish_events_or_delete_streams() {
+    let app = spawn_app().await;
+    let svc = connect_as("svc", "GATEHOUSE_SVC_PASSWORD", None).await;
+    let client = Client::new(
+        svc.clone(),
+        app.settings.namespace.clone(),
+        Duration::from_secs(10),
+    );
+    client
+        .command(
+            "policy",
+            "create",
+            &app.sender("svc"),
+            create_policy("media"),
+        )
+        .await
+        .unwrap();
+
+    // Publishing onto the events stream is denied: nothing is stored.
+    let js = async_nats::jetstream::new(svc.clone());
+    let subject = subjects::event(&app.settings.namespace, "policy", "media", "PolicyCreated");
+    let ack = tokio::time::timeout(Duration::from_secs(3), async {
+        js.publish(subject, "forged".into()).await?.await
+    })
+    .await;
+    assert!(!matches!(ack, Ok(Ok(_))), "svc could publish an event");
+    let stream = js.delete_stream(subjects::events_stream(&app.settings.namespace));
+    assert!(tokio::time::timeout(Duration::from_secs(3), stream)
+        .await
+        .map_or(true, |r| r.is_err()));
+    app.audit_caught_up().await;
+    assert_eq!(app.stream_messages().await, 1);
+    // Queries are not commands: svc may not send them.
+    let q = gatehouse_events::policy::ListPolicies::default();
+    let err = client
+        .query::<_, serde_json::Value>("policy", "list", &q)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::TimedOut(_) | ClientError::NoResponders(_) | ClientError::Transport(_)
+        ),
+        "{err:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn subscriber_may_not_send_commands() {
+    let app = spawn_app().await;
+    let sub = connect_as(
+        "subscriber",
+        "GATEHOUSE_SUBSCRIBER_PASSWORD",
+        Some("_INBOX_subscriber"),
+    )
+    .await;
+    let client = Client::new(sub, app.settings.namespace.clone(), Duration::from_secs(2));
+    let err = client
+        .command(
+            "policy",
+            "create",
+            &app.sender("mallory"),
+            create_policy("media"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::TimedOut(_) | ClientError::Transport(_)),
+        "{err:?}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM events").await, 0);
+    app.stop().await;
+}
