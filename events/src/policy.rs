@@ -254,6 +254,17 @@ pub enum RuleChange {
     },
 }
 
+#[cfg(feature = "cqrs")]
+impl cqrs_es::DomainEvent for PolicyEvent {
+    fn event_type(&self) -> String {
+        PolicyEvent::event_type(self).to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        PolicyEvent::event_version(self).to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,16 +300,5 @@ mod tests {
             serde_json::to_value(c).unwrap(),
             json!({"change": "moved", "id": "r1", "from_position": 0, "to_position": 1})
         );
-    }
-}
-
-#[cfg(feature = "cqrs")]
-impl cqrs_es::DomainEvent for PolicyEvent {
-    fn event_type(&self) -> String {
-        PolicyEvent::event_type(self).to_owned()
-    }
-
-    fn event_version(&self) -> String {
-        PolicyEvent::event_version(self).to_owned()
     }
 }

@@ -12,7 +12,7 @@ mod embedded {
 }
 
 /// Advisory-lock key serializing concurrent migration runs (several roles may start at once).
-const MIGRATION_LOCK: i64 = 0x6761_7465_6d69_67; // "gatemig"
+const MIGRATION_LOCK: i64 = 0x0067_6174_656d_6967; // "gatemig"
 
 /// A database failure outside the event store.
 #[derive(Debug, thiserror::Error)]

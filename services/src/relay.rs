@@ -32,7 +32,7 @@ use crate::settings::Settings;
 use crate::{broker, RoleError};
 
 /// The advisory-lock key whose holder is the active relay.
-const RELAY_LOCK: i64 = 0x6761_7465_7265_6c; // "gaterel"
+const RELAY_LOCK: i64 = 0x0067_6174_6572_656c; // "gaterel"
 /// Rows per batch.
 const BATCH: i64 = 500;
 /// How often an idle relay looks anyway (NOTIFY is the fast path).

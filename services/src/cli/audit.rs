@@ -69,7 +69,8 @@ pub async fn run(cli: &Cli, cmd: &AuditCommand, client: &Client) -> anyhow::Resu
             };
             let rows: Vec<AuditEntry> = client.query("audit", "log", &q).await?;
             if cli.json {
-                return Ok(output::json(&rows));
+                output::json(&rows);
+                return Ok(());
             }
             let mut t = table(&[
                 "POS",

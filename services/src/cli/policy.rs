@@ -146,7 +146,8 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
             };
             let policies: Vec<PolicySummary> = client.query(AGGREGATE, "list", &q).await?;
             if cli.json {
-                return Ok(output::json(&policies));
+                output::json(&policies);
+                return Ok(());
             }
             let mut t = table(&["POLICY", "NAME", "LATEST", "ACTIVE", "UPDATED"]);
             for p in &policies {
@@ -174,7 +175,8 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
                 )
                 .await?;
             if cli.json {
-                return Ok(output::json(&p));
+                output::json(&p);
+                return Ok(());
             }
             println!(
                 "policy:         {}\nname:           {}",
@@ -205,7 +207,8 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
             };
             let v: PolicyVersion = client.query(AGGREGATE, "version", &q).await?;
             if cli.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             print_version(&v);
         }
@@ -221,7 +224,8 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
             };
             let versions: Vec<VersionSummary> = client.query(AGGREGATE, "versions", &q).await?;
             if cli.json {
-                return Ok(output::json(&versions));
+                output::json(&versions);
+                return Ok(());
             }
             let mut t = table(&[
                 "VERSION",
@@ -261,7 +265,8 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
             };
             let diff: PolicyDiff = client.query(AGGREGATE, "diff", &q).await?;
             if cli.json {
-                return Ok(output::json(&diff));
+                output::json(&diff);
+                return Ok(());
             }
             print_diff(&diff);
         }
