@@ -62,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = gatehouse_projections::rebuild(model.as_ref(), &pg, 5_000).await?;
             println!("{report}");
         }
+        Command::Bench(args) => gatehouse::bench::run(settings, args).await?,
         Command::Policy(cmd) => cli::policy::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Audit(cmd) => cli::audit::run(&cli, cmd, &client(&settings).await?).await?,
     }

@@ -54,6 +54,8 @@ pub enum Command {
     /// Read-model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Benchmarks, measured side by side with the raw Postgres / JetStream limits.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
