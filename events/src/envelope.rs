@@ -160,6 +160,10 @@ pub enum RejectionCode {
     Unchanged,
     /// The command is not allowed in the aggregate's current state.
     InvalidState,
+    /// Another run of the policy is running; `field` is `run_id` and the message names it.
+    AlreadyRunning,
+    /// Promote refused: `details` lists every blocking reason with its numbers.
+    NotReady,
     /// The service cannot serve the request right now (database or broker down); retry.
     Unavailable,
     /// An unexpected server error; the details are in the server's log.
@@ -178,6 +182,8 @@ impl RejectionCode {
             RejectionCode::VersionNotFound => "version_not_found",
             RejectionCode::Unchanged => "unchanged",
             RejectionCode::InvalidState => "invalid_state",
+            RejectionCode::AlreadyRunning => "already_running",
+            RejectionCode::NotReady => "not_ready",
             RejectionCode::Unavailable => "unavailable",
             RejectionCode::Internal => "internal",
         }

@@ -9,12 +9,16 @@
 //! - [`rules`]: the rules document of a policy version and the attribute schema.
 //! - [`policy`]: the `policy` aggregate's commands, events, queries and views.
 //! - [`audit`]: audit-log and replay queries.
+//! - [`catalog`]: catalog changes, items and the public catalog.
+//! - [`run`]: evaluation runs (Prepare, status, diff, Promote) and `policy.promoted`.
 //! - [`record`]: one stored event as published and replayed.
 //! - [`metadata`]: the metadata keys stored with every event.
 pub mod audit;
+pub mod catalog;
 pub mod envelope;
 pub mod metadata;
 pub mod policy;
 pub mod record;
 pub mod rules;
+pub mod run;
 pub mod subjects;

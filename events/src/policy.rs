@@ -1,6 +1,7 @@
 //! The `policy` aggregate: versioned policies.
 //!
-//! Commands (`<ns>.cmd.policy.<name>`): `create`, `draft`, `restore`.
+//! Commands (`<ns>.cmd.policy.<name>`): `create`, `draft`, `restore`, and the run commands of
+//! [`crate::run`] (`prepare`, `cancel_run`, `resume_run`, `promote`, `complete_run`, `fail_run`).
 //! Queries (`<ns>.query.policy.<name>`): `list`, `get`, `versions`, `version`, `diff`.
 //! Events: [`PolicyEvent`], published on `<ns>.events.policy.<policy_id>.<event_type>`.
 
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::rules::{AttributeSchema, Decision, Rule, RulesDocument};
+use crate::run::{PolicyPromoted, RunCancelled, RunFailed, RunPrepared, RunResumed, RunSucceeded};
 
 /// The aggregate type name, as stored in the event store and used in subjects.
 pub const AGGREGATE: &str = "policy";
@@ -59,6 +61,12 @@ pub struct RestoreVersion {
 pub enum PolicyEvent {
     PolicyCreated(PolicyCreated),
     PolicyVersionDrafted(PolicyVersionDrafted),
+    RunPrepared(RunPrepared),
+    RunSucceeded(RunSucceeded),
+    RunFailed(RunFailed),
+    RunCancelled(RunCancelled),
+    RunResumed(RunResumed),
+    PolicyPromoted(PolicyPromoted),
 }
 
 impl PolicyEvent {
@@ -67,6 +75,12 @@ impl PolicyEvent {
         match self {
             PolicyEvent::PolicyCreated(_) => "PolicyCreated",
             PolicyEvent::PolicyVersionDrafted(_) => "PolicyVersionDrafted",
+            PolicyEvent::RunPrepared(_) => "RunPrepared",
+            PolicyEvent::RunSucceeded(_) => "RunSucceeded",
+            PolicyEvent::RunFailed(_) => "RunFailed",
+            PolicyEvent::RunCancelled(_) => "RunCancelled",
+            PolicyEvent::RunResumed(_) => "RunResumed",
+            PolicyEvent::PolicyPromoted(_) => "PolicyPromoted",
         }
     }
 

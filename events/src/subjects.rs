@@ -103,6 +103,36 @@ pub fn all_notifications(ns: &str) -> String {
     format!("{ns}.notify.>")
 }
 
+/// `<ns>.catalog.items.<id>`: where catalog changes for one item are published.
+pub fn catalog_item(ns: &str, item_id: &str) -> String {
+    format!("{ns}.catalog.items.{item_id}")
+}
+
+/// `<ns>.catalog.items.>`: every catalog change (the catalog stream's subject).
+pub fn all_catalog_items(ns: &str) -> String {
+    format!("{ns}.catalog.items.>")
+}
+
+/// `<NS>_CATALOG`: the stream of catalog upserts and deletes.
+pub fn catalog_stream(ns: &str) -> String {
+    format!("{}_CATALOG", ns.to_ascii_uppercase())
+}
+
+/// `<ns>.jobs.evaluate`: evaluation batch jobs.
+pub fn evaluation_jobs(ns: &str) -> String {
+    format!("{ns}.jobs.evaluate")
+}
+
+/// `<NS>_JOBS`: the work-queue stream of batch jobs.
+pub fn jobs_stream(ns: &str) -> String {
+    format!("{}_JOBS", ns.to_ascii_uppercase())
+}
+
+/// `<ns>.jobs.>`: the jobs stream's subject.
+pub fn all_jobs(ns: &str) -> String {
+    format!("{ns}.jobs.>")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +159,13 @@ mod tests {
             "gatehouse.notify.policy.promoted"
         );
         assert_eq!(notify_stream("gatehouse"), "GATEHOUSE_NOTIFY");
+        assert_eq!(
+            catalog_item("gatehouse", "m-1"),
+            "gatehouse.catalog.items.m-1"
+        );
+        assert_eq!(catalog_stream("gatehouse"), "GATEHOUSE_CATALOG");
+        assert_eq!(evaluation_jobs("gatehouse"), "gatehouse.jobs.evaluate");
+        assert_eq!(jobs_stream("gatehouse"), "GATEHOUSE_JOBS");
     }
 
     #[test]

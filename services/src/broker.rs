@@ -104,6 +104,39 @@ pub async fn ensure_notify_stream(
     create_or_update(js, config).await
 }
 
+/// Creates or updates the catalog stream: upserts and deletes of items, kept for replay.
+pub async fn ensure_catalog_stream(
+    js: &jetstream::Context,
+    settings: &Settings,
+) -> Result<stream::Info, BrokerError> {
+    let ns = &settings.namespace;
+    let config = stream::Config {
+        name: subjects::catalog_stream(ns),
+        subjects: vec![subjects::all_catalog_items(ns)],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    create_or_update(js, config).await
+}
+
+/// Creates or updates the work-queue stream of evaluation batch jobs.
+pub async fn ensure_jobs_stream(
+    js: &jetstream::Context,
+    settings: &Settings,
+) -> Result<stream::Info, BrokerError> {
+    let ns = &settings.namespace;
+    let config = stream::Config {
+        name: subjects::jobs_stream(ns),
+        subjects: vec![subjects::all_jobs(ns)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::WorkQueue,
+        duplicate_window: Duration::from_secs(600),
+        ..Default::default()
+    };
+    create_or_update(js, config).await
+}
+
 async fn create_or_update(
     js: &jetstream::Context,
     config: stream::Config,

@@ -10,6 +10,7 @@
 //! - [`policy`]: the `policy` aggregate.
 //! - [`gateway`]: commands and queries over the NATS services API.
 //! - [`relay`]: the transactional outbox relay onto JetStream.
+//! - [`worker`]: evaluation workers (batch jobs of Prepare runs, live evaluation of changes).
 //! - [`audit`]: audit-log and replay queries.
 //! - [`roles`]: `up` and the projector role.
 //! - [`client`]: a typed NATS client for Gatehouse (the CLI and tests use it).
@@ -27,6 +28,7 @@ pub mod relay;
 pub mod roles;
 pub mod settings;
 pub mod store;
+pub mod worker;
 
 /// Why a role stopped.
 #[derive(Debug, thiserror::Error)]

@@ -48,6 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up => roles::up(settings, shutdown).await?,
         Command::Gateway => gateway::run(settings, shutdown).await?,
         Command::Relay => relay::run(settings, shutdown).await?,
+        Command::Worker => gatehouse::worker::run(settings, shutdown).await?,
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -64,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => gatehouse::bench::run(settings, args).await?,
         Command::Policy(cmd) => cli::policy::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::Catalog(cmd) => cli::catalog::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Audit(cmd) => cli::audit::run(&cli, cmd, &client(&settings).await?).await?,
     }
     Ok(())

@@ -7,9 +7,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
-use crate::{broker, db, gateway, relay, RoleError};
+use crate::{broker, db, gateway, relay, worker, RoleError};
 
-/// Runs migrations, then the gateway, the relay and every projector until `shutdown`.
+/// Runs migrations, then the gateway, the relay, every projector and a worker until `shutdown`.
 pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     db::migrate(&settings.database_url).await?;
     let mut roles = JoinSet::new();
@@ -19,6 +19,7 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
         gateway::run(settings.clone(), stop.clone()),
     ));
     roles.spawn(named("relay", relay::run(settings.clone(), stop.clone())));
+    roles.spawn(named("worker", worker::run(settings.clone(), stop.clone())));
     roles.spawn(named(
         "projector",
         projector(settings.clone(), None, stop.clone()),

@@ -131,6 +131,24 @@ where
         }
     }
 
+    /// The aggregate's current state, loaded from its events.
+    pub async fn state(&self, id: &str) -> Result<A, String> {
+        let mut context = self
+            .events
+            .load_aggregate(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(std::mem::take(context.aggregate()))
+    }
+
+    /// The stored outcome of an earlier request with this command id, if any.
+    pub async fn already_done(
+        &self,
+        ctx: &CommandContext,
+    ) -> Result<Option<CommandAccepted>, CommandError<A::Error>> {
+        self.recorded(ctx).await
+    }
+
     async fn execute_once(
         &self,
         id: &str,

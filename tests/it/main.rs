@@ -7,4 +7,5 @@ mod helpers;
 mod permissions;
 mod policies;
 mod projections;
+mod projector_faults;
 mod relay;

@@ -7,6 +7,7 @@
 //! - [`output`]: tables and `--json`.
 
 pub mod audit;
+pub mod catalog;
 pub mod output;
 pub mod policy;
 
@@ -37,6 +38,8 @@ pub enum Command {
     Gateway,
     /// Run the outbox relay only (one is active; others stand by).
     Relay,
+    /// Run an evaluation worker (start more to evaluate runs faster).
+    Worker,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
@@ -48,6 +51,9 @@ pub enum Command {
     /// Versioned policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The catalog: import items, look them up, read a policy's public catalog.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// The audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),

@@ -12,12 +12,14 @@ use crate::store::{CommandError, CommandTarget, Store};
 /// The stores of every aggregate that takes commands.
 pub struct Commands {
     policies: Store<Policy>,
+    pg: deadpool_postgres::Pool,
 }
 
 impl Commands {
     pub fn new(sqlx: sqlx::PgPool, pg: deadpool_postgres::Pool) -> Self {
         Commands {
-            policies: Store::new(sqlx, pg),
+            policies: Store::new(sqlx, pg.clone()),
+            pg,
         }
     }
 
@@ -75,6 +77,9 @@ impl Commands {
                     .await
                     .map_err(policy_rejection)
             }
+            run if run.starts_with("policy.") => {
+                super::runs::handle(&self.policies, &self.pg, run, subject, payload).await
+            }
             other => Err(Rejection::new(
                 RejectionCode::BadRequest,
                 format!("unknown command `{other}`"),
@@ -100,7 +105,7 @@ impl CommandTarget for Policy {
 }
 
 /// The wire rejection for a failed policy command.
-fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
+pub(super) fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
     let domain = match error {
         CommandError::Rejected(e) => e,
         other => return infrastructure_rejection(other),
@@ -136,6 +141,34 @@ fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
         }
         PolicyError::RestoreUnchanged { .. } => {
             Rejection::new(RejectionCode::Unchanged, message).with_field("command.version")
+        }
+        PolicyError::RunAlreadyRunning(_) => {
+            Rejection::new(RejectionCode::AlreadyRunning, message).with_field("command.policy_id")
+        }
+        PolicyError::VersionAlreadyActive(_) => {
+            Rejection::new(RejectionCode::InvalidState, message)
+        }
+        PolicyError::RunNotFound(_) => {
+            Rejection::new(RejectionCode::NotFound, message).with_field("command.run_id")
+        }
+        PolicyError::PromoteBlocked(reasons) => {
+            let details = reasons
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .collect();
+            Rejection::new(RejectionCode::NotReady, message).with_details(details)
+        }
+        PolicyError::InvalidThreshold(_) => Rejection::new(RejectionCode::BadRequest, message)
+            .with_field("command.coverage_threshold"),
+        PolicyError::InvalidBatchSize(_) => {
+            Rejection::new(RejectionCode::BadRequest, message).with_field("command.batch_size")
+        }
+        PolicyError::RunNotRunning { .. }
+        | PolicyError::RunNotResumable { .. }
+        | PolicyError::StaleEpoch { .. }
+        | PolicyError::RunIncomplete { .. }
+        | PolicyError::InconsistentCounters(_) => {
+            Rejection::new(RejectionCode::InvalidState, message)
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod commands;
 pub mod queries;
 pub mod request;
+pub mod runs;
 
 use std::sync::Arc;
 
@@ -30,7 +31,17 @@ use crate::settings::Settings;
 use crate::{broker, db, RoleError};
 
 /// Every endpoint: (group, name within the group). The subject is `<ns>.<group>.<name>`.
-pub const COMMANDS: &[&str] = &["policy.create", "policy.draft", "policy.restore"];
+pub const COMMANDS: &[&str] = &[
+    "policy.create",
+    "policy.draft",
+    "policy.restore",
+    "policy.prepare",
+    "policy.cancel_run",
+    "policy.resume_run",
+    "policy.promote",
+    "policy.complete_run",
+    "policy.fail_run",
+];
 pub const QUERIES: &[&str] = &[
     "policy.list",
     "policy.get",

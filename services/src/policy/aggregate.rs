@@ -15,7 +15,9 @@ use gatehouse_events::rules::{AttributeSchema, RulesDocument};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::runs::{Prepare, RunState};
 use super::validation::{self, FieldError};
+use gatehouse_events::run::{BlockingReason, RunCounters, RunStatus};
 
 /// A command to the policy aggregate, with the context the gateway adds (actor, time).
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,41 @@ pub enum PolicyCommand {
         version: u32,
         notes: String,
         author: String,
+        at: DateTime<Utc>,
+    },
+    Prepare {
+        prepare: Prepare,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    CompleteRun {
+        run_id: String,
+        epoch: u32,
+        counters: RunCounters,
+        at: DateTime<Utc>,
+    },
+    FailRun {
+        run_id: String,
+        epoch: u32,
+        reason: String,
+        counters: RunCounters,
+        at: DateTime<Utc>,
+    },
+    CancelRun {
+        run_id: String,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    ResumeRun {
+        run_id: String,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    Promote {
+        run_id: String,
+        coverage_threshold: f64,
+        max_errors: u64,
+        actor: String,
         at: DateTime<Utc>,
     },
 }
@@ -65,6 +102,39 @@ pub enum PolicyError {
         "version {restored} has the same rules as the latest version {latest}: nothing to restore"
     )]
     RestoreUnchanged { restored: u32, latest: u32 },
+    /// `prepare` (or `resume`) while another run of the policy is running.
+    #[error("run {0} of this policy is still running")]
+    RunAlreadyRunning(String),
+    /// `prepare` or `promote` of the version that is already active.
+    #[error("version {0} is already active")]
+    VersionAlreadyActive(u32),
+    /// A run command naming a run this policy does not have.
+    #[error("run `{0}` does not exist")]
+    RunNotFound(String),
+    /// `cancel_run`, `complete_run` or `fail_run` of a run that is not running.
+    #[error("run {run_id} is {}, not running", status.as_str())]
+    RunNotRunning { run_id: String, status: RunStatus },
+    /// `resume_run` of a run that is neither failed nor cancelled.
+    #[error("run {run_id} is {}: only a failed or cancelled run can be resumed", status.as_str())]
+    RunNotResumable { run_id: String, status: RunStatus },
+    /// A worker's message from an epoch before a resume.
+    #[error("the run is in epoch {current}, not {given}")]
+    StaleEpoch { current: u32, given: u32 },
+    /// `complete_run` before every snapshot item is processed.
+    #[error("only {processed} of {total} snapshot items are processed")]
+    RunIncomplete { processed: u64, total: u64 },
+    /// Counters whose outcomes do not add up to `processed`.
+    #[error("inconsistent counters: {0:?}")]
+    InconsistentCounters(RunCounters),
+    /// `promote` while a condition of `ready_to_promote` fails.
+    #[error("the run is not ready to promote: {}", super::runs::describe(.0))]
+    PromoteBlocked(Vec<BlockingReason>),
+    /// A coverage threshold outside [0, 1].
+    #[error("coverage_threshold {0} is not between 0 and 1")]
+    InvalidThreshold(f64),
+    /// A batch size outside 1..=20,000.
+    #[error("batch_size {0} is not between 1 and 20000")]
+    InvalidBatchSize(u32),
 }
 
 /// One stored version, as the aggregate needs it (restore copies its rules).
@@ -88,6 +158,8 @@ pub struct Policy {
     pub versions: Vec<StoredVersion>,
     /// `None` until a promotion.
     pub active_version: Option<u32>,
+    /// Every run, oldest first.
+    pub runs: Vec<RunState>,
 }
 
 impl Policy {
@@ -185,7 +257,7 @@ impl Policy {
         })
     }
 
-    fn require_exists(&self) -> Result<(), PolicyError> {
+    pub(super) fn require_exists(&self) -> Result<(), PolicyError> {
         self.policy_id
             .as_ref()
             .map(|_| ())
@@ -222,7 +294,7 @@ impl Aggregate for Policy {
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        let event = match command {
+        let events = match command {
             PolicyCommand::Create {
                 policy_id,
                 name,
@@ -230,28 +302,69 @@ impl Aggregate for Policy {
                 attributes,
                 actor,
                 at,
-            } => self.create(Create {
-                policy_id,
-                name,
-                description,
-                attributes,
-                actor,
-                at,
-            })?,
+            } => {
+                vec![self.create(Create {
+                    policy_id,
+                    name,
+                    description,
+                    attributes,
+                    actor,
+                    at,
+                })?]
+            }
             PolicyCommand::Draft {
                 rules,
                 notes,
                 author,
                 at,
-            } => self.draft(rules, notes, author, at)?,
+            } => {
+                vec![self.draft(rules, notes, author, at)?]
+            }
             PolicyCommand::Restore {
                 version,
                 notes,
                 author,
                 at,
-            } => self.restore(version, notes, author, at)?,
+            } => {
+                vec![self.restore(version, notes, author, at)?]
+            }
+            PolicyCommand::Prepare { prepare, actor, at } => self.prepare(prepare, actor, at)?,
+            PolicyCommand::CompleteRun {
+                run_id,
+                epoch,
+                counters,
+                at,
+            } => {
+                vec![self.complete(&run_id, epoch, counters, at)?]
+            }
+            PolicyCommand::FailRun {
+                run_id,
+                epoch,
+                reason,
+                counters,
+                at,
+            } => {
+                vec![self.fail(&run_id, epoch, reason, counters, at)?]
+            }
+            PolicyCommand::CancelRun { run_id, actor, at } => {
+                vec![self.cancel(&run_id, actor, at)?]
+            }
+            PolicyCommand::ResumeRun { run_id, actor, at } => {
+                vec![self.resume(&run_id, actor, at)?]
+            }
+            PolicyCommand::Promote {
+                run_id,
+                coverage_threshold,
+                max_errors,
+                actor,
+                at,
+            } => {
+                vec![self.promote(&run_id, coverage_threshold, max_errors, actor, at)?]
+            }
         };
-        sink.write(event, self).await;
+        for event in events {
+            sink.write(event, self).await;
+        }
         Ok(())
     }
 
@@ -271,6 +384,7 @@ impl Aggregate for Policy {
                 drafted_at: e.drafted_at,
                 restored_from: e.restored_from,
             }),
+            run_event => self.apply_run(run_event),
         }
     }
 }

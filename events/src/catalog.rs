@@ -1,0 +1,164 @@
+//! The catalog: items owned by the host system, arriving as upserts and deletes on
+//! `<ns>.catalog.items.<id>` (stream `<NS>_CATALOG`), and the queries over it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Longest item id: `[A-Za-z0-9][A-Za-z0-9_:-]*`, at most 128 characters (it is a subject token).
+pub const MAX_ITEM_ID_LEN: usize = 128;
+/// Longest status: a lowercase token such as `ready` or `pending`.
+pub const MAX_STATUS_LEN: usize = 32;
+/// The status that makes an item part of a Prepare snapshot.
+pub const READY: &str = "ready";
+
+/// Is `id` usable as an item id (and so as a subject token)?
+pub fn is_valid_item_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && id.len() <= MAX_ITEM_ID_LEN
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ':')
+}
+
+/// Is `status` a lowercase token (`[a-z][a-z_]*`, at most 32 characters)?
+pub fn is_valid_status(status: &str) -> bool {
+    let mut chars = status.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && status.len() <= MAX_STATUS_LEN
+        && chars.all(|c| c.is_ascii_lowercase() || c == '_')
+}
+
+/// One change to the catalog: the body of a message on `<ns>.catalog.items.<id>`, and one line
+/// of a `gatehouse catalog import` file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CatalogChange {
+    /// Creates or replaces the item.
+    Upsert {
+        id: String,
+        /// e.g. `ready`, `pending`; only `ready` items enter a Prepare snapshot.
+        status: String,
+        /// The item's attributes, checked against a policy's schema when it is evaluated.
+        attributes: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Marks the item deleted.
+    Delete { id: String },
+}
+
+impl CatalogChange {
+    pub fn id(&self) -> &str {
+        match self {
+            CatalogChange::Upsert { id, .. } | CatalogChange::Delete { id } => id,
+        }
+    }
+
+    /// Checks the id and status; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !is_valid_item_id(self.id()) {
+            return Err(format!(
+                "id: `{}` is not a valid item id ([A-Za-z0-9][A-Za-z0-9_:-]*, at most {MAX_ITEM_ID_LEN} characters)",
+                self.id()
+            ));
+        }
+        if let CatalogChange::Upsert { status, .. } = self {
+            if !is_valid_status(status) {
+                return Err(format!(
+                    "status: `{status}` is not a valid status (a lowercase token such as `ready`)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `catalog.get`: one item as the catalog table holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetItem {
+    pub item_id: String,
+}
+
+/// An item in the catalog table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogItem {
+    pub item_id: String,
+    pub status: String,
+    pub deleted: bool,
+    pub attributes: serde_json::Value,
+    /// When Gatehouse received the item's latest change (the stream's timestamp).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `catalog.public`: the items a policy's active version allows, by id; page with `after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicCatalogQuery {
+    pub policy_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One page of a policy's public catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublicCatalogPage {
+    pub policy_id: String,
+    /// The active version the page was read at (`None`: nothing is promoted, nothing is public).
+    pub active_version: Option<u32>,
+    pub items: Vec<PublicItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublicItem {
+    pub item_id: String,
+    pub score: f64,
+    pub attributes: serde_json::Value,
+}
+
+/// `catalog.stats`: counts of the catalog table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogStats {
+    pub items: i64,
+    pub ready: i64,
+    pub deleted: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_are_tagged_by_op() {
+        let c: CatalogChange = serde_json::from_value(
+            json!({"op": "upsert", "id": "m-1", "status": "ready", "attributes": {"q": 1}}),
+        )
+        .unwrap();
+        assert_eq!(c.id(), "m-1");
+        let d: CatalogChange =
+            serde_json::from_value(json!({"op": "delete", "id": "m-1"})).unwrap();
+        assert_eq!(
+            serde_json::to_value(d).unwrap(),
+            json!({"op": "delete", "id": "m-1"})
+        );
+    }
+
+    #[test]
+    fn item_ids_are_subject_tokens() {
+        assert!(is_valid_item_id("m-1:v2_x"));
+        assert!(!is_valid_item_id("a.b"));
+        assert!(!is_valid_item_id("a b"));
+        assert!(!is_valid_item_id("*"));
+        assert!(!is_valid_item_id(""));
+    }
+
+    #[test]
+    fn an_invalid_status_is_named() {
+        let c = CatalogChange::Upsert {
+            id: "x".into(),
+            status: "Ready".into(),
+            attributes: Default::default(),
+        };
+        assert!(c.validate().unwrap_err().starts_with("status:"));
+    }
+}

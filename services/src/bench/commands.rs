@@ -1,0 +1,382 @@
+//! Scenario `commands`: `N` NATS clients send real commands through the gateway back to back
+//! for a fixed time, beside the raw Postgres work of a command at the same concurrency.
+//!
+//! Per repetition, one phase after the other (the system settles in between: the relay and the
+//! projectors catch up, and how long that takes is reported as the phase's backlog):
+//! 1. `create`: `policy.create` of a fresh policy per command (constant work per command).
+//! 2. `draft`: `policy.draft` by each client on a policy of its own, created before the phase
+//!    (loads the policy's stream, validates three CEL rules); the stream grows by one event per
+//!    draft, reported as `draft.events_per_policy`.
+//! 3. `raw` (the limit): one tokio-postgres connection per client; per "command" `BEGIN`,
+//!    `SELECT max(sequence)` of the client's aggregate, `INSERT` of one drafted-event row (the
+//!    same payload and metadata as a real draft) into `bench_raw_events` (`LIKE events
+//!    INCLUDING ALL`: same columns, defaults, identity and indexes, no trigger), `COMMIT`.
+//! 4. `echo`: the same clients' requests answered at once by an in-process responder: the NATS
+//!    request/reply floor.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use gatehouse_events::policy::AGGREGATE;
+use tokio_postgres::Statement;
+
+use super::figures::{Spec, Target};
+use super::load::{closed_loop, Outcome, Worker};
+use super::{workload, Bench};
+use crate::client::Client;
+
+/// The figures of one phase: rate, latencies, errors, CPU.
+macro_rules! phase {
+    ($p:literal, $about:literal) => {
+        [
+            Spec::plain(concat!($p, ".p50_ms"), "ms", concat!($about, ": latency p50")),
+            Spec::plain(concat!($p, ".p99_ms"), "ms", concat!($about, ": latency p99")),
+            Spec::plain(concat!($p, ".max_ms"), "ms", concat!($about, ": latency max")),
+            Spec::plain(concat!($p, ".errors"), "count", concat!($about, ": failed")),
+            Spec::plain(concat!($p, ".busy_cores"), "cores", "machine CPU busy"),
+            Spec::plain(concat!($p, ".cpu_us_gatehouse"), "µs/cmd", "CPU of this process"),
+            Spec::plain(concat!($p, ".cpu_us_postgres"), "µs/cmd", "CPU of Postgres"),
+            Spec::plain(concat!($p, ".cpu_us_nats"), "µs/cmd", "CPU of nats-server"),
+        ]
+    };
+}
+
+const THROUGHPUT: Target = Target::RatioAtLeast { ratio: 0.7 };
+const CREATE: [Spec; 8] = phase!("create", "policy.create");
+const DRAFT: [Spec; 8] = phase!("draft", "policy.draft");
+const RAW: [Spec; 8] = phase!("raw", "raw Postgres append");
+const ECHO: [Spec; 8] = phase!("echo", "NATS request/reply");
+
+/// Every figure of the scenario.
+pub const SPECS: &[Spec] = &[
+    Spec::plain("create.rate", "cmd/s", "policy.create through the gateway")
+        .versus("raw.rate")
+        .target(THROUGHPUT),
+    Spec::plain("draft.rate", "cmd/s", "policy.draft through the gateway")
+        .versus("raw.rate")
+        .target(THROUGHPUT),
+    Spec::plain("raw.rate", "cmd/s", "limit: raw tokio-postgres append loop"),
+    Spec::plain("echo.rate", "req/s", "NATS request/reply with a no-op responder"),
+    CREATE[0].versus("raw.p50_ms"),
+    CREATE[1].versus("raw.p99_ms"),
+    CREATE[2],
+    CREATE[3],
+    Spec::plain("create.backlog_s", "s", "relay + projectors catching up after the phase"),
+    DRAFT[0].versus("raw.p50_ms"),
+    DRAFT[1].versus("raw.p99_ms"),
+    DRAFT[2],
+    DRAFT[3],
+    Spec::plain("draft.backlog_s", "s", "relay + projectors catching up after the phase"),
+    Spec::plain("draft.events_per_policy", "events", "policy stream length at the end"),
+    RAW[0],
+    RAW[1],
+    RAW[2],
+    RAW[3],
+    ECHO[0],
+    ECHO[1],
+    CREATE[4],
+    CREATE[5],
+    CREATE[6],
+    CREATE[7],
+    DRAFT[4],
+    DRAFT[5],
+    DRAFT[6],
+    DRAFT[7],
+    RAW[4],
+    RAW[5],
+    RAW[6],
+    ECHO[4],
+    ECHO[5],
+    ECHO[7],
+];
+
+/// How long the system may take to catch up after a phase.
+const SETTLE: Duration = Duration::from_secs(600);
+
+/// Runs the scenario (the registry's entry point).
+pub fn run(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(commands(bench))
+}
+
+async fn commands(b: &mut Bench) -> anyhow::Result<()> {
+    let n = b.params.concurrency;
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        clients.push(b.system.client(&format!("bench-{i}")).await?);
+    }
+    let (payload, metadata) = sample_draft(&clients[0], &b.system.db).await?;
+    b.system
+        .db
+        .batch_execute("CREATE TABLE bench_raw_events (LIKE events INCLUDING ALL)")
+        .await?;
+    let mut raw = Vec::with_capacity(n);
+    for i in 0..n {
+        raw.push(Raw::new(b, format!("raw-{i}"), &payload, &metadata).await?);
+    }
+    let echo = Echo::start(b, &clients).await?;
+    b.parameter("payload_bytes", serde_json::to_vec(&payload)?.len());
+    b.parameter("db_pool_size", b.system.settings.db_pool_size);
+    b.parameter("max_inflight", b.system.settings.max_inflight);
+    if !b.params.warmup.is_zero() {
+        closed_loop(creators(&clients, "warm"), b.params.warmup).await;
+        b.system.settle(SETTLE).await?;
+    }
+    for rep in 0..b.params.reps {
+        let d = b.params.duration;
+        let (create, _) = closed_loop(creators(&clients, &format!("c{rep}")), d).await;
+        create.record(&mut b.figures, "create")?;
+        b.push("create.backlog_s", b.system.settle(SETTLE).await?.as_secs_f64())?;
+
+        let drafters = drafters(&clients, rep).await?;
+        let ids: Vec<String> = drafters.iter().map(|w| w.policy_id.clone()).collect();
+        let (draft, _) = closed_loop(drafters, d).await;
+        draft.record(&mut b.figures, "draft")?;
+        b.push("draft.events_per_policy", stream_length(b, &ids).await?)?;
+        b.push("draft.backlog_s", b.system.settle(SETTLE).await?.as_secs_f64())?;
+
+        let (raw_outcome, back) = closed_loop(raw, d).await;
+        raw = back;
+        raw_outcome.record(&mut b.figures, "raw")?;
+        let (echo_outcome, _) = closed_loop(echo.workers(n), d).await;
+        echo_outcome.record(&mut b.figures, "echo")?;
+        b.system.check_roles()?;
+        progress(rep, b.params.reps, &[("create", &create), ("draft", &draft), ("raw", &raw_outcome)]);
+    }
+    echo.stop();
+    Ok(())
+}
+
+fn progress(rep: usize, reps: usize, phases: &[(&str, &Outcome)]) {
+    let line: Vec<String> = phases
+        .iter()
+        .map(|(name, o)| format!("{name} {:.0}/s ({} errors)", o.rate(), o.errors))
+        .collect();
+    eprintln!("bench: commands rep {}/{reps}: {}", rep + 1, line.join(", "));
+}
+
+/// Creates one policy and drafts it once; returns the drafted event's stored payload and
+/// metadata (what the raw loop inserts).
+async fn sample_draft(
+    client: &Client,
+    db: &tokio_postgres::Client,
+) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {
+    let id = "bench-sample";
+    let sender = workload::sender;
+    client
+        .command(AGGREGATE, "create", &sender(), workload::create(id)?)
+        .await?;
+    client
+        .command(AGGREGATE, "draft", &sender(), workload::draft(id, 0)?)
+        .await?;
+    let row = db
+        .query_one(
+            "SELECT payload, metadata FROM events WHERE aggregate_id = $1 AND sequence = 2",
+            &[&id],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// The mean number of events of the drafted policies.
+async fn stream_length(b: &Bench, ids: &[String]) -> anyhow::Result<f64> {
+    let row = b
+        .system
+        .db
+        .query_one(
+            "SELECT coalesce(avg(n), 0)::float8 FROM (SELECT max(sequence) AS n FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = ANY($2) GROUP BY aggregate_id) s",
+            &[&AGGREGATE, &ids],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+fn creators(clients: &[Client], prefix: &str) -> Vec<Create> {
+    clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Create {
+            client: c.clone(),
+            prefix: format!("{prefix}-{i}"),
+        })
+        .collect()
+}
+
+/// One drafter per client, each on a policy created for it now.
+async fn drafters(clients: &[Client], rep: usize) -> anyhow::Result<Vec<Draft>> {
+    let mut drafters = Vec::with_capacity(clients.len());
+    for (i, client) in clients.iter().enumerate() {
+        let policy_id = format!("d{rep}-{i}");
+        client
+            .command(
+                AGGREGATE,
+                "create",
+                &workload::sender(),
+                workload::create(&policy_id)?,
+            )
+            .await?;
+        drafters.push(Draft {
+            client: client.clone(),
+            policy_id,
+        });
+    }
+    Ok(drafters)
+}
+
+struct Create {
+    client: Client,
+    prefix: String,
+}
+
+impl Worker for Create {
+    async fn op(&mut self, n: u64) -> anyhow::Result<()> {
+        let command = workload::create(&format!("{}-{n}", self.prefix))?;
+        self.client
+            .command(AGGREGATE, "create", &workload::sender(), command)
+            .await?;
+        Ok(())
+    }
+}
+
+struct Draft {
+    client: Client,
+    policy_id: String,
+}
+
+impl Worker for Draft {
+    async fn op(&mut self, n: u64) -> anyhow::Result<()> {
+        let command = workload::draft(&self.policy_id, n)?;
+        self.client
+            .command(AGGREGATE, "draft", &workload::sender(), command)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The raw append loop of one client, on a connection of its own.
+struct Raw {
+    db: tokio_postgres::Client,
+    aggregate_id: String,
+    last_sequence: Statement,
+    insert: Statement,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+}
+
+impl Raw {
+    async fn new(
+        b: &Bench,
+        aggregate_id: String,
+        payload: &serde_json::Value,
+        metadata: &serde_json::Value,
+    ) -> anyhow::Result<Raw> {
+        let db = b.system.connect_db().await?;
+        let last_sequence = db
+            .prepare(
+                "SELECT max(sequence) FROM bench_raw_events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2",
+            )
+            .await?;
+        let insert = db
+            .prepare(
+                "INSERT INTO bench_raw_events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .await?;
+        Ok(Raw {
+            db,
+            aggregate_id,
+            last_sequence,
+            insert,
+            payload: payload.clone(),
+            metadata: metadata.clone(),
+        })
+    }
+}
+
+impl Worker for Raw {
+    async fn op(&mut self, _: u64) -> anyhow::Result<()> {
+        let tx = self.db.transaction().await?;
+        let last: Option<i64> = tx
+            .query_one(&self.last_sequence, &[&AGGREGATE, &self.aggregate_id])
+            .await?
+            .get(0);
+        tx.execute(
+            &self.insert,
+            &[
+                &AGGREGATE,
+                &self.aggregate_id,
+                &(last.unwrap_or(0) + 1),
+                &"PolicyVersionDrafted",
+                &"1.0",
+                &self.payload,
+                &self.metadata,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A no-op responder on `<ns>.bench.echo` and the clients' connections to ask it.
+struct Echo {
+    responder: tokio::task::JoinHandle<()>,
+    subject: String,
+    clients: Vec<async_nats::Client>,
+    request: bytes::Bytes,
+}
+
+impl Echo {
+    async fn start(b: &Bench, clients: &[Client]) -> anyhow::Result<Echo> {
+        let subject = format!("{}.bench.echo", b.system.settings.namespace);
+        let nats = b.system.nats.clone();
+        let mut requests = nats.subscribe(subject.clone()).await?;
+        // About the size of a command reply.
+        let reply = bytes::Bytes::from(vec![b'x'; 300]);
+        let responder = tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(inbox) = request.reply {
+                    let _ = nats.publish(inbox, reply.clone()).await;
+                }
+            }
+        });
+        let command = workload::create("echo")?;
+        Ok(Echo {
+            responder,
+            subject,
+            clients: clients.iter().map(|c| c.nats().clone()).collect(),
+            request: serde_json::to_vec(&command)?.into(),
+        })
+    }
+
+    fn workers(&self, n: usize) -> Vec<EchoWorker> {
+        (0..n)
+            .map(|i| EchoWorker {
+                nats: self.clients[i % self.clients.len()].clone(),
+                subject: self.subject.clone(),
+                request: self.request.clone(),
+            })
+            .collect()
+    }
+
+    fn stop(self) {
+        self.responder.abort();
+    }
+}
+
+struct EchoWorker {
+    nats: async_nats::Client,
+    subject: String,
+    request: bytes::Bytes,
+}
+
+impl Worker for EchoWorker {
+    async fn op(&mut self, _: u64) -> anyhow::Result<()> {
+        self.nats
+            .request(self.subject.clone(), self.request.clone())
+            .await?;
+        Ok(())
+    }
+}

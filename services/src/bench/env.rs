@@ -1,0 +1,258 @@
+//! The isolated system a benchmark runs against: a database of its own
+//! (`bench_<scenario>_<unix-ts>_<rand>`, created on the server of `DATABASE_URL`, migrated,
+//! dropped at the end unless `--keep`), a namespace of its own (`bench_<unix-ts>_<rand>`:
+//! subjects, streams, consumers), and — for scenarios that need them — the gateway, the relay
+//! and every projector running in this process, stopped gracefully at the end.
+//!
+//! JetStream streams of the namespace stay behind: the `gatehouse` NATS user may not delete
+//! streams (the event log is append-only).
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+use crate::settings::Settings;
+use crate::{broker, db, gateway, relay, roles, RoleError};
+
+/// How long a role may take to stop after it was told to.
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
+
+/// One running role.
+struct Role {
+    name: &'static str,
+    task: JoinHandle<Result<(), RoleError>>,
+}
+
+/// A Gatehouse of the bench's own.
+pub struct System {
+    /// Settings pointing at the bench's database and namespace.
+    pub settings: Settings,
+    /// The bench database's name.
+    pub database: String,
+    /// A connection to the bench database for the scenario's own SQL.
+    pub db: tokio_postgres::Client,
+    /// A NATS connection of the bench's (not one of the load clients).
+    pub nats: async_nats::Client,
+    admin_url: String,
+    roles: Vec<Role>,
+    stop: CancellationToken,
+    keep: bool,
+}
+
+impl System {
+    /// Creates and migrates the database and picks the namespace; starts no role.
+    pub async fn create(base: &Settings, scenario: &str, keep: bool) -> anyhow::Result<System> {
+        let stamp = format!(
+            "{}_{:04x}",
+            chrono::Utc::now().timestamp(),
+            rand::random::<u16>()
+        );
+        let database = format!("bench_{scenario}_{stamp}");
+        let admin_url = base.database_url.clone();
+        admin_sql(&admin_url, &format!("CREATE DATABASE {database}"))
+            .await
+            .with_context(|| format!("cannot create database {database}"))?;
+        let mut settings = base.clone();
+        settings.database_url = with_database(&admin_url, &database);
+        settings.namespace = format!("bench_{stamp}");
+        let system = async {
+            db::migrate(&settings.database_url).await?;
+            let (db, conn) = tokio_postgres::connect(&settings.database_url, NoTls).await?;
+            tokio::spawn(conn);
+            let nats = broker::connect(&settings, "bench").await?;
+            anyhow::Ok((db, nats))
+        }
+        .await;
+        let (db, nats) = match system {
+            Ok(v) => v,
+            Err(e) => {
+                drop_database(&admin_url, &database, keep).await;
+                return Err(e.context(format!("cannot set up database {database}")));
+            }
+        };
+        Ok(System {
+            settings,
+            database,
+            db,
+            nats,
+            admin_url,
+            roles: Vec::new(),
+            stop: CancellationToken::new(),
+            keep,
+        })
+    }
+
+    /// Starts the gateway, the relay and every projector, and waits until the gateway answers.
+    pub async fn start_roles(&mut self) -> anyhow::Result<()> {
+        let s = &self.settings;
+        self.spawn("gateway", gateway::run(s.clone(), self.stop.clone()));
+        self.spawn("relay", relay::run(s.clone(), self.stop.clone()));
+        self.spawn(
+            "projector",
+            roles::projector(s.clone(), None, self.stop.clone()),
+        );
+        let client = self.client("bench-probe").await?;
+        let query = gatehouse_events::policy::ListPolicies::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            self.check_roles()?;
+            let answer = client
+                .query::<_, serde_json::Value>("policy", "list", &query)
+                .await;
+            match answer {
+                Ok(_) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    anyhow::bail!("the bench gateway never answered: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn spawn<F>(&mut self, name: &'static str, role: F)
+    where
+        F: Future<Output = Result<(), RoleError>> + Send + 'static,
+    {
+        self.roles.push(Role {
+            name,
+            task: tokio::spawn(role),
+        });
+    }
+
+    /// Fails if a role stopped on its own (it would make every figure meaningless).
+    pub fn check_roles(&self) -> anyhow::Result<()> {
+        match self.roles.iter().find(|r| r.task.is_finished()) {
+            Some(role) => anyhow::bail!("the {} role stopped during the benchmark", role.name),
+            None => Ok(()),
+        }
+    }
+
+    /// A Gatehouse client on a NATS connection of its own.
+    pub async fn client(&self, name: &str) -> anyhow::Result<Client> {
+        let nats = broker::connect(&self.settings, name).await?;
+        Ok(Client::new(
+            nats,
+            self.settings.namespace.clone(),
+            self.settings.request_timeout,
+        ))
+    }
+
+    /// A plain connection to the bench database.
+    pub async fn connect_db(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, conn) = tokio_postgres::connect(&self.settings.database_url, NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// Waits until the relay published every stored event and every projector applied it;
+    /// returns how long that took (the backlog a load left behind).
+    pub async fn settle(&self, deadline: Duration) -> anyhow::Result<Duration> {
+        let started = tokio::time::Instant::now();
+        let models = gatehouse_projections::read_models().len() as i64;
+        loop {
+            self.check_roles()?;
+            let row = self
+                .db
+                .query_one(
+                    "SELECT (SELECT count(*) FROM event_outbox WHERE published_at IS NULL),
+                            (SELECT count(*) FROM projector_checkpoints
+                              WHERE last_position >= (SELECT coalesce(max(global_position), 0) FROM events))",
+                    &[],
+                )
+                .await?;
+            let (pending, caught_up): (i64, i64) = (row.get(0), row.get(1));
+            if pending == 0 && caught_up >= models {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > deadline {
+                anyhow::bail!(
+                    "the system did not catch up within {deadline:?}: {pending} events unpublished, \
+                     {caught_up} of {models} projectors up to date"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the roles gracefully, then drops the database unless it is kept.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for role in self.roles {
+            match tokio::time::timeout(STOP_DEADLINE, role.task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => eprintln!("bench: the {} role failed: {e}", role.name),
+                Ok(Err(e)) => eprintln!("bench: the {} role panicked: {e}", role.name),
+                Err(_) => eprintln!("bench: the {} role did not stop in time", role.name),
+            }
+        }
+        drop(self.db);
+        let _ = self.nats.drain().await;
+        drop_database(&self.admin_url, &self.database, self.keep).await;
+    }
+}
+
+async fn drop_database(admin_url: &str, database: &str, keep: bool) {
+    if keep {
+        eprintln!("bench: kept database {database}");
+        return;
+    }
+    let sql = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+    if let Err(e) = admin_sql(admin_url, &sql).await {
+        eprintln!("bench: could not drop database {database}: {e:#}");
+    }
+}
+
+async fn admin_sql(admin_url: &str, sql: &str) -> anyhow::Result<()> {
+    let (client, conn) = tokio_postgres::connect(admin_url, NoTls).await?;
+    let conn = tokio::spawn(conn);
+    client.batch_execute(sql).await?;
+    drop(client);
+    let _ = conn.await;
+    Ok(())
+}
+
+/// `url` with its database replaced by `database` (URL or `key=value` form).
+fn with_database(url: &str, database: &str) -> String {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return format!("{url} dbname={database}");
+    }
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:5/gatehouse?sslmode=disable", "b"),
+            "postgres://u@h:5/b?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h:5", "b"), "postgres://u@h:5/b");
+    }
+
+    #[test]
+    fn a_key_value_string_gets_a_dbname() {
+        assert_eq!(
+            with_database("host=h user=u", "b"),
+            "host=h user=u dbname=b"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Figures: what a scenario measures, declared up front ([`Spec`]: unit, the limit it is
+//! compared with, its target), filled with one value per repetition ([`Figures::push`]), and
+//! summarized ([`Figure`]: median and spread, ratio to the limit's median, verdict).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::stats::Spread;
+
+/// One figure a scenario reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Stable name, e.g. `create.rate` (also the JSON key).
+    pub name: &'static str,
+    /// e.g. `cmd/s`, `ms`, `events/s`.
+    pub unit: &'static str,
+    /// One line on what is measured.
+    pub about: &'static str,
+    /// The figure (same run) this one is compared with.
+    pub limit: Option<&'static str>,
+    pub target: Option<Target>,
+}
+
+impl Spec {
+    /// A figure without limit or target.
+    pub const fn plain(name: &'static str, unit: &'static str, about: &'static str) -> Spec {
+        Spec {
+            name,
+            unit,
+            about,
+            limit: None,
+            target: None,
+        }
+    }
+
+    /// A figure compared with `limit`.
+    pub const fn versus(mut self, limit: &'static str) -> Spec {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// A figure with a target.
+    pub const fn target(mut self, target: Target) -> Spec {
+        self.target = Some(target);
+        self
+    }
+}
+
+/// What a figure should reach.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// median / limit's median ≥ `ratio`.
+    RatioAtLeast { ratio: f64 },
+    /// median ≤ `value` (in the figure's unit).
+    AtMost { value: f64 },
+}
+
+impl Target {
+    fn describe(&self, unit: &str) -> String {
+        match self {
+            Target::RatioAtLeast { ratio } => format!("≥ {ratio}× limit"),
+            Target::AtMost { value } => format!("≤ {value} {unit}"),
+        }
+    }
+}
+
+/// A summarized figure, as printed and written to JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub about: &'static str,
+    /// One value per repetition, in order.
+    pub values: Vec<f64>,
+    pub median: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub limit: Option<&'static str>,
+    pub limit_median: Option<f64>,
+    /// median / limit's median.
+    pub ratio: Option<f64>,
+    pub target: Option<Target>,
+    pub verdict: Verdict,
+    /// Why there is no value (not yet measurable, failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+/// Whether a figure meets its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// No target.
+    None,
+    /// Not measured (see `unavailable`).
+    Unavailable,
+}
+
+/// The figures of one run, filled one repetition at a time.
+#[derive(Debug)]
+pub struct Figures {
+    specs: &'static [Spec],
+    values: BTreeMap<&'static str, Vec<f64>>,
+    unavailable: BTreeMap<&'static str, String>,
+}
+
+impl Figures {
+    pub fn new(specs: &'static [Spec]) -> Self {
+        Figures {
+            specs,
+            values: BTreeMap::new(),
+            unavailable: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one repetition's value of `name`.
+    pub fn push(&mut self, name: &str, value: f64) -> anyhow::Result<()> {
+        let name = self.spec(name)?.name;
+        self.values.entry(name).or_default().push(value);
+        Ok(())
+    }
+
+    /// Marks `name` as not measurable, saying why.
+    pub fn unavailable(&mut self, name: &str, why: &str) -> anyhow::Result<()> {
+        let name = self.spec(name)?.name;
+        self.unavailable.insert(name, why.to_owned());
+        Ok(())
+    }
+
+    /// Is `name` one of the declared figures?
+    pub fn declares(&self, name: &str) -> bool {
+        self.specs.iter().any(|s| s.name == name)
+    }
+
+    /// The values of `name` so far.
+    pub fn values(&self, name: &str) -> &[f64] {
+        self.values.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    fn spec(&self, name: &str) -> anyhow::Result<&'static Spec> {
+        self.specs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| anyhow::anyhow!("bench bug: figure `{name}` is not declared"))
+    }
+
+    /// Every declared figure, summarized, in declaration order.
+    pub fn summarize(&self) -> Vec<Figure> {
+        self.specs.iter().map(|spec| self.figure(spec)).collect()
+    }
+
+    fn figure(&self, spec: &Spec) -> Figure {
+        let values = self.values(spec.name).to_vec();
+        let spread = Spread::of(&values);
+        let limit_median = spec
+            .limit
+            .and_then(|l| Spread::of(self.values(l)))
+            .map(|s| s.median);
+        let median = spread.map(|s| s.median);
+        let ratio = match (median, limit_median) {
+            (Some(m), Some(l)) if l != 0.0 => Some(m / l),
+            _ => None,
+        };
+        let unavailable = self.unavailable.get(spec.name).cloned().or_else(|| {
+            spread
+                .is_none()
+                .then(|| "no value was measured".to_owned())
+        });
+        let verdict = match (spec.target, median, ratio) {
+            _ if unavailable.is_some() => Verdict::Unavailable,
+            (None, _, _) => Verdict::None,
+            (Some(Target::RatioAtLeast { ratio: want }), _, Some(r)) => met(r >= want),
+            (Some(Target::AtMost { value }), Some(m), _) => met(m <= value),
+            _ => Verdict::Unavailable,
+        };
+        Figure {
+            name: spec.name,
+            unit: spec.unit,
+            about: spec.about,
+            values,
+            median,
+            min: spread.map(|s| s.min),
+            max: spread.map(|s| s.max),
+            limit: spec.limit,
+            limit_median,
+            ratio,
+            target: spec.target,
+            verdict,
+            unavailable,
+        }
+    }
+}
+
+fn met(ok: bool) -> Verdict {
+    if ok {
+        Verdict::Met
+    } else {
+        Verdict::Missed
+    }
+}
+
+impl Figure {
+    /// The target as a person reads it, e.g. `≥ 0.7× limit`.
+    pub fn target_text(&self) -> String {
+        self.target
+            .map_or_else(|| "-".to_owned(), |t| t.describe(self.unit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPECS: &[Spec] = &[
+        Spec::plain("ours", "cmd/s", "ours")
+            .versus("raw")
+            .target(Target::RatioAtLeast { ratio: 0.7 }),
+        Spec::plain("raw", "cmd/s", "the limit"),
+        Spec::plain("p99", "ms", "latency").target(Target::AtMost { value: 50.0 }),
+        Spec::plain("later", "ms", "not yet"),
+    ];
+
+    fn filled() -> Figures {
+        let mut f = Figures::new(SPECS);
+        for (ours, raw, p99) in [(80.0, 100.0, 40.0), (70.0, 100.0, 60.0), (90.0, 100.0, 45.0)] {
+            f.push("ours", ours).unwrap();
+            f.push("raw", raw).unwrap();
+            f.push("p99", p99).unwrap();
+        }
+        f.unavailable("later", "needs issue 3").unwrap();
+        f
+    }
+
+    #[test]
+    fn the_ratio_compares_the_medians() {
+        let ours = &filled().summarize()[0];
+        assert_eq!(ours.ratio, Some(0.8));
+        assert_eq!(ours.verdict, Verdict::Met);
+        assert_eq!((ours.min, ours.max), (Some(70.0), Some(90.0)));
+    }
+
+    #[test]
+    fn an_absolute_target_is_checked_against_the_median() {
+        assert_eq!(filled().summarize()[2].verdict, Verdict::Met);
+    }
+
+    #[test]
+    fn an_unmeasurable_figure_says_why() {
+        let later = &filled().summarize()[3];
+        assert_eq!(later.verdict, Verdict::Unavailable);
+        assert_eq!(later.unavailable.as_deref(), Some("needs issue 3"));
+    }
+
+    #[test]
+    fn an_undeclared_figure_is_refused() {
+        assert!(Figures::new(SPECS).push("nope", 1.0).is_err());
+    }
+}

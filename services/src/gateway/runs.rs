@@ -1,0 +1,230 @@
+//! Run commands: `prepare` (freezes the catalog snapshot first), `cancel_run`, `resume_run`,
+//! `promote`, and the workers' `complete_run` / `fail_run` (whose counters the gateway reads from
+//! `run_progress` itself rather than trusting the sender).
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use gatehouse_events::envelope::{CommandAccepted, Rejection, RejectionCode};
+use gatehouse_events::run::{
+    policy_of, CompleteRun, FailRun, PrepareRun, PromoteRun, RunCounters, RunRef,
+    DEFAULT_BATCH_SIZE, MAX_ERROR_MESSAGE,
+};
+
+use super::commands::policy_rejection;
+use super::queries::unavailable;
+use super::request::{self, bad_request, Parsed};
+use crate::policy::runs::{Prepare, Snapshot};
+use crate::policy::{Policy, PolicyCommand};
+use crate::store::Store;
+
+/// Executes a run command (`policy.prepare`, `policy.promote`, ...).
+pub async fn handle(
+    store: &Store<Policy>,
+    pg: &Pool,
+    name: &str,
+    subject: &str,
+    payload: &[u8],
+) -> Result<CommandAccepted, Rejection> {
+    let at = Utc::now();
+    match name {
+        "policy.prepare" => prepare(store, pg, request::command(subject, name, payload)?).await,
+        "policy.cancel_run" => {
+            let Parsed { context, command } = request::command::<RunRef>(subject, name, payload)?;
+            let cmd = PolicyCommand::CancelRun {
+                run_id: command.run_id.clone(),
+                actor: context.actor.clone(),
+                at,
+            };
+            store
+                .execute(&context, policy_id(&command.run_id)?, cmd)
+                .await
+                .map_err(policy_rejection)
+        }
+        "policy.resume_run" => {
+            let Parsed { context, command } = request::command::<RunRef>(subject, name, payload)?;
+            let cmd = PolicyCommand::ResumeRun {
+                run_id: command.run_id.clone(),
+                actor: context.actor.clone(),
+                at,
+            };
+            store
+                .execute(&context, policy_id(&command.run_id)?, cmd)
+                .await
+                .map_err(policy_rejection)
+        }
+        "policy.promote" => {
+            let Parsed { context, command } =
+                request::command::<PromoteRun>(subject, name, payload)?;
+            let cmd = PolicyCommand::Promote {
+                run_id: command.run_id.clone(),
+                coverage_threshold: command.coverage_threshold.unwrap_or(1.0),
+                max_errors: command.max_errors.unwrap_or(0),
+                actor: context.actor.clone(),
+                at,
+            };
+            store
+                .execute(&context, policy_id(&command.run_id)?, cmd)
+                .await
+                .map_err(policy_rejection)
+        }
+        "policy.complete_run" => {
+            let Parsed { context, command } =
+                request::command::<CompleteRun>(subject, name, payload)?;
+            let counters = progress(pg, &command.run_id).await?;
+            let cmd = PolicyCommand::CompleteRun {
+                run_id: command.run_id.clone(),
+                epoch: command.epoch,
+                counters,
+                at,
+            };
+            store
+                .execute(&context, policy_id(&command.run_id)?, cmd)
+                .await
+                .map_err(policy_rejection)
+        }
+        "policy.fail_run" => {
+            let Parsed { context, command } = request::command::<FailRun>(subject, name, payload)?;
+            let counters = progress(pg, &command.run_id).await?;
+            let reason: String = command.reason.chars().take(MAX_ERROR_MESSAGE).collect();
+            let cmd = PolicyCommand::FailRun {
+                run_id: command.run_id.clone(),
+                epoch: command.epoch,
+                reason,
+                counters,
+                at,
+            };
+            store
+                .execute(&context, policy_id(&command.run_id)?, cmd)
+                .await
+                .map_err(policy_rejection)
+        }
+        other => Err(bad_request(format!("unknown command `{other}`"))),
+    }
+}
+
+/// Prepare: reject early what the aggregate would reject, freeze the snapshot, then record the
+/// run. A snapshot whose run was not recorded (rejected, or a retry) is discarded.
+async fn prepare(
+    store: &Store<Policy>,
+    pg: &Pool,
+    parsed: Parsed<PrepareRun>,
+) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    crate::policy::validation::policy_id(&command.policy_id)
+        .map_err(|f| bad_request(f.to_string()).with_field(f.field))?;
+    if let Some(done) = store
+        .already_done(&context)
+        .await
+        .map_err(policy_rejection)?
+    {
+        return Ok(done);
+    }
+    let state = store.state(&command.policy_id).await.map_err(unavailable)?;
+    let prepare = Prepare {
+        version: command.version,
+        snapshot: Snapshot {
+            snapshot_id: String::new(),
+            cutoff: Utc::now(),
+            total: 0,
+        },
+        batch_size: command.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+        coverage_threshold: command.coverage_threshold.unwrap_or(1.0),
+        max_errors: command.max_errors.unwrap_or(0),
+    };
+    // The same checks the aggregate makes, before the (large) snapshot is written.
+    state
+        .check_prepare(&prepare)
+        .map_err(|e| policy_rejection(crate::store::CommandError::Rejected(e)))?;
+    let snapshot = freeze(pg).await?;
+    let snapshot_id = snapshot.snapshot_id.clone();
+    let cmd = PolicyCommand::Prepare {
+        prepare: Prepare {
+            snapshot,
+            ..prepare
+        },
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
+    let outcome = store
+        .execute(&context, &command.policy_id, cmd)
+        .await
+        .map_err(policy_rejection);
+    if !matches!(&outcome, Ok(done) if !done.duplicate) {
+        discard(pg, &snapshot_id).await;
+    }
+    outcome
+}
+
+/// Numbers every ready, non-deleted item updated at or before now, in item id order.
+async fn freeze(pg: &Pool) -> Result<Snapshot, Rejection> {
+    let db = |e: tokio_postgres::Error| unavailable(e.to_string());
+    let mut client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let tx = client.transaction().await.map_err(db)?;
+    let cutoff: chrono::DateTime<Utc> = tx.query_one("SELECT now()", &[]).await.map_err(db)?.get(0);
+    let snapshot_id = uuid::Uuid::now_v7().to_string();
+    let total = tx
+        .execute(
+            "INSERT INTO run_snapshot (snapshot_id, ordinal, item_id) \
+             SELECT $1, row_number() OVER (ORDER BY item_id) - 1, item_id FROM catalog_items \
+              WHERE status = 'ready' AND NOT deleted AND updated_at <= $2",
+            &[&snapshot_id, &cutoff],
+        )
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(Snapshot {
+        snapshot_id,
+        cutoff,
+        total,
+    })
+}
+
+async fn discard(pg: &Pool, snapshot_id: &str) {
+    let result = match pg.get().await {
+        Ok(client) => client
+            .execute(
+                "DELETE FROM run_snapshot WHERE snapshot_id = $1",
+                &[&snapshot_id],
+            )
+            .await
+            .map(drop),
+        Err(e) => {
+            return tracing::warn!(error.message = %e, snapshot_id, "cannot discard an unused snapshot")
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error.message = %e, snapshot_id, "cannot discard an unused snapshot");
+    }
+}
+
+/// The progress counters workers committed for a run.
+async fn progress(pg: &Pool, run_id: &str) -> Result<RunCounters, Rejection> {
+    let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let row = client
+        .query_opt(
+            "SELECT processed, eligible, ineligible, quarantined, pending, errors FROM run_progress WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let n = |i: usize| row.as_ref().map_or(0, |r| r.get::<_, i64>(i) as u64);
+    Ok(RunCounters {
+        total_ready_snapshot: 0,
+        processed: n(0),
+        eligible: n(1),
+        ineligible: n(2),
+        quarantined: n(3),
+        pending: n(4),
+        errors: n(5),
+    })
+}
+
+fn policy_id(run_id: &str) -> Result<&str, Rejection> {
+    policy_of(run_id).ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::BadRequest,
+            format!("`{run_id}` is not a run id (<policy_id>:<number>)"),
+        )
+        .with_field("command.run_id")
+    })
+}
