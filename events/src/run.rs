@@ -445,4 +445,51 @@ mod tests {
     fn an_empty_snapshot_has_full_coverage() {
         assert_eq!(RunCounters::default().coverage(), 1.0);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn status() -> impl Strategy<Value = RunStatus> {
+            prop_oneof![
+                Just(RunStatus::Running),
+                Just(RunStatus::Success),
+                Just(RunStatus::Failed),
+                Just(RunStatus::Cancelled)
+            ]
+        }
+
+        proptest! {
+            /// P1: ready_to_promote is exactly
+            /// `status = success AND coverage >= threshold AND errors <= max_errors`.
+            #[test]
+            fn ready_to_promote_is_exactly_the_formula(
+                status in status(),
+                total in 0u64..2_000,
+                done in 0u64..2_000,
+                errors in 0u64..50,
+                threshold in 0.0f64..=1.0,
+                max_errors in 0u64..50,
+            ) {
+                let processed = done.min(total);
+                let errors = errors.min(processed);
+                let counters = RunCounters {
+                    total_ready_snapshot: total,
+                    processed,
+                    eligible: processed - errors,
+                    errors,
+                    ..Default::default()
+                };
+                let coverage = if total == 0 { 1.0 } else { processed as f64 / total as f64 };
+                let formula = status == RunStatus::Success && coverage >= threshold && errors <= max_errors;
+                let reasons = blocking_reasons(status, &counters, threshold, max_errors);
+                prop_assert_eq!(reasons.is_empty(), formula);
+                // Each failed condition is named exactly once.
+                let failed = usize::from(status != RunStatus::Success)
+                    + usize::from(coverage < threshold)
+                    + usize::from(errors > max_errors);
+                prop_assert_eq!(reasons.len(), failed);
+            }
+        }
+    }
 }

@@ -12,12 +12,15 @@
 //! - [`rebuild`](mod@rebuild): [`rebuild()`] a model from `events` into shadow tables, then swap.
 //! - [`audit`]: the `audit` read model (`audit_log`).
 //! - [`policies`]: the `policies` read model (`policies`, `policy_versions`).
+//! - [`catalog`]: the catalog projector (`catalog_items`, `catalog_rejections`), fed from the
+//!   catalog stream `<NS>_CATALOG` rather than the events stream.
 //! - [`dead_letter`]: the dead-letter stream and the headers of a dead letter.
 //! - `batch`, `fallback`, `delivery`, `checkpoint`: one batch through a projector, each message
 //!   on its own when the batch fails, one delivered message, and the checkpoint.
 
 pub mod audit;
 mod batch;
+pub mod catalog;
 mod checkpoint;
 pub mod dead_letter;
 mod delivery;
@@ -26,6 +29,7 @@ mod fallback;
 pub mod model;
 pub mod policies;
 pub mod rebuild;
+mod runs;
 pub mod runtime;
 pub mod settings;
 
@@ -38,6 +42,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use audit::AuditLog;
+pub use catalog::CatalogSettings;
 pub use error::ProjectorError;
 pub use model::{ApplyError, Interest, ReadModel, Tables};
 pub use policies::Policies;
@@ -57,8 +62,50 @@ pub fn read_model(name: &str) -> Option<Arc<dyn ReadModel>> {
     read_models().into_iter().find(|model| model.name() == name)
 }
 
-/// Runs every read model's projector until `shutdown`. The first one to stop stops the others;
-/// its error (or `Ok` on shutdown) is returned once all have stopped.
+/// A projector `gatehouse projector --model <name>` can run: a read model's, or the catalog's.
+#[derive(Clone)]
+pub enum Projector {
+    /// A read model fed from the events stream.
+    ReadModel(Arc<dyn ReadModel>),
+    /// The catalog projector, fed from the catalog stream.
+    Catalog,
+}
+
+impl Projector {
+    /// Runs it until `shutdown` (the catalog's with [`CatalogSettings::new`]`(settings)`).
+    pub async fn run(
+        self,
+        settings: ProjectorSettings,
+        pool: Pool,
+        js: jetstream::Context,
+        shutdown: CancellationToken,
+    ) -> Result<(), ProjectorError> {
+        match self {
+            Projector::ReadModel(model) => run(model, settings, pool, js, shutdown).await,
+            Projector::Catalog => {
+                catalog::run(CatalogSettings::new(settings), pool, js, shutdown).await
+            }
+        }
+    }
+}
+
+/// Every projector's name: the read models', then `catalog`.
+pub fn projector_names() -> Vec<&'static str> {
+    let mut names: Vec<_> = read_models().iter().map(|m| m.name()).collect();
+    names.push(catalog::NAME);
+    names
+}
+
+/// The projector called `name` (`audit`, `policies`, `catalog`).
+pub fn projector(name: &str) -> Option<Projector> {
+    if name == catalog::NAME {
+        return Some(Projector::Catalog);
+    }
+    read_model(name).map(Projector::ReadModel)
+}
+
+/// Runs every projector (each read model's and the catalog's) until `shutdown`. The first one
+/// to stop stops the others; its error (or `Ok` on shutdown) is returned once all have stopped.
 pub async fn run_all(
     settings: ProjectorSettings,
     pool: Pool,
@@ -79,6 +126,9 @@ pub async fn run_all(
         ));
         names.insert(task.id(), name);
     }
+    let catalog = CatalogSettings::new(settings);
+    let task = projectors.spawn(catalog::run(catalog, pool, js, stop.clone()));
+    names.insert(task.id(), catalog::NAME);
     let mut first: Option<Result<(), ProjectorError>> = None;
     while let Some(joined) = projectors.join_next_with_id().await {
         let (id, result) = match joined {

@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use gatehouse_events::policy::{self, PolicyCreated, PolicyEvent, PolicyVersionDrafted};
 use gatehouse_events::record::EventRecord;
 use serde::Deserialize;
-use serde_json::Value;
 use tokio_postgres::types::Json;
 use tokio_postgres::Transaction;
 
@@ -27,10 +26,17 @@ impl Policies {
     pub const NAME: &'static str = "policies";
 }
 
-/// Not in the contract yet: read from its JSON (`{"PolicyPromoted": {"version": n, ...}}`).
-const POLICY_PROMOTED: &str = "PolicyPromoted";
 /// The event types this model must understand; any other one is skipped.
-const DECODED: [&str; 2] = ["PolicyCreated", "PolicyVersionDrafted"];
+const DECODED: [&str; 8] = [
+    "PolicyCreated",
+    "PolicyVersionDrafted",
+    "RunPrepared",
+    "RunSucceeded",
+    "RunFailed",
+    "RunCancelled",
+    "RunResumed",
+    "PolicyPromoted",
+];
 
 #[async_trait]
 impl ReadModel for Policies {
@@ -39,7 +45,7 @@ impl ReadModel for Policies {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["policies", "policy_versions"]
+        &["policies", "policy_versions", "runs"]
     }
 
     fn interest(&self) -> Interest {
@@ -71,7 +77,21 @@ impl ReadModel for Policies {
             ))),
             (Change::Created(_), Some(_)) => Err(ApplyError::Poison("PolicyCreated twice".into())),
             (Change::Drafted(draft), Some(_)) => write.draft(&draft).await,
-            (Change::Promoted { version, at }, Some(_)) => write.promote(version, at).await,
+            (
+                Change::Promoted {
+                    version,
+                    at,
+                    event: promoted,
+                },
+                Some(_),
+            ) => {
+                crate::runs::apply(tx, tables, event, &promoted).await?;
+                write.promote(version, at).await
+            }
+            (Change::Run(run_event), Some(_)) => {
+                crate::runs::apply(tx, tables, event, &run_event).await?;
+                write.advance().await
+            }
             (Change::Ignored, Some(_)) => write.advance().await,
         }
     }
@@ -85,7 +105,10 @@ enum Change {
     Promoted {
         version: i32,
         at: DateTime<Utc>,
+        event: PolicyEvent,
     },
+    /// A run event: a `runs` row changes.
+    Run(PolicyEvent),
     /// A type this model does not read: only `last_sequence` advances.
     Ignored,
 }
@@ -100,9 +123,6 @@ struct Draft {
 }
 
 fn decode(event: &EventRecord) -> Result<Change, ApplyError> {
-    if event.event_type == POLICY_PROMOTED {
-        return promoted(event);
-    }
     match PolicyEvent::deserialize(&event.payload) {
         Ok(decoded) if decoded.event_type() != event.event_type => {
             Err(ApplyError::Poison(format!(
@@ -121,31 +141,18 @@ fn decode(event: &EventRecord) -> Result<Change, ApplyError> {
             rule_count: column_int(drafted.rules.rules.len(), "rule count")?,
             event: drafted,
         })),
-        // Variants the contract gains later, until this model learns them.
-        #[allow(unreachable_patterns)]
-        Ok(_) => Ok(Change::Ignored),
+        Ok(PolicyEvent::PolicyPromoted(p)) => Ok(Change::Promoted {
+            version: column_int(p.version, "version")?,
+            at: p.promoted_at,
+            event: PolicyEvent::PolicyPromoted(p),
+        }),
+        Ok(run_event) => Ok(Change::Run(run_event)),
         Err(e) if DECODED.contains(&event.event_type.as_str()) => Err(ApplyError::Poison(format!(
             "undecodable {}: {e}",
             event.event_type
         ))),
         Err(_) => Ok(Change::Ignored),
     }
-}
-
-fn promoted(event: &EventRecord) -> Result<Change, ApplyError> {
-    let body = event.payload.get(POLICY_PROMOTED);
-    let version = body
-        .and_then(|b| b.get("version"))
-        .and_then(Value::as_u64)
-        .ok_or_else(|| ApplyError::Poison(format!("{POLICY_PROMOTED} without a version")))?;
-    let at = body
-        .and_then(|b| b.get("promoted_at"))
-        .and_then(|at| DateTime::<Utc>::deserialize(at).ok())
-        .unwrap_or(event.recorded_at);
-    Ok(Change::Promoted {
-        version: column_int(version, "version")?,
-        at,
-    })
 }
 
 fn column_int<T: TryInto<i32> + Copy + std::fmt::Display>(
@@ -290,6 +297,7 @@ impl Write<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use serde_json::Value;
 
     fn record(sequence: i64, event_type: &str, payload: Value) -> EventRecord {
         EventRecord {
@@ -372,23 +380,6 @@ mod tests {
     fn an_unknown_event_type_is_ignored() {
         let change = decode(&record(3, "PolicyRenamed", json!({"PolicyRenamed": {}}))).unwrap();
         assert_eq!(change, Change::Ignored);
-    }
-
-    #[test]
-    fn a_promotion_is_read_from_its_json() {
-        let payload = json!({"PolicyPromoted": {"version": 2, "run_id": "r1",
-            "promoted_at": "1970-01-03T00:00:00Z"}});
-        let change = decode(&record(4, "PolicyPromoted", payload)).unwrap();
-        let at = DateTime::from_timestamp(2 * 86_400, 0).unwrap();
-        assert_eq!(change, Change::Promoted { version: 2, at });
-    }
-
-    #[test]
-    fn a_promotion_without_a_time_is_dated_when_recorded() {
-        let payload = json!({"PolicyPromoted": {"version": 2}});
-        let change = decode(&record(4, "PolicyPromoted", payload)).unwrap();
-        let at = DateTime::from_timestamp(1_000, 0).unwrap();
-        assert_eq!(change, Change::Promoted { version: 2, at });
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`policy`]: the `policy` aggregate.
 //! - [`gateway`]: commands and queries over the NATS services API.
 //! - [`relay`]: the transactional outbox relay onto JetStream.
+//! - [`notifier`]: `policy.promoted` announcements for external subscribers.
 //! - [`worker`]: evaluation workers (batch jobs of Prepare runs, live evaluation of changes).
 //! - [`audit`]: audit-log and replay queries.
 //! - [`roles`]: `up` and the projector role.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod db;
 pub mod gateway;
+pub mod notifier;
 pub mod policy;
 pub mod relay;
 pub mod roles;

@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway => gateway::run(settings, shutdown).await?,
         Command::Relay => relay::run(settings, shutdown).await?,
         Command::Worker => gatehouse::worker::run(settings, shutdown).await?,
+        Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -65,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => gatehouse::bench::run(settings, args).await?,
         Command::Policy(cmd) => cli::policy::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::Run(cmd) => cli::run::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Catalog(cmd) => cli::catalog::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Audit(cmd) => cli::audit::run(&cli, cmd, &client(&settings).await?).await?,
     }
@@ -86,6 +88,8 @@ fn is_role(command: &Command) -> bool {
         Command::Up
             | Command::Gateway
             | Command::Relay
+            | Command::Worker
+            | Command::Notifier
             | Command::Projector { .. }
             | Command::Migrate
     )

@@ -7,7 +7,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
-use crate::{broker, db, gateway, relay, worker, RoleError};
+use crate::{broker, db, gateway, notifier, relay, worker, RoleError};
 
 /// Runs migrations, then the gateway, the relay, every projector and a worker until `shutdown`.
 pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
@@ -20,6 +20,10 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
     ));
     roles.spawn(named("relay", relay::run(settings.clone(), stop.clone())));
     roles.spawn(named("worker", worker::run(settings.clone(), stop.clone())));
+    roles.spawn(named(
+        "notifier",
+        notifier::run(settings.clone(), stop.clone()),
+    ));
     roles.spawn(named(
         "projector",
         projector(settings.clone(), None, stop.clone()),

@@ -50,6 +50,7 @@ pub struct TestApp {
     pub gateway: Option<Role>,
     pub relay: Option<Role>,
     pub projector: Option<Role>,
+    pub notifier: Option<Role>,
     pub projector_settings: ProjectorSettings,
 }
 
@@ -104,11 +105,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         gateway: None,
         relay: None,
         projector: None,
+        notifier: None,
         projector_settings,
     };
     app.start_gateway();
     app.start_relay(relay::Hooks::default());
     app.start_projector();
+    app.start_notifier();
     app.wait_for_gateway().await;
     app
 }
@@ -133,6 +136,13 @@ impl TestApp {
         let ps = self.projector_settings.clone();
         self.projector = Some(Role::spawn("projector", move |stop| {
             gatehouse::roles::projector_with(s, None, ps, stop)
+        }));
+    }
+
+    pub fn start_notifier(&mut self) {
+        let s = self.settings.clone();
+        self.notifier = Some(Role::spawn("notifier", move |stop| {
+            gatehouse::notifier::run(s, stop)
         }));
     }
 
@@ -195,6 +205,7 @@ impl TestApp {
             self.gateway.take(),
             self.relay.take(),
             self.projector.take(),
+            self.notifier.take(),
         ]
         .into_iter()
         .flatten()

@@ -1,6 +1,7 @@
 //! Integration tests against the real nats-server and Postgres started by `scripts/test.sh`.
 //! Each test gets its own database and namespace from [`helpers::spawn_app`].
 
+mod bench;
 mod commands;
 mod fixtures;
 mod helpers;
@@ -9,3 +10,4 @@ mod policies;
 mod projections;
 mod projector_faults;
 mod relay;
+mod runs;

@@ -17,10 +17,9 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::StreamExt;
 use gatehouse_events::policy::AGGREGATE;
-use tokio_postgres::Statement;
 
+use super::baseline::{Echo, Raw};
 use super::figures::{Spec, Target};
 use super::load::{closed_loop, Outcome, Worker};
 use super::{workload, Bench};
@@ -30,12 +29,28 @@ use crate::client::Client;
 macro_rules! phase {
     ($p:literal, $about:literal) => {
         [
-            Spec::plain(concat!($p, ".p50_ms"), "ms", concat!($about, ": latency p50")),
-            Spec::plain(concat!($p, ".p99_ms"), "ms", concat!($about, ": latency p99")),
-            Spec::plain(concat!($p, ".max_ms"), "ms", concat!($about, ": latency max")),
+            Spec::plain(
+                concat!($p, ".p50_ms"),
+                "ms",
+                concat!($about, ": latency p50"),
+            ),
+            Spec::plain(
+                concat!($p, ".p99_ms"),
+                "ms",
+                concat!($about, ": latency p99"),
+            ),
+            Spec::plain(
+                concat!($p, ".max_ms"),
+                "ms",
+                concat!($about, ": latency max"),
+            ),
             Spec::plain(concat!($p, ".errors"), "count", concat!($about, ": failed")),
             Spec::plain(concat!($p, ".busy_cores"), "cores", "machine CPU busy"),
-            Spec::plain(concat!($p, ".cpu_us_gatehouse"), "µs/cmd", "CPU of this process"),
+            Spec::plain(
+                concat!($p, ".cpu_us_gatehouse"),
+                "µs/cmd",
+                "CPU of this process",
+            ),
             Spec::plain(concat!($p, ".cpu_us_postgres"), "µs/cmd", "CPU of Postgres"),
             Spec::plain(concat!($p, ".cpu_us_nats"), "µs/cmd", "CPU of nats-server"),
         ]
@@ -57,18 +72,34 @@ pub const SPECS: &[Spec] = &[
         .versus("raw.rate")
         .target(THROUGHPUT),
     Spec::plain("raw.rate", "cmd/s", "limit: raw tokio-postgres append loop"),
-    Spec::plain("echo.rate", "req/s", "NATS request/reply with a no-op responder"),
+    Spec::plain(
+        "echo.rate",
+        "req/s",
+        "NATS request/reply with a no-op responder",
+    ),
     CREATE[0].versus("raw.p50_ms"),
     CREATE[1].versus("raw.p99_ms"),
     CREATE[2],
     CREATE[3],
-    Spec::plain("create.backlog_s", "s", "relay + projectors catching up after the phase"),
+    Spec::plain(
+        "create.backlog_s",
+        "s",
+        "relay + projectors catching up after the phase",
+    ),
     DRAFT[0].versus("raw.p50_ms"),
     DRAFT[1].versus("raw.p99_ms"),
     DRAFT[2],
     DRAFT[3],
-    Spec::plain("draft.backlog_s", "s", "relay + projectors catching up after the phase"),
-    Spec::plain("draft.events_per_policy", "events", "policy stream length at the end"),
+    Spec::plain(
+        "draft.backlog_s",
+        "s",
+        "relay + projectors catching up after the phase",
+    ),
+    Spec::plain(
+        "draft.events_per_policy",
+        "events",
+        "policy stream length at the end",
+    ),
     RAW[0],
     RAW[1],
     RAW[2],
@@ -126,14 +157,20 @@ async fn commands(b: &mut Bench) -> anyhow::Result<()> {
         let d = b.params.duration;
         let (create, _) = closed_loop(creators(&clients, &format!("c{rep}")), d).await;
         create.record(&mut b.figures, "create")?;
-        b.push("create.backlog_s", b.system.settle(SETTLE).await?.as_secs_f64())?;
+        b.push(
+            "create.backlog_s",
+            b.system.settle(SETTLE).await?.as_secs_f64(),
+        )?;
 
         let drafters = drafters(&clients, rep).await?;
         let ids: Vec<String> = drafters.iter().map(|w| w.policy_id.clone()).collect();
         let (draft, _) = closed_loop(drafters, d).await;
         draft.record(&mut b.figures, "draft")?;
         b.push("draft.events_per_policy", stream_length(b, &ids).await?)?;
-        b.push("draft.backlog_s", b.system.settle(SETTLE).await?.as_secs_f64())?;
+        b.push(
+            "draft.backlog_s",
+            b.system.settle(SETTLE).await?.as_secs_f64(),
+        )?;
 
         let (raw_outcome, back) = closed_loop(raw, d).await;
         raw = back;
@@ -141,7 +178,15 @@ async fn commands(b: &mut Bench) -> anyhow::Result<()> {
         let (echo_outcome, _) = closed_loop(echo.workers(n), d).await;
         echo_outcome.record(&mut b.figures, "echo")?;
         b.system.check_roles()?;
-        progress(rep, b.params.reps, &[("create", &create), ("draft", &draft), ("raw", &raw_outcome)]);
+        progress(
+            rep,
+            b.params.reps,
+            &[
+                ("create", &create),
+                ("draft", &draft),
+                ("raw", &raw_outcome),
+            ],
+        );
     }
     echo.stop();
     Ok(())
@@ -152,7 +197,11 @@ fn progress(rep: usize, reps: usize, phases: &[(&str, &Outcome)]) {
         .iter()
         .map(|(name, o)| format!("{name} {:.0}/s ({} errors)", o.rate(), o.errors))
         .collect();
-    eprintln!("bench: commands rep {}/{reps}: {}", rep + 1, line.join(", "));
+    eprintln!(
+        "bench: commands rep {}/{reps}: {}",
+        rep + 1,
+        line.join(", ")
+    );
 }
 
 /// Creates one policy and drafts it once; returns the drafted event's stored payload and
@@ -249,133 +298,6 @@ impl Worker for Draft {
         let command = workload::draft(&self.policy_id, n)?;
         self.client
             .command(AGGREGATE, "draft", &workload::sender(), command)
-            .await?;
-        Ok(())
-    }
-}
-
-/// The raw append loop of one client, on a connection of its own.
-struct Raw {
-    db: tokio_postgres::Client,
-    aggregate_id: String,
-    last_sequence: Statement,
-    insert: Statement,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
-}
-
-impl Raw {
-    async fn new(
-        b: &Bench,
-        aggregate_id: String,
-        payload: &serde_json::Value,
-        metadata: &serde_json::Value,
-    ) -> anyhow::Result<Raw> {
-        let db = b.system.connect_db().await?;
-        let last_sequence = db
-            .prepare(
-                "SELECT max(sequence) FROM bench_raw_events \
-                 WHERE aggregate_type = $1 AND aggregate_id = $2",
-            )
-            .await?;
-        let insert = db
-            .prepare(
-                "INSERT INTO bench_raw_events (aggregate_type, aggregate_id, sequence, event_type, \
-                 event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .await?;
-        Ok(Raw {
-            db,
-            aggregate_id,
-            last_sequence,
-            insert,
-            payload: payload.clone(),
-            metadata: metadata.clone(),
-        })
-    }
-}
-
-impl Worker for Raw {
-    async fn op(&mut self, _: u64) -> anyhow::Result<()> {
-        let tx = self.db.transaction().await?;
-        let last: Option<i64> = tx
-            .query_one(&self.last_sequence, &[&AGGREGATE, &self.aggregate_id])
-            .await?
-            .get(0);
-        tx.execute(
-            &self.insert,
-            &[
-                &AGGREGATE,
-                &self.aggregate_id,
-                &(last.unwrap_or(0) + 1),
-                &"PolicyVersionDrafted",
-                &"1.0",
-                &self.payload,
-                &self.metadata,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-/// A no-op responder on `<ns>.bench.echo` and the clients' connections to ask it.
-struct Echo {
-    responder: tokio::task::JoinHandle<()>,
-    subject: String,
-    clients: Vec<async_nats::Client>,
-    request: bytes::Bytes,
-}
-
-impl Echo {
-    async fn start(b: &Bench, clients: &[Client]) -> anyhow::Result<Echo> {
-        let subject = format!("{}.bench.echo", b.system.settings.namespace);
-        let nats = b.system.nats.clone();
-        let mut requests = nats.subscribe(subject.clone()).await?;
-        // About the size of a command reply.
-        let reply = bytes::Bytes::from(vec![b'x'; 300]);
-        let responder = tokio::spawn(async move {
-            while let Some(request) = requests.next().await {
-                if let Some(inbox) = request.reply {
-                    let _ = nats.publish(inbox, reply.clone()).await;
-                }
-            }
-        });
-        let command = workload::create("echo")?;
-        Ok(Echo {
-            responder,
-            subject,
-            clients: clients.iter().map(|c| c.nats().clone()).collect(),
-            request: serde_json::to_vec(&command)?.into(),
-        })
-    }
-
-    fn workers(&self, n: usize) -> Vec<EchoWorker> {
-        (0..n)
-            .map(|i| EchoWorker {
-                nats: self.clients[i % self.clients.len()].clone(),
-                subject: self.subject.clone(),
-                request: self.request.clone(),
-            })
-            .collect()
-    }
-
-    fn stop(self) {
-        self.responder.abort();
-    }
-}
-
-struct EchoWorker {
-    nats: async_nats::Client,
-    subject: String,
-    request: bytes::Bytes,
-}
-
-impl Worker for EchoWorker {
-    async fn op(&mut self, _: u64) -> anyhow::Result<()> {
-        self.nats
-            .request(self.subject.clone(), self.request.clone())
             .await?;
         Ok(())
     }

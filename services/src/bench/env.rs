@@ -89,7 +89,7 @@ impl System {
 
     /// Starts the gateway, the relay and every projector, and waits until the gateway answers.
     pub async fn start_roles(&mut self) -> anyhow::Result<()> {
-        let s = &self.settings;
+        let s = self.settings.clone();
         self.spawn("gateway", gateway::run(s.clone(), self.stop.clone()));
         self.spawn("relay", relay::run(s.clone(), self.stop.clone()));
         self.spawn(

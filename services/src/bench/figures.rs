@@ -165,11 +165,11 @@ impl Figures {
             (Some(m), Some(l)) if l != 0.0 => Some(m / l),
             _ => None,
         };
-        let unavailable = self.unavailable.get(spec.name).cloned().or_else(|| {
-            spread
-                .is_none()
-                .then(|| "no value was measured".to_owned())
-        });
+        let unavailable = self
+            .unavailable
+            .get(spec.name)
+            .cloned()
+            .or_else(|| spread.is_none().then(|| "no value was measured".to_owned()));
         let verdict = match (spec.target, median, ratio) {
             _ if unavailable.is_some() => Verdict::Unavailable,
             (None, _, _) => Verdict::None,
@@ -226,7 +226,11 @@ mod tests {
 
     fn filled() -> Figures {
         let mut f = Figures::new(SPECS);
-        for (ours, raw, p99) in [(80.0, 100.0, 40.0), (70.0, 100.0, 60.0), (90.0, 100.0, 45.0)] {
+        for (ours, raw, p99) in [
+            (80.0, 100.0, 40.0),
+            (70.0, 100.0, 60.0),
+            (90.0, 100.0, 45.0),
+        ] {
             f.push("ours", ours).unwrap();
             f.push("raw", raw).unwrap();
             f.push("p99", p99).unwrap();

@@ -3,7 +3,7 @@
 //! ([`CpuSample`]: this process, every `postgres` process, every `nats-server` process, and the
 //! whole machine), which tells whether a figure is bound by the two cores and by whom.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -61,7 +61,7 @@ pub struct Versions {
     pub nats_server: String,
     pub postgres: String,
     /// Postgres settings that bound commit rates.
-    pub postgres_settings: HashMap<String, String>,
+    pub postgres_settings: BTreeMap<String, String>,
 }
 
 /// Asks nats-server (from the connection's INFO) and Postgres for their versions.
@@ -72,7 +72,7 @@ pub async fn versions(
     let postgres: String = db.query_one("SELECT version()", &[]).await?.get(0);
     let rows = db
         .query(
-            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY($1)",
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY($1)",
             &[&vec![
                 "shared_buffers",
                 "synchronous_commit",
@@ -134,7 +134,10 @@ impl CpuSample {
         let mut processes = HashMap::new();
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
-                let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<u32>().ok())
                 else {
                     continue;
                 };

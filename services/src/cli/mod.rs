@@ -10,6 +10,7 @@ pub mod audit;
 pub mod catalog;
 pub mod output;
 pub mod policy;
+pub mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +41,8 @@ pub enum Command {
     Relay,
     /// Run an evaluation worker (start more to evaluate runs faster).
     Worker,
+    /// Run the `policy.promoted` notifier only.
+    Notifier,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
@@ -51,6 +54,9 @@ pub enum Command {
     /// Versioned policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Evaluation runs: prepare, watch, diff, cancel, resume, promote.
+    #[command(subcommand)]
+    Run(run::RunCommand),
     /// The catalog: import items, look them up, read a policy's public catalog.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),

@@ -89,18 +89,39 @@ impl Commands {
 }
 
 impl CommandTarget for Policy {
+    /// The facts a caller needs next: the new version, the run id, the active version.
     fn reply_detail(aggregate_id: &str, events: &[serde_json::Value]) -> serde_json::Value {
-        let version =
-            events.iter().rev().find_map(|e| {
-                match serde_json::from_value::<PolicyEvent>(e.clone()).ok()? {
-                    PolicyEvent::PolicyVersionDrafted(d) => Some(d.version),
-                    _ => None,
+        let mut detail = json!({"policy_id": aggregate_id});
+        for event in events
+            .iter()
+            .filter_map(|e| serde_json::from_value::<PolicyEvent>(e.clone()).ok())
+        {
+            match event {
+                PolicyEvent::PolicyVersionDrafted(d) => detail["version"] = d.version.into(),
+                PolicyEvent::RunPrepared(p) => {
+                    detail["run_id"] = p.run_id.into();
+                    detail["version"] = p.version.into();
+                    detail["total_ready_snapshot"] = p.total_ready_snapshot.into();
                 }
-            });
-        match version {
-            Some(v) => json!({"policy_id": aggregate_id, "version": v}),
-            None => json!({"policy_id": aggregate_id}),
+                PolicyEvent::RunSucceeded(e) => {
+                    detail["run_id"] = e.run_id.into();
+                    detail["status"] = "success".into();
+                }
+                PolicyEvent::RunFailed(e) => detail["run_id"] = e.run_id.into(),
+                PolicyEvent::RunCancelled(e) => detail["run_id"] = e.run_id.into(),
+                PolicyEvent::RunResumed(e) => {
+                    detail["run_id"] = e.run_id.into();
+                    detail["epoch"] = e.epoch.into();
+                }
+                PolicyEvent::PolicyPromoted(p) => {
+                    detail["run_id"] = p.run_id.into();
+                    detail["active_version"] = p.version.into();
+                    detail["previous_version"] = p.previous_version.into();
+                }
+                PolicyEvent::PolicyCreated(_) => {}
+            }
         }
+        detail
     }
 }
 

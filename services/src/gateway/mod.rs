@@ -13,6 +13,7 @@
 pub mod commands;
 pub mod queries;
 pub mod request;
+pub mod run_queries;
 pub mod runs;
 
 use std::sync::Arc;
@@ -50,6 +51,12 @@ pub const QUERIES: &[&str] = &[
     "policy.diff",
     "audit.log",
     "audit.replay",
+    "run.get",
+    "run.list",
+    "run.diff",
+    "catalog.get",
+    "catalog.stats",
+    "catalog.public",
 ];
 
 /// What one gateway instance shares between its requests.

@@ -9,7 +9,7 @@ use gatehouse_events::policy::{
 use serde::Serialize;
 use tokio_postgres::Row;
 
-use super::request;
+use super::{request, run_queries};
 use crate::audit;
 use crate::policy::diff::diff;
 
@@ -40,6 +40,14 @@ impl Queries {
             "policy.diff" => json(self.diff(request::query(payload)?).await?),
             "audit.log" => json(audit::log(&self.pg, request::query(payload)?).await?),
             "audit.replay" => json(audit::replay(&self.pg, request::query(payload)?).await?),
+            "run.get" => json(run_queries::get(&self.pg, request::query(payload)?).await?),
+            "run.list" => json(run_queries::list(&self.pg, request::query(payload)?).await?),
+            "run.diff" => json(run_queries::diff(&self.pg, request::query(payload)?).await?),
+            "catalog.get" => json(run_queries::item(&self.pg, request::query(payload)?).await?),
+            "catalog.stats" => json(run_queries::stats(&self.pg).await?),
+            "catalog.public" => {
+                json(run_queries::public(&self.pg, request::query(payload)?).await?)
+            }
             other => Err(Rejection::new(
                 RejectionCode::BadRequest,
                 format!("unknown query `{other}`"),

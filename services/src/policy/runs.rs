@@ -326,3 +326,7 @@ pub fn describe(reasons: &[BlockingReason]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+#[cfg(test)]
+#[path = "runs_tests.rs"]
+mod tests;

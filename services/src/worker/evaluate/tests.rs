@@ -1,0 +1,147 @@
+use serde_json::json;
+
+use super::*;
+
+fn policy() -> CompiledPolicy {
+    let schema =
+        serde_json::from_value(json!({"quality": "double", "tags": "list<string>"})).unwrap();
+    let rules = serde_json::from_value(json!({
+        "rules": [
+            {"id": "banned", "condition": "\"banned\" in tags", "decision": "quarantine", "reason": "banned tag"},
+            {"id": "low", "condition": "quality < 0.5", "decision": "deny", "reason": "low quality"}
+        ],
+        "default_decision": "allow",
+        "default_reason": "fine",
+        "score": "quality * 10.0"
+    }))
+    .unwrap();
+    gatehouse_rules::validate(&rules, &schema).unwrap()
+}
+
+fn ready(attributes: serde_json::Value) -> ItemState {
+    ItemState::of("ready", false, Attributes::Json(attributes))
+}
+
+fn candidate(i: usize, state: ItemState) -> Candidate {
+    Candidate {
+        item_id: format!("m-{i}"),
+        item_seq: i as i64,
+        state,
+    }
+}
+
+#[test]
+fn the_first_matching_rule_decides_with_its_reason_and_the_score() {
+    let verdict = evaluate(&policy(), &ready(json!({"quality": 0.25, "tags": []})));
+    assert_eq!(verdict.outcome, Outcome::Deny);
+    assert_eq!(verdict.rule_id.as_deref(), Some("low"));
+    assert_eq!(&*verdict.reason, "low quality");
+    assert_eq!(verdict.score, 2.5);
+}
+
+#[test]
+fn attributes_read_as_json_text_decide_like_parsed_ones() {
+    let text = br#"{"quality": 0.9, "tags": ["banned"]}"#.to_vec();
+    let state = ItemState::of("ready", false, Attributes::Text(text));
+    assert_eq!(evaluate(&policy(), &state).outcome, Outcome::Quarantine);
+}
+
+#[test]
+fn a_deleted_item_is_pending() {
+    let state = ItemState::of("ready", true, Attributes::Json(json!({"quality": 1.0})));
+    let verdict = evaluate(&policy(), &state);
+    assert_eq!(verdict.outcome, Outcome::Pending);
+    assert_eq!(&*verdict.reason, "deleted");
+}
+
+#[test]
+fn an_item_no_longer_ready_is_pending() {
+    let state = ItemState::of("draft", false, Attributes::Json(json!({"quality": 1.0})));
+    assert_eq!(evaluate(&policy(), &state).outcome, Outcome::Pending);
+}
+
+#[test]
+fn attributes_outside_the_schema_are_an_error_naming_the_attribute() {
+    let verdict = evaluate(
+        &policy(),
+        &ready(json!({"quality": 1.0, "tags": [], "color": "red"})),
+    );
+    assert_eq!(verdict.outcome, Outcome::Error);
+    assert!(verdict.reason.contains("color"), "{}", verdict.reason);
+    assert_eq!(verdict.score, 0.0);
+}
+
+#[test]
+fn a_failing_evaluation_is_an_error_not_a_dropped_item() {
+    // `tags` is missing: the first rule cannot be evaluated.
+    let verdict = evaluate(&policy(), &ready(json!({"quality": 1.0})));
+    assert_eq!(verdict.outcome, Outcome::Error);
+    assert!(verdict.reason.contains("tags"), "{}", verdict.reason);
+}
+
+#[test]
+fn an_error_message_is_capped() {
+    let long = "x".repeat(2 * MAX_ERROR_MESSAGE);
+    let text = format!(r#"{{"{long}": 1}}"#).into_bytes();
+    let verdict = evaluate(
+        &policy(),
+        &ItemState::of("ready", false, Attributes::Text(text)),
+    );
+    assert_eq!(verdict.outcome, Outcome::Error);
+    assert!(verdict.reason.chars().count() <= MAX_ERROR_MESSAGE);
+}
+
+#[test]
+fn a_batch_split_across_threads_keeps_item_order() {
+    let items: Vec<_> = (0..1_000)
+        .map(|i| {
+            candidate(
+                i,
+                ready(json!({"quality": (i % 10) as f64 / 10.0, "tags": []})),
+            )
+        })
+        .collect();
+    let policy = policy();
+    let split = evaluate_all(&policy, &items, 3);
+    let single = evaluate_all(&policy, &items, 1);
+    assert_eq!(split, single);
+    assert_eq!(split[7].score, 7.0);
+}
+
+#[test]
+fn the_outcomes_of_a_batch_add_up_to_its_items() {
+    let states = [
+        ready(json!({"quality": 0.9, "tags": []})),
+        ready(json!({"quality": 0.1, "tags": []})),
+        ready(json!({"quality": 0.9, "tags": ["banned"]})),
+        ItemState::Pending("deleted"),
+        ready(json!({"quality": "high"})),
+    ];
+    let items: Vec<_> = states
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| candidate(i, s))
+        .collect();
+    let verdicts = evaluate_all(&policy(), &items, 1);
+    let tally = tally(&items, &verdicts);
+    let c = tally.counters;
+    assert_eq!(
+        (c.eligible, c.ineligible, c.quarantined, c.pending, c.errors),
+        (1, 1, 1, 1, 1)
+    );
+    assert_eq!(c.processed, 5);
+    assert!(c.is_consistent());
+    assert_eq!(tally.samples.len(), 1);
+    assert_eq!(tally.samples[0].item_id, "m-4");
+}
+
+#[test]
+fn at_most_ten_error_samples_are_kept_per_batch() {
+    let items: Vec<_> = (0..25)
+        .map(|i| candidate(i, ready(json!({"quality": "bad"}))))
+        .collect();
+    let verdicts = evaluate_all(&policy(), &items, 1);
+    let tally = tally(&items, &verdicts);
+    assert_eq!(tally.counters.errors, 25);
+    assert_eq!(tally.samples.len(), MAX_ERROR_SAMPLES);
+}

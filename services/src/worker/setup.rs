@@ -1,0 +1,95 @@
+//! The streams a worker reads and writes, and its three durable pull consumers. Every worker
+//! process creates them idempotently (create-or-update) and binds the same durables.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::{self, stream::Stream};
+use gatehouse_events::policy::AGGREGATE;
+use gatehouse_events::subjects;
+
+use super::WorkerSettings;
+use crate::settings::Settings;
+use crate::{broker, RoleError};
+
+/// Run events a scheduler instance handles at once (each to one process).
+const SCHEDULER_PENDING: i64 = 64;
+/// Catalog changes are re-evaluated after this many failed deliveries no more.
+const LIVE_MAX_DELIVER: i64 = 10;
+/// Catalog changes delivered and not answered yet, across every worker process.
+const LIVE_PENDING: i64 = 20_000;
+
+/// The worker's three consumers.
+pub(crate) struct Consumers {
+    pub scheduler: PullConsumer,
+    pub jobs: PullConsumer,
+    pub live: PullConsumer,
+}
+
+/// Creates (or updates) the events, jobs and catalog streams and the worker's consumers.
+pub(crate) async fn consumers(
+    js: &jetstream::Context,
+    settings: &Settings,
+    worker: &WorkerSettings,
+) -> Result<Consumers, RoleError> {
+    let ns = &settings.namespace;
+    broker::ensure_events_stream(js, settings).await?;
+    broker::ensure_jobs_stream(js, settings).await?;
+    broker::ensure_catalog_stream(js, settings).await?;
+    let run_events = ["RunPrepared", "RunResumed"]
+        .map(|event_type| subjects::event(ns, AGGREGATE, "*", event_type));
+    let scheduler = pull::Config {
+        durable_name: Some(subjects::projector_consumer(ns, "scheduler")),
+        description: Some("Gatehouse workers: turns runs into batch jobs".into()),
+        filter_subjects: run_events.to_vec(),
+        max_ack_pending: SCHEDULER_PENDING,
+        ..config(worker, worker.max_deliver)
+    };
+    // A work-queue consumer must deliver everything; one consumer per subject.
+    let jobs = pull::Config {
+        durable_name: Some(subjects::projector_consumer(ns, "workers")),
+        description: Some("Gatehouse workers: evaluation batch jobs".into()),
+        filter_subject: subjects::evaluation_jobs(ns),
+        // A global cap: each process takes only `jobs_in_flight` jobs at a time.
+        max_ack_pending: 1_024,
+        ..config(worker, worker.max_deliver)
+    };
+    let live = pull::Config {
+        durable_name: Some(subjects::projector_consumer(ns, "live")),
+        description: Some("Gatehouse workers: live evaluation of catalog changes".into()),
+        filter_subject: subjects::all_catalog_items(ns),
+        max_ack_pending: LIVE_PENDING.max(worker.live_batch as i64 * 4),
+        ..config(worker, LIVE_MAX_DELIVER)
+    };
+    Ok(Consumers {
+        scheduler: create(js, &subjects::events_stream(ns), scheduler).await?,
+        jobs: create(js, &subjects::jobs_stream(ns), jobs).await?,
+        live: create(js, &subjects::catalog_stream(ns), live).await?,
+    })
+}
+
+fn config(worker: &WorkerSettings, max_deliver: i64) -> pull::Config {
+    pull::Config {
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy: DeliverPolicy::All,
+        ack_wait: worker.ack_wait.max(Duration::from_secs(1)),
+        max_deliver,
+        ..Default::default()
+    }
+}
+
+async fn create(
+    js: &jetstream::Context,
+    stream: &str,
+    config: pull::Config,
+) -> Result<PullConsumer, RoleError> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let stream: Stream = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| RoleError::Broker(format!("look up stream {stream}: {e}")))?;
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| RoleError::Broker(format!("create or update consumer {name}: {e}")))
+}

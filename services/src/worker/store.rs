@@ -1,0 +1,181 @@
+//! The catalog reads and result writes of the workers.
+//!
+//! Results go through a binary COPY into a session temp table, then one
+//! `INSERT ... ON CONFLICT (policy_id, version, item_id) DO UPDATE ... WHERE item_seq <=` into
+//! `eval_results`: every row names its version (a run never touches another version's results)
+//! and an older evaluation of an item never overwrites a newer one.
+
+use std::error::Error;
+
+use deadpool_postgres::GenericClient;
+use futures::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Row, Transaction};
+
+use super::evaluate::{Attributes, Candidate, ItemState, Verdict};
+
+/// Results to write for one policy version.
+pub(crate) struct Results<'a> {
+    pub policy_id: &'a str,
+    pub version: u32,
+    /// The run whose snapshot the items belong to (`None`: live or sweep evaluation).
+    pub run_id: Option<&'a str>,
+    pub items: &'a [Candidate],
+    pub verdicts: &'a [Verdict],
+}
+
+/// The items of snapshot ordinals `[from, to)`, in ordinal order: one candidate per snapshot
+/// row (an item missing from the catalog is pending), so a batch processes exactly its range.
+pub(crate) async fn snapshot_items(
+    db: &impl GenericClient,
+    snapshot_id: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Candidate>, tokio_postgres::Error> {
+    let rows = db
+        .query(
+            "SELECT s.item_id, c.status, c.deleted, c.attributes, c.stream_seq
+               FROM run_snapshot s LEFT JOIN catalog_items c USING (item_id)
+              WHERE s.snapshot_id = $1 AND s.ordinal >= $2 AND s.ordinal < $3
+              ORDER BY s.ordinal",
+            &[&snapshot_id, &(from as i64), &(to as i64)],
+        )
+        .await?;
+    Ok(rows.iter().map(candidate).collect())
+}
+
+/// Up to `limit` catalog items after `after` (by id) with no current result for the version:
+/// none at all, or one of an older catalog change.
+pub(crate) async fn stale_items(
+    db: &impl GenericClient,
+    policy_id: &str,
+    version: u32,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<Candidate>, tokio_postgres::Error> {
+    let rows = db
+        .query(
+            "SELECT c.item_id, c.status, c.deleted, c.attributes, c.stream_seq
+               FROM catalog_items c
+               LEFT JOIN eval_results r
+                 ON r.policy_id = $1 AND r.version = $2 AND r.item_id = c.item_id
+              WHERE c.item_id > $3 AND (r.item_id IS NULL OR r.item_seq < c.stream_seq)
+              ORDER BY c.item_id
+              LIMIT $4",
+            &[&policy_id, &(version as i32), &after, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(candidate).collect())
+}
+
+fn candidate(row: &Row) -> Candidate {
+    let item_id: String = row.get(0);
+    let status: Option<String> = row.get(1);
+    let Some(status) = status else {
+        return Candidate {
+            item_id,
+            item_seq: 0,
+            state: ItemState::Pending("not in the catalog"),
+        };
+    };
+    let attributes: RawJson = row.get(3);
+    Candidate {
+        item_id,
+        item_seq: row.get(4),
+        state: ItemState::of(&status, row.get(2), Attributes::Text(attributes.0)),
+    }
+}
+
+/// Upserts `batches` of results in `tx`; returns the rows written (newer results are kept).
+pub(crate) async fn upsert(
+    tx: &Transaction<'_>,
+    batches: &[Results<'_>],
+) -> Result<u64, tokio_postgres::Error> {
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS worker_results (
+             policy_id text, version integer, item_id text, outcome text, rule_id text,
+             reason text, score double precision, item_seq bigint, run_id text
+         ) ON COMMIT DELETE ROWS",
+    )
+    .await?;
+    copy(tx, batches).await?;
+    // Rows in key order, so concurrent writers lock them in the same order.
+    tx.execute(
+        "INSERT INTO eval_results AS r (policy_id, version, item_id, outcome, rule_id, reason,
+                                        score, item_seq, run_id, evaluated_at)
+         SELECT policy_id, version, item_id, outcome, rule_id, reason, score, item_seq, run_id, now()
+           FROM worker_results ORDER BY policy_id, version, item_id
+         ON CONFLICT (policy_id, version, item_id) DO UPDATE SET
+             outcome = EXCLUDED.outcome, rule_id = EXCLUDED.rule_id, reason = EXCLUDED.reason,
+             score = EXCLUDED.score, item_seq = EXCLUDED.item_seq, run_id = EXCLUDED.run_id,
+             evaluated_at = EXCLUDED.evaluated_at
+          WHERE r.item_seq <= EXCLUDED.item_seq",
+        &[],
+    )
+    .await
+}
+
+async fn copy(tx: &Transaction<'_>, batches: &[Results<'_>]) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(
+            "COPY worker_results (policy_id, version, item_id, outcome, rule_id, reason, score,
+                                  item_seq, run_id) FROM STDIN BINARY",
+        )
+        .await?;
+    let types = [
+        Type::TEXT,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::INT8,
+        Type::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for batch in batches {
+        let version = batch.version as i32;
+        for (item, verdict) in batch.items.iter().zip(batch.verdicts) {
+            writer
+                .as_mut()
+                .write(&[
+                    &batch.policy_id,
+                    &version,
+                    &item.item_id,
+                    &verdict.outcome.as_str(),
+                    &verdict.rule_id.as_deref(),
+                    &&*verdict.reason,
+                    &verdict.score,
+                    &item.item_seq,
+                    &batch.run_id,
+                ])
+                .await?;
+        }
+    }
+    writer.finish().await
+}
+
+/// A `json`/`jsonb` value as its JSON text, left for the evaluation threads to parse.
+struct RawJson(Vec<u8>);
+
+impl<'a> FromSql<'a> for RawJson {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
+        let text = if *ty == Type::JSONB {
+            // The binary jsonb format is a version byte (1) and the text.
+            match raw.split_first() {
+                Some((1, text)) => text,
+                _ => return Err("unsupported jsonb format version".into()),
+            }
+        } else {
+            raw
+        };
+        Ok(RawJson(text.to_vec()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
+}

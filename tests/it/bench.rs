@@ -1,0 +1,124 @@
+//! `gatehouse bench <scenario> --quick` as a smoke test: every available scenario runs
+//! in-process against the real nats-server and Postgres, finishes, and writes JSON holding its
+//! figures. No timing is asserted: the figures of a loaded test machine mean nothing.
+
+use std::path::PathBuf;
+
+use gatehouse::bench::{self, BenchArgs, Status, SCENARIOS};
+use gatehouse::settings::Settings;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+fn quick(scenario: &str, out: PathBuf) -> BenchArgs {
+    BenchArgs {
+        scenario: scenario.into(),
+        quick: true,
+        reps: None,
+        duration: None,
+        concurrency: None,
+        rate: None,
+        events: None,
+        batch: None,
+        warmup: None,
+        keep: false,
+        out: Some(out),
+    }
+}
+
+/// Runs `scenario --quick` and returns its JSON report.
+async fn run_quick(scenario: &str) -> Value {
+    let dir = std::env::temp_dir().join(format!("gatehouse-bench-{}", uuid::Uuid::new_v4()));
+    let out = dir.join(format!("{scenario}.json"));
+    let settings = Settings::from_env().expect("run the tests with scripts/test.sh");
+    let (report, path) = bench::run_with(
+        settings,
+        &quick(scenario, out.clone()),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("bench {scenario} --quick failed: {e:#}"));
+    assert_eq!(path, out);
+    assert_eq!(report.scenario, scenario);
+    let json: Value = serde_json::from_slice(&std::fs::read(&out).expect("the JSON was written"))
+        .expect("the JSON parses");
+    let _ = std::fs::remove_dir_all(&dir);
+    json
+}
+
+/// Every figure the scenario declares is in the JSON; each measured one has a value per
+/// repetition and a median, min and max.
+fn assert_figures(json: &Value, scenario: &str) {
+    assert_eq!(json["scenario"], scenario);
+    assert!(json["machine"]["cpus"].as_u64().unwrap_or(0) >= 1);
+    assert!(json["versions"]["nats_server"]
+        .as_str()
+        .is_some_and(|v| !v.is_empty()));
+    assert!(json["versions"]["postgres"]
+        .as_str()
+        .is_some_and(|v| v.contains("PostgreSQL")));
+    let reps = json["parameters"]["reps"].as_u64().expect("reps");
+    assert!(reps >= 3, "at least three repetitions");
+    let figures = json["figures"].as_array().expect("figures");
+    let declared = bench::scenario(scenario).expect("scenario").specs;
+    assert_eq!(figures.len(), declared.len());
+    for (figure, spec) in figures.iter().zip(declared) {
+        assert_eq!(figure["name"], spec.name);
+        if figure["verdict"] == "unavailable" {
+            assert!(figure["unavailable"].is_string(), "{} says why", spec.name);
+            continue;
+        }
+        let values = figure["values"].as_array().expect("values");
+        assert!(!values.is_empty(), "{} has values", spec.name);
+        for stat in ["median", "min", "max"] {
+            assert!(figure[stat].is_f64(), "{} has a {stat}", spec.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commands_benchmark_runs_quick_and_writes_its_figures() {
+    let json = run_quick("commands").await;
+    assert_figures(&json, "commands");
+    let rate = json["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "create.rate");
+    assert_eq!(rate.unwrap()["values"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_benchmark_runs_quick_and_says_what_it_cannot_measure_yet() {
+    let json = run_quick("delivery").await;
+    assert_figures(&json, "delivery");
+    let subscriber = json["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "subscriber.p99_ms");
+    assert_eq!(subscriber.unwrap()["verdict"], "unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rebuild_benchmark_runs_quick_and_writes_its_figures() {
+    let json = run_quick("rebuild").await;
+    assert_figures(&json, "rebuild");
+    assert_eq!(json["parameters"]["events"], 5_000);
+}
+
+#[tokio::test]
+async fn a_scenario_not_available_yet_fails_with_a_clear_error() {
+    for s in SCENARIOS
+        .iter()
+        .filter(|s| matches!(s.status, Status::Pending(_)))
+    {
+        let settings = Settings::from_env().expect("run the tests with scripts/test.sh");
+        let out = std::env::temp_dir().join("gatehouse-bench-never-written.json");
+        let e = bench::run_with(settings, &quick(s.name, out), CancellationToken::new())
+            .await
+            .expect_err("a pending scenario must not run");
+        assert!(e.to_string().contains("not available yet"), "{e}");
+    }
+    assert!(bench::scenario("ingest").is_err());
+    assert!(bench::scenario("activation").is_err());
+}

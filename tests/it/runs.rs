@@ -1,0 +1,639 @@
+//! Evaluation runs end to end with real workers: Prepare → batch jobs → results and counters →
+//! completion; a worker killed mid-run; cancel and resume; other versions untouched; live
+//! evaluation of catalog changes.
+//!
+//! Catalog items are inserted straight into `catalog_items` (the catalog projector fills the
+//! same table from the stream in production).
+
+use std::time::Duration;
+
+use gatehouse::worker::WorkerSettings;
+use gatehouse_events::catalog::CatalogChange;
+use gatehouse_events::run::{PrepareRun, PromoteRun, RunCounters, RunRef};
+use gatehouse_events::subjects;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use crate::fixtures::{create_policy, draft};
+use crate::helpers::{eventually, spawn_app, TestApp};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A worker process, in-process.
+struct Worker {
+    task: JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Worker {
+    /// Starts a worker with short waits: a killed worker's jobs come back after 2 s.
+    fn start(app: &TestApp) -> Worker {
+        let settings = WorkerSettings {
+            ack_wait: Duration::from_secs(2),
+            retry_delay: Duration::from_millis(100),
+            lag_wait: Duration::from_secs(2),
+            fetch_expiry: Duration::from_millis(200),
+            ..WorkerSettings::default()
+        };
+        let stop = CancellationToken::new();
+        let run = gatehouse::worker::run_with(app.settings.clone(), settings, stop.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = run.await {
+                eprintln!("worker failed: {e:?}");
+            }
+        });
+        Worker { task, stop }
+    }
+
+    /// Kills it where it stands, as by SIGKILL.
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the worker stops gracefully")
+            .expect("the worker task ends");
+    }
+}
+
+/// Item `i`'s attributes. Every 29th does not fit the schema (an error), every 13th has an
+/// unclean scan (quarantine), quality `i % 10 / 10` (deny below the threshold), every 17th is
+/// banned (deny).
+fn attributes(i: i64) -> serde_json::Value {
+    if i % 29 == 0 {
+        return serde_json::json!({"quality": 0.9, "color": "red"});
+    }
+    let scan = if i % 13 == 0 { "infected" } else { "clean" };
+    let tags: Vec<&str> = if i % 17 == 0 { vec!["banned"] } else { vec![] };
+    serde_json::json!({"kind": "video", "quality": (i % 10) as f64 / 10.0, "tags": tags,
+        "scan": {"status": scan, "critical": 0}})
+}
+
+/// The outcome the fixture rules give item `i` with quality threshold `threshold`.
+fn expected_outcome(i: i64, threshold: f64) -> &'static str {
+    if i % 29 == 0 {
+        "error"
+    } else if i % 13 == 0 {
+        "quarantine"
+    } else if ((i % 10) as f64 / 10.0) < threshold || i % 17 == 0 {
+        "deny"
+    } else {
+        "allow"
+    }
+}
+
+/// Inserts ready items `m-<i>` for `i` in `1..=n`, updated a second ago, `stream_seq = i`.
+async fn insert_items(app: &TestApp, n: i64) {
+    let ids: Vec<String> = (1..=n).map(item_id).collect();
+    let attributes: Vec<serde_json::Value> = (1..=n).map(attributes).collect();
+    let seqs: Vec<i64> = (1..=n).collect();
+    app.db
+        .execute(
+            "INSERT INTO catalog_items (item_id, status, deleted, attributes, updated_at, stream_seq)
+             SELECT id, 'ready', false, a, now() - interval '1 second', s
+               FROM unnest($1::text[], $2::jsonb[], $3::bigint[]) AS t(id, a, s)",
+            &[&ids, &attributes, &seqs],
+        )
+        .await
+        .expect("insert catalog items");
+}
+
+fn item_id(i: i64) -> String {
+    format!("m-{i:06}")
+}
+
+/// Creates `policy_id` with one version per threshold.
+async fn create(app: &TestApp, policy_id: &str, thresholds: &[f64]) {
+    let c = &app.client;
+    c.command(
+        "policy",
+        "create",
+        &app.sender("alice"),
+        create_policy(policy_id),
+    )
+    .await
+    .expect("create");
+    for t in thresholds {
+        c.command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft(policy_id, *t, "v"),
+        )
+        .await
+        .expect("draft");
+    }
+}
+
+/// Prepares `version` in batches of `batch_size`; returns the run id.
+async fn prepare(app: &TestApp, policy_id: &str, version: u32, batch_size: u32) -> String {
+    let cmd = PrepareRun {
+        policy_id: policy_id.into(),
+        version,
+        batch_size: Some(batch_size),
+        coverage_threshold: None,
+        max_errors: None,
+    };
+    let done = app
+        .client
+        .command("policy", "prepare", &app.sender("carol"), cmd)
+        .await
+        .expect("prepare");
+    assert!(done.events.iter().any(|e| e.event_type == "RunPrepared"));
+    let runs = app
+        .count(&format!("SELECT count(*) FROM events WHERE aggregate_id = '{policy_id}' AND event_type = 'RunPrepared'"))
+        .await;
+    format!("{policy_id}:{runs}")
+}
+
+async fn run_command(app: &TestApp, name: &str, run_id: &str) {
+    let cmd = RunRef {
+        run_id: run_id.into(),
+    };
+    app.client
+        .command("policy", name, &app.sender("carol"), cmd)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+/// Waits until the `runs` read model shows `status`.
+async fn wait_status(app: &TestApp, run_id: &str, status: &str) {
+    eventually(DEADLINE, || async {
+        let row = app
+            .db
+            .query_opt("SELECT status FROM runs WHERE run_id = $1", &[&run_id])
+            .await
+            .unwrap();
+        row.is_some_and(|r| r.get::<_, String>(0) == status)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("run {run_id} never became {status}"));
+}
+
+/// The run's `run_progress` counters and batches done.
+async fn progress(db: &tokio_postgres::Client, run_id: &str) -> (RunCounters, i32) {
+    let row = db
+        .query_opt(
+            "SELECT processed, eligible, ineligible, quarantined, pending, errors, batches_done
+               FROM run_progress WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+    let Some(row) = row else {
+        return (RunCounters::default(), 0);
+    };
+    let n = |i: usize| row.get::<_, i64>(i) as u64;
+    let counters = RunCounters {
+        total_ready_snapshot: 0,
+        processed: n(0),
+        eligible: n(1),
+        ineligible: n(2),
+        quarantined: n(3),
+        pending: n(4),
+        errors: n(5),
+    };
+    (counters, row.get(6))
+}
+
+/// The outcomes stored for the run's snapshot items, counted directly over `eval_results`.
+async fn recount(app: &TestApp, run_id: &str) -> RunCounters {
+    let rows = app
+        .db
+        .query(
+            "SELECT r.outcome, count(*) FROM runs u
+               JOIN run_snapshot s ON s.snapshot_id = u.snapshot_id
+               JOIN eval_results r ON r.policy_id = u.policy_id AND r.version = u.version
+                                  AND r.item_id = s.item_id
+              WHERE u.run_id = $1 GROUP BY r.outcome",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+    let mut c = RunCounters::default();
+    for row in rows {
+        let n = row.get::<_, i64>(1) as u64;
+        c.processed += n;
+        match row.get::<_, &str>(0) {
+            "allow" => c.eligible += n,
+            "deny" => c.ineligible += n,
+            "quarantine" => c.quarantined += n,
+            "pending" => c.pending += n,
+            _ => c.errors += n,
+        }
+    }
+    c
+}
+
+/// Counters as the fixture rules predict them for items `1..=n` (none pending).
+fn predicted(n: i64, threshold: f64) -> RunCounters {
+    let mut c = RunCounters::default();
+    for i in 1..=n {
+        c.processed += 1;
+        match expected_outcome(i, threshold) {
+            "allow" => c.eligible += 1,
+            "deny" => c.ineligible += 1,
+            "quarantine" => c.quarantined += 1,
+            _ => c.errors += 1,
+        }
+    }
+    c
+}
+
+/// Watches `run_progress` until stopped; returns every violation of P3 seen (the outcomes add
+/// up to `processed`, which equals the sum of the counted batches).
+fn watch_invariants(app: &TestApp, run_id: &str) -> (CancellationToken, JoinHandle<Vec<String>>) {
+    let (url, run_id) = (app.settings.database_url.clone(), run_id.to_owned());
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let mut violations = Vec::new();
+        while !stopped.is_cancelled() {
+            let row = db
+                .query_opt(
+                    "SELECT p.processed, p.eligible + p.ineligible + p.quarantined + p.pending + p.errors,
+                            (SELECT coalesce(sum(processed), 0)::bigint FROM run_batches b WHERE b.run_id = p.run_id),
+                            p.batches_done, (SELECT count(*) FROM run_batches b WHERE b.run_id = p.run_id)
+                       FROM run_progress p WHERE p.run_id = $1",
+                    &[&run_id],
+                )
+                .await
+                .unwrap();
+            if let Some(r) = row {
+                let (p, sum, batches): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+                let (done, rows): (i32, i64) = (r.get(3), r.get(4));
+                if p != sum || p != batches || i64::from(done) != rows {
+                    violations.push(format!(
+                        "processed {p}, outcomes {sum}, batches {batches}, done {done}/{rows}"
+                    ));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        violations
+    });
+    (stop, task)
+}
+
+#[tokio::test]
+async fn a_run_evaluates_every_snapshot_item_once_with_exact_counters() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 1_000).await;
+    let run_id = prepare(&app, "media", 1, 100).await;
+    // After the cutoff: 6 snapshot items stop being ready, 4 are deleted, and a new item arrives.
+    app.db
+        .batch_execute(
+            "UPDATE catalog_items SET status = 'draft', stream_seq = stream_seq + 10000
+              WHERE item_id IN ('m-000001', 'm-000002', 'm-000003', 'm-000004', 'm-000005', 'm-000006');
+             UPDATE catalog_items SET deleted = true, stream_seq = stream_seq + 10000
+              WHERE item_id IN ('m-000007', 'm-000008', 'm-000009', 'm-000011');
+             INSERT INTO catalog_items VALUES
+              ('late-1', 'ready', false, '{\"quality\": 0.9, \"tags\": [], \"kind\": \"x\",
+                \"scan\": {\"status\": \"clean\", \"critical\": 0}}', now(), 20000)",
+        )
+        .await
+        .unwrap();
+    let (stop_watch, watch) = watch_invariants(&app, &run_id);
+    let worker = Worker::start(&app);
+    wait_status(&app, &run_id, "success").await;
+    stop_watch.cancel();
+    assert_eq!(
+        watch.await.unwrap(),
+        Vec::<String>::new(),
+        "P3 held after every batch"
+    );
+
+    let (counters, batches_done) = progress(&app.db, &run_id).await;
+    assert_eq!(
+        counters,
+        recount(&app, &run_id).await,
+        "counters match the stored results"
+    );
+    let mut expected = predicted(1_000, 0.5);
+    let changed = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11];
+    for i in changed {
+        match expected_outcome(i, 0.5) {
+            "allow" => expected.eligible -= 1,
+            "deny" => expected.ineligible -= 1,
+            "quarantine" => expected.quarantined -= 1,
+            _ => expected.errors -= 1,
+        }
+        expected.pending += 1;
+    }
+    assert_eq!(counters, expected);
+    assert_eq!(batches_done, 10);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM run_batches WHERE run_id = '{run_id}'"
+        ))
+        .await,
+        10
+    );
+    // Every snapshot item has its one result for (policy, version); the sweep added the rest.
+    let snapshot_results = app
+        .count(
+            "SELECT count(*) FROM run_snapshot s JOIN runs u USING (snapshot_id)
+               JOIN eval_results r ON r.policy_id = u.policy_id AND r.version = u.version AND r.item_id = s.item_id",
+        )
+        .await;
+    assert_eq!(snapshot_results, 1_000);
+    let late = app
+        .db
+        .query_one(
+            "SELECT outcome, run_id FROM eval_results WHERE item_id = 'late-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (late.get::<_, &str>(0), late.get::<_, Option<&str>>(1)),
+        ("allow", None)
+    );
+    let samples = app
+        .db
+        .query_one(
+            "SELECT jsonb_array_length(error_samples) FROM run_progress",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(samples.get::<_, i32>(0) as u64, counters.errors.min(10));
+    let final_counters: serde_json::Value = app
+        .db
+        .query_one(
+            "SELECT final_counters FROM runs WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(final_counters["processed"], 1_000);
+    assert_eq!(final_counters["errors"], counters.errors);
+    worker.stop().await;
+    app.stop().await;
+}
+
+/// A digest of every result stored for one version (including when each was written).
+async fn digest(app: &TestApp, policy_id: &str, version: i32) -> (i64, String) {
+    let row = app
+        .db
+        .query_one(
+            "SELECT count(*), coalesce(md5(string_agg(item_id || outcome || coalesce(rule_id, '') || reason
+                      || score::text || item_seq::text || coalesce(run_id, '') || evaluated_at::text, ','
+                      ORDER BY item_id)), '')
+               FROM eval_results WHERE policy_id = $1 AND version = $2",
+            &[&policy_id, &version],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn a_run_never_changes_the_results_of_another_version() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5, 0.8]).await;
+    insert_items(&app, 600).await;
+    let worker = Worker::start(&app);
+    let first = prepare(&app, "media", 1, 100).await;
+    wait_status(&app, &first, "success").await;
+    let before = digest(&app, "media", 1).await;
+    assert_eq!(before.0, 600);
+
+    let second = prepare(&app, "media", 2, 100).await;
+    wait_status(&app, &second, "success").await;
+    assert_eq!(
+        digest(&app, "media", 1).await,
+        before,
+        "P4: version 1 untouched"
+    );
+    let (v1, v2) = (
+        progress(&app.db, &first).await.0,
+        progress(&app.db, &second).await.0,
+    );
+    assert_eq!(v1, predicted(600, 0.5));
+    assert_eq!(v2, predicted(600, 0.8));
+    assert_ne!(v1, v2);
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_run_leaves_exact_counters_and_no_batch_counted_twice() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    // Many small batches, so the kill lands mid-run.
+    insert_items(&app, 5_000).await;
+    let run_id = prepare(&app, "media", 1, 10).await;
+    let (stop_watch, watch) = watch_invariants(&app, &run_id);
+    let worker = Worker::start(&app);
+    eventually(DEADLINE, || async {
+        progress(&app.db, &run_id).await.1 >= 10
+    })
+    .await
+    .expect("some batches done");
+    worker.kill().await;
+    let (at_kill, _) = progress(&app.db, &run_id).await;
+    assert!(at_kill.processed < 5_000, "killed mid-run");
+
+    let worker = Worker::start(&app);
+    wait_status(&app, &run_id, "success").await;
+    stop_watch.cancel();
+    assert_eq!(watch.await.unwrap(), Vec::<String>::new());
+    let (counters, batches_done) = progress(&app.db, &run_id).await;
+    assert_eq!(counters, predicted(5_000, 0.5));
+    assert_eq!(counters, recount(&app, &run_id).await);
+    assert_eq!(batches_done, 500);
+    let rows = app
+        .count(&format!(
+            "SELECT count(*) FROM run_batches WHERE run_id = '{run_id}'"
+        ))
+        .await;
+    assert_eq!(rows, 500, "each batch counted once");
+    worker.stop().await;
+    app.stop().await;
+}
+
+/// Messages left in the jobs work queue.
+async fn queued_jobs(app: &TestApp) -> u64 {
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    let mut stream = js
+        .get_stream(subjects::jobs_stream(&app.settings.namespace))
+        .await
+        .expect("jobs stream");
+    stream.info().await.expect("stream info").state.messages
+}
+
+/// The results of a policy's version 1, by item.
+async fn results(app: &TestApp, policy_id: &str) -> Vec<(String, String, Option<String>, f64)> {
+    app.db
+        .query(
+            "SELECT item_id, outcome, rule_id, score FROM eval_results
+              WHERE policy_id = $1 AND version = 1 ORDER BY item_id",
+            &[&policy_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cancelled_run_stops_and_its_resume_ends_like_an_uninterrupted_run() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    create(&app, "baseline", &[0.5]).await;
+    // Many small batches, so the cancel lands mid-run.
+    insert_items(&app, 1_000).await;
+    let run_id = prepare(&app, "media", 1, 2).await;
+    let worker = Worker::start(&app);
+    eventually(DEADLINE, || async {
+        progress(&app.db, &run_id).await.1 >= 3
+    })
+    .await
+    .expect("some batches done");
+    run_command(&app, "cancel_run", &run_id).await;
+    wait_status(&app, &run_id, "cancelled").await;
+    let (_, at_cancel) = progress(&app.db, &run_id).await;
+    // Every job left is dropped: at most the jobs in hand when the cancel landed still commit.
+    eventually(DEADLINE, || async { queued_jobs(&app).await == 0 })
+        .await
+        .expect("the jobs of the cancelled run are dropped");
+    let (stopped, after_cancel) = progress(&app.db, &run_id).await;
+    assert!(
+        after_cancel <= at_cancel + 2,
+        "{after_cancel} batches done, {at_cancel} at the cancel"
+    );
+    assert!(stopped.processed < 1_000);
+
+    run_command(&app, "resume_run", &run_id).await;
+    wait_status(&app, &run_id, "success").await;
+    let (resumed, batches_done) = progress(&app.db, &run_id).await;
+    assert_eq!(batches_done, 500);
+    let epochs = app
+        .count(&format!(
+            "SELECT count(DISTINCT epoch) FROM run_batches WHERE run_id = '{run_id}'"
+        ))
+        .await;
+    assert_eq!(epochs, 2, "batches of both epochs, each counted once");
+
+    let baseline = prepare(&app, "baseline", 1, 50).await;
+    wait_status(&app, &baseline, "success").await;
+    assert_eq!(resumed, progress(&app.db, &baseline).await.0);
+    assert_eq!(resumed, predicted(1_000, 0.5));
+    assert_eq!(
+        results(&app, "media").await,
+        results(&app, "baseline").await
+    );
+    worker.stop().await;
+    app.stop().await;
+}
+
+/// Publishes a catalog change; returns its stream sequence (the change's `item_seq`).
+async fn publish(app: &TestApp, change: &CatalogChange) -> i64 {
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    let subject = subjects::catalog_item(&app.settings.namespace, change.id());
+    let body = serde_json::to_vec(change).unwrap();
+    let ack = js
+        .publish(subject, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    ack.sequence as i64
+}
+
+async fn wait_result(app: &TestApp, item: &str, item_seq: i64) -> String {
+    eventually(DEADLINE, || async {
+        let row = app
+            .db
+            .query_opt(
+                "SELECT item_seq FROM eval_results WHERE policy_id = 'media' AND version = 1 AND item_id = $1",
+                &[&item],
+            )
+            .await
+            .unwrap();
+        row.is_some_and(|r| r.get::<_, i64>(0) == item_seq)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{item} was not evaluated at {item_seq}"));
+    let row = app
+        .db
+        .query_one(
+            "SELECT outcome FROM eval_results WHERE policy_id = 'media' AND version = 1 AND item_id = $1",
+            &[&item],
+        )
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+#[tokio::test]
+async fn catalog_changes_after_a_run_are_evaluated_live_for_the_candidate_and_the_active_version() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 100).await;
+    let worker = Worker::start(&app);
+    let run_id = prepare(&app, "media", 1, 50).await;
+    wait_status(&app, &run_id, "success").await;
+
+    // The run succeeded and is not promoted: its version is a live target.
+    let attrs = |q: f64| match attributes(3) {
+        serde_json::Value::Object(mut m) => {
+            m.insert("quality".into(), q.into());
+            m
+        }
+        _ => unreachable!(),
+    };
+    let upsert = |id: &str, q: f64| CatalogChange::Upsert {
+        id: id.into(),
+        status: "ready".into(),
+        attributes: attrs(q),
+    };
+    let seq = publish(&app, &upsert("new-1", 0.9)).await;
+    assert_eq!(wait_result(&app, "new-1", seq).await, "allow");
+    let seq = publish(&app, &CatalogChange::Delete { id: "new-1".into() }).await;
+    assert_eq!(wait_result(&app, "new-1", seq).await, "pending");
+
+    // Promoted: the active version is a live target.
+    let promote = PromoteRun {
+        run_id: run_id.clone(),
+        coverage_threshold: None,
+        max_errors: Some(1_000),
+    };
+    app.client
+        .command("policy", "promote", &app.sender("dave"), promote)
+        .await
+        .expect("promote");
+    eventually(DEADLINE, || async {
+        app.count("SELECT count(*) FROM policies WHERE active_version = 1")
+            .await
+            == 1
+    })
+    .await
+    .expect("promotion projected");
+    // m-000001 (quality 0.1) was denied by the run; changed to 0.9 it is allowed, then denied again.
+    let seq = publish(&app, &upsert(&item_id(1), 0.9)).await;
+    assert_eq!(wait_result(&app, &item_id(1), seq).await, "allow");
+    // A message that is not a catalog change is skipped; later changes still flow.
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    let junk = subjects::catalog_item(&app.settings.namespace, "junk");
+    js.publish(junk, "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let seq = publish(&app, &upsert(&item_id(1), 0.1)).await;
+    assert_eq!(wait_result(&app, &item_id(1), seq).await, "deny");
+    worker.stop().await;
+    app.stop().await;
+}
