@@ -103,7 +103,7 @@ async fn the_delivery_benchmark_runs_quick_and_says_what_it_cannot_measure_yet()
 async fn the_rebuild_benchmark_runs_quick_and_writes_its_figures() {
     let json = run_quick("rebuild").await;
     assert_figures(&json, "rebuild");
-    assert_eq!(json["parameters"]["events"], 5_000);
+    assert_eq!(json["parameters"]["events"], 2_000);
 }
 
 #[tokio::test]

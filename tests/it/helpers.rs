@@ -51,6 +51,7 @@ pub struct TestApp {
     pub relay: Option<Role>,
     pub projector: Option<Role>,
     pub notifier: Option<Role>,
+    pub worker: Option<Role>,
     pub projector_settings: ProjectorSettings,
 }
 
@@ -106,6 +107,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         relay: None,
         projector: None,
         notifier: None,
+        worker: None,
         projector_settings,
     };
     app.start_gateway();
@@ -144,6 +146,12 @@ impl TestApp {
         self.notifier = Some(Role::spawn("notifier", move |stop| {
             gatehouse::notifier::run(s, stop)
         }));
+    }
+
+    /// Starts an evaluation worker (not started by default: some tests need runs to wait).
+    pub fn start_worker(&mut self) {
+        let s = self.settings.clone();
+        self.worker = Some(Role::spawn("worker", move |stop| gatehouse::worker::run(s, stop)));
     }
 
     /// Waits until a gateway answers on this namespace.
@@ -206,6 +214,7 @@ impl TestApp {
             self.relay.take(),
             self.projector.take(),
             self.notifier.take(),
+            self.worker.take(),
         ]
         .into_iter()
         .flatten()

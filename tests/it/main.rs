@@ -1,7 +1,9 @@
 //! Integration tests against the real nats-server and Postgres started by `scripts/test.sh`.
 //! Each test gets its own database and namespace from [`helpers::spawn_app`].
 
+mod activation;
 mod bench;
+mod catalog;
 mod commands;
 mod fixtures;
 mod helpers;

@@ -1,6 +1,6 @@
 //! The projectors facing events that are not plain, in-order contract events — poison, a
-//! message that is no event at all, an event ahead of its aggregate, types outside the
-//! contract — and a rebuild racing live writes.
+//! message that is no event at all, an event ahead of its aggregate, a type the model does not
+//! read — and a rebuild racing live writes.
 //!
 //! Events the gateway would never write go straight into the test database's `events` table:
 //! its trigger copies them to the outbox and the real relay publishes them.
@@ -134,17 +134,15 @@ async fn wait_for_sequence(app: &TestApp, policy_id: &str, sequence: i64) {
     .unwrap_or_else(|_| panic!("{policy_id} never reached sequence {sequence}"));
 }
 
-/// Every row of the read models' tables, as JSON, in a stable order.
-async fn read_models(app: &TestApp) -> Vec<Vec<Value>> {
+/// Every row of the tables of `models`, as JSON, in a stable order.
+async fn read_models(app: &TestApp, models: &[&str]) -> Vec<(&'static str, Vec<Value>)> {
     let mut tables = Vec::new();
-    for (table, order) in [
-        ("audit_log", "position"),
-        ("policies", "policy_id"),
-        ("policy_versions", "policy_id, version"),
-    ] {
-        let sql = format!("SELECT to_jsonb(t) FROM {table} t ORDER BY {order}");
-        let rows = app.db.query(sql.as_str(), &[]).await.unwrap();
-        tables.push(rows.iter().map(|r| r.get(0)).collect());
+    for &model in models {
+        for &table in gatehouse_projections::read_model(model).unwrap().tables() {
+            let sql = format!("SELECT to_jsonb(t) FROM {table} t ORDER BY to_jsonb(t)::text");
+            let rows = app.db.query(sql.as_str(), &[]).await.unwrap();
+            tables.push((table, rows.iter().map(|r| r.get(0)).collect()));
+        }
     }
     tables
 }
@@ -225,13 +223,13 @@ async fn a_rebuild_under_concurrent_writes_equals_the_live_model() {
         drafts
     );
 
-    let live = read_models(&app).await;
+    let live = read_models(&app, &["audit", "policies"]).await;
     let projector = app.projector.take().unwrap();
     projector.stop.cancel();
     projector.task.await.unwrap();
     rebuild(&app, "audit", 64).await;
     rebuild(&app, "policies", 64).await;
-    assert_eq!(read_models(&app).await, live);
+    assert_eq!(read_models(&app, &["audit", "policies"]).await, live);
     app.stop().await;
 }
 
@@ -365,10 +363,10 @@ async fn a_rebuild_skips_what_the_projector_dead_lettered_and_equals_the_live_mo
     wait_for_sequence(&app, "media", 2).await;
     wait_for_dead_letters(&app, 1).await;
 
-    let live = read_models(&app).await;
+    let live = read_models(&app, &["policies"]).await;
     let report = rebuild(&app, "policies", 500).await;
     assert_eq!(report.skipped, 1, "{report}");
-    assert_eq!(read_models(&app).await, live);
+    assert_eq!(read_models(&app, &["policies"]).await, live);
     app.stop().await;
 }
 
@@ -416,26 +414,6 @@ async fn an_event_ahead_of_its_policy_waits_for_the_missing_one_then_both_apply(
     .await
     .expect("the checkpoint covers both events");
     assert!(dead_letters(&app).await.is_empty());
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn a_promotion_in_the_event_store_sets_the_active_version() {
-    let app = spawn_app().await;
-    store(&app, "promo", 1, "PolicyCreated", created("promo")).await;
-    store(&app, "promo", 2, "PolicyVersionDrafted", drafted(1)).await;
-    store(&app, "promo", 3, "PolicyVersionDrafted", drafted(2)).await;
-    store(
-        &app,
-        "promo",
-        4,
-        "PolicyPromoted",
-        json!({"PolicyPromoted": {"version": 1, "promoted_at": "2026-02-01T00:00:00Z"}}),
-    )
-    .await;
-
-    wait_for_sequence(&app, "promo", 4).await;
-    assert_eq!(policy_row(&app, "promo").await, Some((4, 2, Some(1))));
     app.stop().await;
 }
 

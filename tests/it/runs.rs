@@ -538,6 +538,42 @@ async fn a_cancelled_run_stops_and_its_resume_ends_like_an_uninterrupted_run() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_batch_that_cannot_succeed_fails_the_run_with_its_reason() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 50).await;
+    let run_id = prepare(&app, "media", 1, 10).await;
+    // Batch 2 loses snapshot rows: the run could never reach its total.
+    app.db
+        .execute("DELETE FROM run_snapshot WHERE ordinal IN (21, 22)", &[])
+        .await
+        .unwrap();
+    let worker = Worker::start(&app);
+    wait_status(&app, &run_id, "failed").await;
+    let failure: String = app
+        .db
+        .query_one("SELECT failure FROM runs WHERE run_id = $1", &[&run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        failure.contains("has 8 rows in ordinals [20, 30)"),
+        "{failure}"
+    );
+    eventually(DEADLINE, || async { queued_jobs(&app).await == 0 })
+        .await
+        .expect("the failed job is terminated, the others answered");
+    let counted = app
+        .count(&format!(
+            "SELECT count(*) FROM run_batches WHERE run_id = '{run_id}' AND batch = 2"
+        ))
+        .await;
+    assert_eq!(counted, 0, "the failed batch counted nothing");
+    worker.stop().await;
+    app.stop().await;
+}
+
 /// Publishes a catalog change; returns its stream sequence (the change's `item_seq`).
 async fn publish(app: &TestApp, change: &CatalogChange) -> i64 {
     let js = gatehouse::broker::jetstream(app.client.nats());

@@ -204,10 +204,10 @@ impl CatalogProjector {
     async fn retry_later(&mut self, batch: &[Received], reason: &str) -> Tally {
         tracing::warn!(messages = batch.len(), %reason, "could not write catalog changes; retrying later");
         for received in batch {
-            if self.settings.projector.is_last_try(received.delivered) {
-                if self.dead_letter(received, reason).await.is_ok() {
-                    continue;
-                }
+            if self.settings.projector.is_last_try(received.delivered)
+                && self.dead_letter(received, reason).await.is_ok()
+            {
+                continue;
             }
             self.progress.await_redelivery(received.stream_seq);
             let delay = self.settings.projector.nak_delay(received.delivered);

@@ -26,7 +26,7 @@ pub struct BenchArgs {
     /// Commands per second in `delivery` (default 500; quick 200).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Stored events to rebuild from in `rebuild` (default 1000000; quick 5000).
+    /// Stored events to rebuild from in `rebuild` (default 1000000; quick 2000).
     #[arg(long)]
     pub events: Option<u64>,
     /// Events per page of the rebuild (default 5000, as `gatehouse projections rebuild`).
@@ -72,7 +72,7 @@ impl Params {
             warmup: seconds(args.warmup, 2.0, 0.0)?,
             concurrency: args.concurrency.unwrap_or(if q { 8 } else { 32 }),
             rate: args.rate.unwrap_or(if q { 200.0 } else { 500.0 }),
-            events: args.events.unwrap_or(if q { 5_000 } else { 1_000_000 }),
+            events: args.events.unwrap_or(if q { 2_000 } else { 1_000_000 }),
             batch: args.batch.unwrap_or(5_000),
         };
         anyhow::ensure!(params.reps >= 1, "--reps must be at least 1");

@@ -92,6 +92,7 @@ pub const SPECS: &[Spec] = &[
         "cores",
         "machine CPU busy while commands flowed",
     ),
+    Spec::plain("other_cores", "cores", "CPU busy elsewhere (noise)"),
 ];
 
 const NOT_YET: &str = "not yet measurable: policy.promoted is published by promotions, \
@@ -144,7 +145,9 @@ async fn delivery(b: &mut Bench) -> anyhow::Result<()> {
         let sent = send_at_rate(&client, &poller, &prefix, rate, d).await;
         let stream = collect(&mut watcher.seen, &prefix, sent.accepted, DRAIN).await;
         let read = collect(&mut poller.seen, &prefix, sent.accepted, DRAIN).await;
-        b.push("busy_cores", CpuSample::take().since(&cpu).machine)?;
+        let used = CpuSample::take().since(&cpu);
+        b.push("busy_cores", used.machine)?;
+        b.push("other_cores", used.others())?;
         b.system.settle(DRAIN).await?;
         let body = sample_body(&b.system.db).await?;
         let raw_prefix = format!("raw{rep}-");

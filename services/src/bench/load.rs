@@ -35,7 +35,8 @@ impl Outcome {
     }
 
     /// Records `<prefix>.rate`, `.p50_ms`, `.p99_ms`, `.max_ms`, `.errors`, the CPU per
-    /// operation of each component (`.cpu_us_gatehouse|postgres|nats`) and `.busy_cores`.
+    /// operation of each component (`.cpu_us_gatehouse|postgres|nats`), `.busy_cores` and
+    /// `.other_cores`.
     pub fn record(&self, figures: &mut Figures, prefix: &str) -> anyhow::Result<()> {
         if let Some(e) = &self.first_error {
             eprintln!("bench: {prefix}: {} errors, the first: {e}", self.errors);
@@ -49,6 +50,7 @@ impl Outcome {
             ("cpu_us_postgres", postgres),
             ("cpu_us_nats", nats),
             ("busy_cores", self.cpu.machine),
+            ("other_cores", self.cpu.others()),
         ];
         if let Some(l) = latencies {
             figures_of.extend([("p50_ms", l.p50), ("p99_ms", l.p99), ("max_ms", l.max)]);

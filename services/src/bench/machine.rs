@@ -120,6 +120,12 @@ pub struct CpuUse {
 }
 
 impl CpuUse {
+    /// Cores busy outside this process, Postgres and nats-server: other work on the machine,
+    /// which makes the figures noisy.
+    pub fn others(&self) -> f64 {
+        (self.machine - self.gatehouse - self.postgres - self.nats).max(0.0)
+    }
+
     /// CPU microseconds per operation of each component, given `ops` operations.
     pub fn per_op_us(&self, ops: u64) -> [f64; 3] {
         let per = |cores: f64| cores * self.seconds * 1e6 / (ops.max(1) as f64);

@@ -9,7 +9,7 @@
 //! Layout:
 //! - this file: the scenario registry ([`SCENARIOS`]) and one run's steps; `args`: the
 //!   arguments ([`BenchArgs`]) and their defaults ([`Params`]).
-//! - [`commands`] (with its [`baseline`]s), [`delivery`], [`rebuild`]: the scenarios.
+//! - [`commands`], [`delivery`], [`rebuild`]: the scenarios.
 //! - [`env`]: the isolated system; [`load`], [`workload`], [`observe`]: driving and watching it.
 //! - [`figures`], [`stats`], [`report`], [`machine`]: what is measured, summarized and written.
 //!
@@ -17,7 +17,6 @@
 //! roles, and a runner — or, until it can run, the reason it cannot ([`Status::Pending`]).
 
 mod args;
-pub mod baseline;
 pub mod commands;
 pub mod delivery;
 pub mod env;

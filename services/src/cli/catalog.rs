@@ -76,7 +76,8 @@ pub async fn run(cli: &Cli, cmd: &CatalogCommand, client: &Client) -> anyhow::Re
             };
             let item: CatalogItem = client.query(MODEL, "get", &q).await?;
             if cli.json {
-                return Ok(output::json(&item));
+                output::json(&item);
+                return Ok(());
             }
             println!("item:       {}", item.item_id);
             println!("status:     {}", item.status);
@@ -87,7 +88,8 @@ pub async fn run(cli: &Cli, cmd: &CatalogCommand, client: &Client) -> anyhow::Re
         CatalogCommand::Stats => {
             let stats: CatalogStats = client.query(MODEL, "stats", &serde_json::json!({})).await?;
             if cli.json {
-                return Ok(output::json(&stats));
+                output::json(&stats);
+                return Ok(());
             }
             let mut t = table(&["ITEMS", "READY", "DELETED"]);
             t.add_row(vec![
@@ -109,7 +111,8 @@ pub async fn run(cli: &Cli, cmd: &CatalogCommand, client: &Client) -> anyhow::Re
             };
             let page: PublicCatalogPage = client.query(MODEL, "public", &q).await?;
             if cli.json {
-                return Ok(output::json(&page));
+                output::json(&page);
+                return Ok(());
             }
             print_page(&page, *limit);
         }

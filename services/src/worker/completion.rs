@@ -72,18 +72,21 @@ pub(crate) async fn sweep(
     version: u32,
     policy: &Arc<CompiledPolicy>,
 ) -> Result<u64, WorkError> {
-    let mut after = String::new();
+    // One connection reads (a portal in a read transaction), the other writes each page.
+    let mut reader = worker.pg.get().await?;
+    let read = reader.transaction().await?;
+    let stale = store::open_stale(&read, policy_id, version).await?;
+    let page = worker.settings.sweep_page.clamp(1, i64::from(i32::MAX)) as i32;
     let mut written = 0;
     loop {
-        let mut client = worker.pg.get().await?;
-        let page = worker.settings.sweep_page;
-        let items = store::stale_items(&client, policy_id, version, &after, page).await?;
-        let Some(last) = items.last() else {
-            return Ok(written);
-        };
-        after = last.item_id.clone();
+        let items = store::next_stale(&read, &stale, page).await?;
+        if items.is_empty() {
+            break;
+        }
+        let full = items.len() as i32 == page;
         let (items, verdicts) = evaluate_blocking(worker, policy, items).await?;
-        let tx = client.transaction().await?;
+        let mut writer = worker.pg.get().await?;
+        let tx = writer.transaction().await?;
         let results = Results {
             policy_id,
             version,
@@ -93,10 +96,12 @@ pub(crate) async fn sweep(
         };
         written += store::upsert(&tx, &[results]).await?;
         tx.commit().await?;
-        if (items.len() as i64) < page {
-            return Ok(written);
+        if !full {
+            break;
         }
     }
+    read.commit().await?;
+    Ok(written)
 }
 
 /// Evaluates `items` on the blocking pool, split across the configured threads.

@@ -68,9 +68,9 @@ pub(crate) async fn fetch(
     Ok(batch)
 }
 
-/// Runs `work`, telling the server every `period` that `message` is still being worked on.
+/// Runs `work`, telling the server every `period` that `messages` are still being worked on.
 pub(crate) async fn with_heartbeat<F: Future>(
-    message: &Message,
+    messages: &[Message],
     period: Duration,
     work: F,
 ) -> F::Output {
@@ -80,7 +80,11 @@ pub(crate) async fn with_heartbeat<F: Future>(
     loop {
         tokio::select! {
             output = &mut work => return output,
-            _ = beat.tick() => answer(message, AckKind::Progress).await,
+            _ = beat.tick() => {
+                for message in messages {
+                    answer(message, AckKind::Progress).await;
+                }
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use gatehouse_events::run::{EvaluationJob, RunStatus};
+use gatehouse_rules::CompiledPolicy;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -21,6 +22,7 @@ use super::completion::{complete_if_done, evaluate_blocking, fail_run};
 use super::delivery::{self, WorkError};
 use super::evaluate::tally;
 use super::progress::{self, Commit, Run};
+use super::store;
 use super::Worker;
 
 /// Pulls and works on jobs until `shutdown`, then finishes the jobs in hand.
@@ -91,7 +93,9 @@ async fn handle(worker: Arc<Worker>, message: Message) {
 async fn work_on(worker: &Worker, message: &Message, job: &EvaluationJob) {
     let delivered = delivery::delivered(message);
     let period = delivery::heartbeat_period(worker.settings.ack_wait);
-    match delivery::with_heartbeat(message, period, process(worker, job)).await {
+    match delivery::with_heartbeat(std::slice::from_ref(message), period, process(worker, job))
+        .await
+    {
         Ok(Done::Evaluated) => delivery::ack_confirmed(message).await,
         Ok(Done::Dropped(why)) => {
             tracing::info!(why, "batch job dropped");
@@ -122,34 +126,52 @@ async fn process(worker: &Worker, job: &EvaluationJob) -> Result<Done, WorkError
     if let Some(why) = not_for_evaluation(&run, job) {
         return Ok(Done::Dropped(why));
     }
+    let policy = worker
+        .policies
+        .get(&worker.pg, &job.policy_id, job.version)
+        .await?;
     let mut client = worker.pg.get().await?;
     // A redelivered job whose batch was committed only needs the completion check.
     if !progress::batch_counted(&client, &job.run_id, job.batch).await? {
-        let policy = worker
-            .policies
-            .get(&worker.pg, &job.policy_id, job.version)
-            .await?;
-        let items =
-            super::store::snapshot_items(&client, &job.snapshot_id, job.from, job.to).await?;
-        let (items, verdicts) = evaluate_blocking(worker, &policy, items).await?;
-        let tally = tally(&items, &verdicts);
-        match progress::commit_batch(&mut client, job, &items, &verdicts, &tally).await? {
-            Commit::Counted { processed } => {
-                tracing::debug!(
-                    processed,
-                    counted = tally.counters.processed,
-                    "batch committed"
-                );
-                if processed < run.total {
-                    return Ok(Done::Evaluated);
-                }
-            }
+        match evaluate_range(worker, &mut client, job, &policy).await? {
+            Commit::Counted { processed } if processed < run.total => return Ok(Done::Evaluated),
+            Commit::Counted { .. } => {}
             Commit::AlreadyCounted => tracing::info!("batch was already counted"),
         }
     }
     drop(client);
     complete_if_done(worker, &job.run_id).await?;
     Ok(Done::Evaluated)
+}
+
+/// Reads the job's snapshot range, evaluates it on the blocking pool and commits it.
+async fn evaluate_range(
+    worker: &Worker,
+    client: &mut deadpool_postgres::Object,
+    job: &EvaluationJob,
+    policy: &Arc<CompiledPolicy>,
+) -> Result<Commit, WorkError> {
+    let items = store::snapshot_items(&*client, &job.snapshot_id, job.from, job.to).await?;
+    let expected = job.to.saturating_sub(job.from);
+    if items.len() as u64 != expected {
+        // The run could never reach its total: fail it rather than hang.
+        return Err(WorkError::Fatal(format!(
+            "snapshot {} has {} rows in ordinals [{}, {}), expected {expected}",
+            job.snapshot_id,
+            items.len(),
+            job.from,
+            job.to
+        )));
+    }
+    let (items, verdicts) = evaluate_blocking(worker, policy, items).await?;
+    let tally = tally(&items, &verdicts);
+    let commit = progress::commit_batch(client, job, &items, &verdicts, &tally).await?;
+    tracing::debug!(
+        ?commit,
+        counted = tally.counters.processed,
+        "batch committed"
+    );
+    Ok(commit)
 }
 
 /// The job's run once the `runs` read model has caught up with the job's epoch, waiting up to

@@ -61,7 +61,7 @@ async fn handle(worker: &Worker, batch: Vec<Message>) {
         items = items.len()
     );
     let result = tracing::Instrument::instrument(
-        delivery::with_heartbeat(first, period, evaluate(worker, items)),
+        delivery::with_heartbeat(&batch, period, evaluate(worker, items)),
         span,
     )
     .await;

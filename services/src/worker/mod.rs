@@ -47,16 +47,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsError};
 use crate::RoleError;
 use policies::PolicyCache;
 
 /// How a worker process paces itself. The defaults suit production; tests shorten the waits.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Batch jobs one process works on at once (default 2: one evaluates while one commits).
+    /// `GATEHOUSE_WORKER_JOBS`: batch jobs one process works on at once (default 2: one
+    /// evaluates while the other reads or commits).
     pub jobs_in_flight: usize,
-    /// Threads one batch is split across (default: the machine's cores).
+    /// `GATEHOUSE_WORKER_THREADS`: threads one batch is split across (default: the cores).
     pub threads: usize,
     /// Ack wait of jobs and events; work in hand sends a progress ack every quarter of it
     /// (default 60 s).
@@ -91,6 +92,27 @@ impl Default for WorkerSettings {
     }
 }
 
+impl WorkerSettings {
+    /// The defaults, with `GATEHOUSE_WORKER_JOBS` and `GATEHOUSE_WORKER_THREADS` if set.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let number = |key: &'static str, default: usize| -> Result<usize, SettingsError> {
+            match std::env::var(key).ok().filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => match v.parse() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(SettingsError::Invalid(key, v)),
+                },
+            }
+        };
+        let defaults = WorkerSettings::default();
+        Ok(WorkerSettings {
+            jobs_in_flight: number("GATEHOUSE_WORKER_JOBS", defaults.jobs_in_flight)?,
+            threads: number("GATEHOUSE_WORKER_THREADS", defaults.threads)?,
+            ..defaults
+        })
+    }
+}
+
 /// What the three loops share.
 pub(crate) struct Worker {
     pub settings: WorkerSettings,
@@ -102,9 +124,9 @@ pub(crate) struct Worker {
     pub policies: PolicyCache,
 }
 
-/// Runs an evaluation worker with the default [`WorkerSettings`] until `shutdown`.
+/// Runs an evaluation worker with [`WorkerSettings::from_env`] until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
-    run_with(settings, WorkerSettings::default(), shutdown).await
+    run_with(settings, WorkerSettings::from_env()?, shutdown).await
 }
 
 /// Runs an evaluation worker until `shutdown`: then each loop finishes the message in hand
@@ -115,7 +137,12 @@ pub async fn run_with(
     worker_settings: WorkerSettings,
     shutdown: CancellationToken,
 ) -> Result<(), RoleError> {
-    let pg = crate::db::pool(&settings.database_url, settings.db_pool_size.max(4))?;
+    // A job holds at most two connections (the sweep reads with one and writes with the
+    // other), so does the scheduler (it may sweep), the live evaluation one.
+    let connections = settings
+        .db_pool_size
+        .max(2 * worker_settings.jobs_in_flight + 3);
+    let pg = crate::db::pool(&settings.database_url, connections)?;
     let nats = crate::broker::connect(&settings, "worker").await?;
     let js = crate::broker::jetstream(&nats);
     let consumers = setup::consumers(&js, &settings, &worker_settings).await?;

@@ -97,7 +97,7 @@ async fn schedule(
     };
     let delivered = delivery::delivered(message);
     let period = delivery::heartbeat_period(worker.settings.ack_wait);
-    match delivery::with_heartbeat(message, period, work).await {
+    match delivery::with_heartbeat(std::slice::from_ref(message), period, work).await {
         Ok(()) => delivery::ack_confirmed(message).await,
         Err(WorkError::Transient(why)) if delivered < worker.settings.max_deliver => {
             let delay = delivery::retry_delay(worker.settings.retry_delay, delivered);

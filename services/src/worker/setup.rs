@@ -14,7 +14,8 @@ use crate::{broker, RoleError};
 
 /// Run events a scheduler instance handles at once (each to one process).
 const SCHEDULER_PENDING: i64 = 64;
-/// Catalog changes are re-evaluated after this many failed deliveries no more.
+/// Deliveries of one catalog change before live evaluation gives it up (the completion sweep
+/// still covers candidate versions).
 const LIVE_MAX_DELIVER: i64 = 10;
 /// Catalog changes delivered and not answered yet, across every worker process.
 const LIVE_PENDING: i64 = 20_000;

@@ -11,7 +11,7 @@ use deadpool_postgres::GenericClient;
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{FromSql, Type};
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::{Portal, Row, Transaction};
 
 use super::evaluate::{Attributes, Candidate, ItemState, Verdict};
 
@@ -33,10 +33,15 @@ pub(crate) async fn snapshot_items(
     from: u64,
     to: u64,
 ) -> Result<Vec<Candidate>, tokio_postgres::Error> {
+    // The LATERAL ... LIMIT 1 cannot be flattened into a join, so each row is one primary-key
+    // probe; a plain join lets the planner hash the whole catalog for every batch.
     let rows = db
         .query(
             "SELECT s.item_id, c.status, c.deleted, c.attributes, c.stream_seq
-               FROM run_snapshot s LEFT JOIN catalog_items c USING (item_id)
+               FROM run_snapshot s
+               LEFT JOIN LATERAL (
+                   SELECT status, deleted, attributes, stream_seq FROM catalog_items
+                    WHERE item_id = s.item_id LIMIT 1) c ON true
               WHERE s.snapshot_id = $1 AND s.ordinal >= $2 AND s.ordinal < $3
               ORDER BY s.ordinal",
             &[&snapshot_id, &(from as i64), &(to as i64)],
@@ -45,27 +50,33 @@ pub(crate) async fn snapshot_items(
     Ok(rows.iter().map(candidate).collect())
 }
 
-/// Up to `limit` catalog items after `after` (by id) with no current result for the version:
-/// none at all, or one of an older catalog change.
-pub(crate) async fn stale_items(
-    db: &impl GenericClient,
+/// Opens a portal over the catalog items without a current result for the version (none at
+/// all, or one of an older catalog change); read it page by page with [`next_stale`]. One
+/// anti-join over the whole catalog, fetched in pages, keeps memory bounded.
+pub(crate) async fn open_stale(
+    tx: &Transaction<'_>,
     policy_id: &str,
     version: u32,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<Candidate>, tokio_postgres::Error> {
-    let rows = db
-        .query(
+) -> Result<Portal, tokio_postgres::Error> {
+    let statement = tx
+        .prepare(
             "SELECT c.item_id, c.status, c.deleted, c.attributes, c.stream_seq
                FROM catalog_items c
                LEFT JOIN eval_results r
                  ON r.policy_id = $1 AND r.version = $2 AND r.item_id = c.item_id
-              WHERE c.item_id > $3 AND (r.item_id IS NULL OR r.item_seq < c.stream_seq)
-              ORDER BY c.item_id
-              LIMIT $4",
-            &[&policy_id, &(version as i32), &after, &limit],
+              WHERE r.item_id IS NULL OR r.item_seq < c.stream_seq",
         )
         .await?;
+    tx.bind(&statement, &[&policy_id, &(version as i32)]).await
+}
+
+/// The next (at most) `page` items of [`open_stale`]'s portal; empty at the end.
+pub(crate) async fn next_stale(
+    tx: &Transaction<'_>,
+    portal: &Portal,
+    page: i32,
+) -> Result<Vec<Candidate>, tokio_postgres::Error> {
+    let rows = tx.query_portal(portal, page).await?;
     Ok(rows.iter().map(candidate).collect())
 }
 

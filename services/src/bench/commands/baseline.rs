@@ -5,8 +5,8 @@ use futures::StreamExt;
 use gatehouse_events::policy::AGGREGATE;
 use tokio_postgres::Statement;
 
-use super::load::Worker;
-use super::{workload, Bench};
+use crate::bench::load::Worker;
+use crate::bench::{workload, Bench};
 use crate::client::Client;
 
 /// The raw append loop of one client, on a connection of its own.

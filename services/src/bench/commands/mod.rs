@@ -7,120 +7,32 @@
 //! 2. `draft`: `policy.draft` by each client on a policy of its own, created before the phase
 //!    (loads the policy's stream, validates three CEL rules); the stream grows by one event per
 //!    draft, reported as `draft.events_per_policy`.
-//! 3. `raw` (the limit): one tokio-postgres connection per client; per "command" `BEGIN`,
+//! 3. `gateway_only`: `create` again with the relay and the projectors stopped (the gateway
+//!    alone); then they are started again and `drain.rate` is how fast they work off the
+//!    backlog it left.
+//! 4. `raw` (the limit): one tokio-postgres connection per client; per "command" `BEGIN`,
 //!    `SELECT max(sequence)` of the client's aggregate, `INSERT` of one drafted-event row (the
 //!    same payload and metadata as a real draft) into `bench_raw_events` (`LIKE events
 //!    INCLUDING ALL`: same columns, defaults, identity and indexes, no trigger), `COMMIT`.
-//! 4. `echo`: the same clients' requests answered at once by an in-process responder: the NATS
+//! 5. `echo`: the same clients' requests answered at once by an in-process responder: the NATS
 //!    request/reply floor.
+//!
+//! Layout: this file runs the phases; `specs`: the figures; [`baseline`]: `raw` and `echo`.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use gatehouse_events::policy::AGGREGATE;
 
-use super::baseline::{Echo, Raw};
-use super::figures::{Spec, Target};
 use super::load::{closed_loop, Outcome, Worker};
 use super::{workload, Bench};
 use crate::client::Client;
+use baseline::{Echo, Raw};
 
-/// The figures of one phase: rate, latencies, errors, CPU.
-macro_rules! phase {
-    ($p:literal, $about:literal) => {
-        [
-            Spec::plain(
-                concat!($p, ".p50_ms"),
-                "ms",
-                concat!($about, ": latency p50"),
-            ),
-            Spec::plain(
-                concat!($p, ".p99_ms"),
-                "ms",
-                concat!($about, ": latency p99"),
-            ),
-            Spec::plain(
-                concat!($p, ".max_ms"),
-                "ms",
-                concat!($about, ": latency max"),
-            ),
-            Spec::plain(concat!($p, ".errors"), "count", concat!($about, ": failed")),
-            Spec::plain(concat!($p, ".busy_cores"), "cores", "machine CPU busy"),
-            Spec::plain(
-                concat!($p, ".cpu_us_gatehouse"),
-                "µs/cmd",
-                "CPU of this process",
-            ),
-            Spec::plain(concat!($p, ".cpu_us_postgres"), "µs/cmd", "CPU of Postgres"),
-            Spec::plain(concat!($p, ".cpu_us_nats"), "µs/cmd", "CPU of nats-server"),
-        ]
-    };
-}
+pub mod baseline;
+mod specs;
 
-const THROUGHPUT: Target = Target::RatioAtLeast { ratio: 0.7 };
-const CREATE: [Spec; 8] = phase!("create", "policy.create");
-const DRAFT: [Spec; 8] = phase!("draft", "policy.draft");
-const RAW: [Spec; 8] = phase!("raw", "raw Postgres append");
-const ECHO: [Spec; 8] = phase!("echo", "NATS request/reply");
-
-/// Every figure of the scenario.
-pub const SPECS: &[Spec] = &[
-    Spec::plain("create.rate", "cmd/s", "policy.create through the gateway")
-        .versus("raw.rate")
-        .target(THROUGHPUT),
-    Spec::plain("draft.rate", "cmd/s", "policy.draft through the gateway")
-        .versus("raw.rate")
-        .target(THROUGHPUT),
-    Spec::plain("raw.rate", "cmd/s", "limit: raw tokio-postgres append loop"),
-    Spec::plain(
-        "echo.rate",
-        "req/s",
-        "NATS request/reply with a no-op responder",
-    ),
-    CREATE[0].versus("raw.p50_ms"),
-    CREATE[1].versus("raw.p99_ms"),
-    CREATE[2],
-    CREATE[3],
-    Spec::plain(
-        "create.backlog_s",
-        "s",
-        "relay + projectors catching up after the phase",
-    ),
-    DRAFT[0].versus("raw.p50_ms"),
-    DRAFT[1].versus("raw.p99_ms"),
-    DRAFT[2],
-    DRAFT[3],
-    Spec::plain(
-        "draft.backlog_s",
-        "s",
-        "relay + projectors catching up after the phase",
-    ),
-    Spec::plain(
-        "draft.events_per_policy",
-        "events",
-        "policy stream length at the end",
-    ),
-    RAW[0],
-    RAW[1],
-    RAW[2],
-    RAW[3],
-    ECHO[0],
-    ECHO[1],
-    CREATE[4],
-    CREATE[5],
-    CREATE[6],
-    CREATE[7],
-    DRAFT[4],
-    DRAFT[5],
-    DRAFT[6],
-    DRAFT[7],
-    RAW[4],
-    RAW[5],
-    RAW[6],
-    ECHO[4],
-    ECHO[5],
-    ECHO[7],
-];
+pub use specs::SPECS;
 
 /// How long the system may take to catch up after a phase.
 const SETTLE: Duration = Duration::from_secs(600);
@@ -157,20 +69,18 @@ async fn commands(b: &mut Bench) -> anyhow::Result<()> {
         let d = b.params.duration;
         let (create, _) = closed_loop(creators(&clients, &format!("c{rep}")), d).await;
         create.record(&mut b.figures, "create")?;
-        b.push(
-            "create.backlog_s",
-            b.system.settle(SETTLE).await?.as_secs_f64(),
-        )?;
+        let backlog = b.system.settle(SETTLE).await?;
+        b.push("create.backlog_s", backlog.as_secs_f64())?;
 
         let drafters = drafters(&clients, rep).await?;
         let ids: Vec<String> = drafters.iter().map(|w| w.policy_id.clone()).collect();
         let (draft, _) = closed_loop(drafters, d).await;
         draft.record(&mut b.figures, "draft")?;
         b.push("draft.events_per_policy", stream_length(b, &ids).await?)?;
-        b.push(
-            "draft.backlog_s",
-            b.system.settle(SETTLE).await?.as_secs_f64(),
-        )?;
+        let backlog = b.system.settle(SETTLE).await?;
+        b.push("draft.backlog_s", backlog.as_secs_f64())?;
+
+        let alone = gateway_only(b, &clients, rep).await?;
 
         let (raw_outcome, back) = closed_loop(raw, d).await;
         raw = back;
@@ -178,18 +88,29 @@ async fn commands(b: &mut Bench) -> anyhow::Result<()> {
         let (echo_outcome, _) = closed_loop(echo.workers(n), d).await;
         echo_outcome.record(&mut b.figures, "echo")?;
         b.system.check_roles()?;
-        progress(
-            rep,
-            b.params.reps,
-            &[
-                ("create", &create),
-                ("draft", &draft),
-                ("raw", &raw_outcome),
-            ],
-        );
+        let phases = [
+            ("create", &create),
+            ("draft", &draft),
+            ("gateway only", &alone),
+            ("raw", &raw_outcome),
+        ];
+        progress(rep, b.params.reps, &phases);
     }
     echo.stop();
     Ok(())
+}
+
+/// `create` with the relay and the projectors stopped, then how fast they work off the
+/// backlog once started again.
+async fn gateway_only(b: &mut Bench, clients: &[Client], rep: usize) -> anyhow::Result<Outcome> {
+    b.system.stop_downstream().await?;
+    let creators = creators(clients, &format!("g{rep}"));
+    let (alone, _) = closed_loop(creators, b.params.duration).await;
+    alone.record(&mut b.figures, "gateway_only")?;
+    b.system.start_downstream();
+    let drained = b.system.settle(SETTLE).await?;
+    b.push("drain.rate", alone.ops as f64 / drained.as_secs_f64())?;
+    Ok(alone)
 }
 
 fn progress(rep: usize, reps: usize, phases: &[(&str, &Outcome)]) {
