@@ -9,7 +9,9 @@ use futures::StreamExt;
 use gatehouse::client::{Client, ClientError};
 use gatehouse_events::catalog::{PublicCatalogPage, PublicCatalogQuery};
 use gatehouse_events::envelope::RejectionCode;
-use gatehouse_events::run::{DiffRun, GetRun, PolicyPromotedNotice, PrepareRun, PromoteRun, RunDiff, RunStatus, RunView};
+use gatehouse_events::run::{
+    DiffRun, GetRun, PolicyPromotedNotice, PrepareRun, PromoteRun, RunDiff, RunStatus, RunView,
+};
 use gatehouse_events::subjects;
 use serde_json::json;
 
@@ -19,11 +21,15 @@ use crate::helpers::{env, eventually, spawn_app, TestApp};
 /// A deterministic item: (id, attributes, expected outcome under `fixtures::rules(threshold)`).
 fn item(i: u64, threshold: f64) -> (String, serde_json::Value, &'static str) {
     let quality = ((i * 7919) % 1000) as f64 / 1000.0;
-    let clean = i % 17 != 0;
-    let banned = i % 23 == 0;
-    let tags = if banned { json!(["news", "banned"]) } else { json!(["news"]) };
+    let clean = !i.is_multiple_of(17);
+    let banned = i.is_multiple_of(23);
+    let tags = if banned {
+        json!(["news", "banned"])
+    } else {
+        json!(["news"])
+    };
     let attributes = json!({
-        "kind": if i % 3 == 0 { "video" } else { "image" },
+        "kind": if i.is_multiple_of(3) { "video" } else { "image" },
         "quality": quality,
         "tags": tags,
         "scan": {"status": if clean { "clean" } else { "infected" }, "critical": 0}
@@ -41,13 +47,19 @@ fn item(i: u64, threshold: f64) -> (String, serde_json::Value, &'static str) {
 /// Publishes `n` ready items to the catalog stream and waits until the catalog table has them.
 async fn import(app: &TestApp, n: u64) {
     let js = gatehouse::broker::jetstream(app.client.nats());
-    gatehouse::broker::ensure_catalog_stream(&js, &app.settings).await.unwrap();
+    gatehouse::broker::ensure_catalog_stream(&js, &app.settings)
+        .await
+        .unwrap();
     let mut acks = Vec::new();
     for i in 0..n {
         let (id, attributes, _) = item(i, 0.4);
         let body = json!({"op": "upsert", "id": id, "status": "ready", "attributes": attributes});
         let subject = subjects::catalog_item(&app.settings.namespace, &id);
-        acks.push(js.publish(subject, serde_json::to_vec(&body).unwrap().into()).await.unwrap());
+        acks.push(
+            js.publish(subject, serde_json::to_vec(&body).unwrap().into())
+                .await
+                .unwrap(),
+        );
         if acks.len() >= 1000 {
             for ack in acks.drain(..) {
                 ack.await.unwrap();
@@ -58,13 +70,23 @@ async fn import(app: &TestApp, n: u64) {
         ack.await.unwrap();
     }
     let want = n as i64;
-    eventually(Duration::from_secs(60), || async { app.count("SELECT count(*) FROM catalog_items").await == want })
-        .await
-        .expect("the catalog projector caught up");
+    eventually(Duration::from_secs(60), || async {
+        app.count("SELECT count(*) FROM catalog_items").await == want
+    })
+    .await
+    .expect("the catalog projector caught up");
 }
 
 async fn run_view(app: &TestApp, run_id: &str) -> Result<RunView, ClientError> {
-    app.client.query("run", "get", &GetRun { run_id: run_id.into() }).await
+    app.client
+        .query(
+            "run",
+            "get",
+            &GetRun {
+                run_id: run_id.into(),
+            },
+        )
+        .await
 }
 
 async fn wait_for_status(app: &TestApp, run_id: &str, status: RunStatus) -> RunView {
@@ -82,14 +104,31 @@ async fn wait_for_status(app: &TestApp, run_id: &str, status: RunStatus) -> RunV
 }
 
 async fn prepare(app: &TestApp, version: u32) -> String {
-    let body = PrepareRun { policy_id: "media".into(), version, batch_size: Some(500), coverage_threshold: None, max_errors: None };
-    let done = app.client.command("policy", "prepare", &app.sender("carol"), body).await.unwrap();
+    let body = PrepareRun {
+        policy_id: "media".into(),
+        version,
+        batch_size: Some(500),
+        coverage_threshold: None,
+        max_errors: None,
+    };
+    let done = app
+        .client
+        .command("policy", "prepare", &app.sender("carol"), body)
+        .await
+        .unwrap();
     done.detail["run_id"].as_str().unwrap().to_owned()
 }
 
 async fn promote(app: &TestApp, run_id: &str) {
-    let body = PromoteRun { run_id: run_id.into(), coverage_threshold: None, max_errors: None };
-    app.client.command("policy", "promote", &app.sender("dave"), body).await.unwrap();
+    let body = PromoteRun {
+        run_id: run_id.into(),
+        coverage_threshold: None,
+        max_errors: None,
+    };
+    app.client
+        .command("policy", "promote", &app.sender("dave"), body)
+        .await
+        .unwrap();
 }
 
 /// Every public item id of the policy, page by page.
@@ -97,7 +136,11 @@ async fn public_ids(app: &TestApp) -> (Option<u32>, Vec<String>) {
     let mut ids = Vec::new();
     let mut after = None;
     loop {
-        let q = PublicCatalogQuery { policy_id: "media".into(), after: after.clone(), limit: Some(1000) };
+        let q = PublicCatalogQuery {
+            policy_id: "media".into(),
+            after: after.clone(),
+            limit: Some(1000),
+        };
         let page: PublicCatalogPage = app.client.query("catalog", "public", &q).await.unwrap();
         let last = page.items.last().map(|i| i.item_id.clone());
         ids.extend(page.items.into_iter().map(|i| i.item_id));
@@ -113,8 +156,24 @@ async fn prepare_promote_and_announce_two_versions_end_to_end() {
     let mut app = spawn_app().await;
     app.start_worker();
     let n = 10_000;
-    app.client.command("policy", "create", &app.sender("alice"), create_policy("media")).await.unwrap();
-    app.client.command("policy", "draft", &app.sender("bob"), draft("media", 0.4, "v1")).await.unwrap();
+    app.client
+        .command(
+            "policy",
+            "create",
+            &app.sender("alice"),
+            create_policy("media"),
+        )
+        .await
+        .unwrap();
+    app.client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.4, "v1"),
+        )
+        .await
+        .unwrap();
     import(&app, n).await;
 
     // v1: exact counters, then the public catalog holds exactly v1's allowed items.
@@ -123,35 +182,78 @@ async fn prepare_promote_and_announce_two_versions_end_to_end() {
     let expected = |outcome: &str| (0..n).filter(|&i| item(i, 0.4).2 == outcome).count() as u64;
     let c = view.counters;
     assert_eq!((c.total_ready_snapshot, c.processed), (n, n));
-    assert_eq!((c.eligible, c.ineligible, c.quarantined, c.pending, c.errors), (expected("allow"), expected("deny"), expected("quarantine"), 0, 0));
+    assert_eq!(
+        (c.eligible, c.ineligible, c.quarantined, c.pending, c.errors),
+        (
+            expected("allow"),
+            expected("deny"),
+            expected("quarantine"),
+            0,
+            0
+        )
+    );
     assert!(view.ready_to_promote, "{:?}", view.blocking_reasons);
     promote(&app, &run1).await;
-    let mut want: Vec<String> = (0..n).filter(|&i| item(i, 0.4).2 == "allow").map(|i| item(i, 0.4).0).collect();
+    let mut want: Vec<String> = (0..n)
+        .filter(|&i| item(i, 0.4).2 == "allow")
+        .map(|i| item(i, 0.4).0)
+        .collect();
     want.sort();
-    eventually(Duration::from_secs(20), || async { public_ids(&app).await == (Some(1), want.clone()) })
-        .await
-        .expect("the public catalog flipped to v1");
+    eventually(Duration::from_secs(20), || async {
+        public_ids(&app).await == (Some(1), want.clone())
+    })
+    .await
+    .expect("the public catalog flipped to v1");
 
     // v2: the diff equals a direct recount.
-    app.client.command("policy", "draft", &app.sender("bob"), draft("media", 0.6, "v2")).await.unwrap();
+    app.client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.6, "v2"),
+        )
+        .await
+        .unwrap();
     let run2 = prepare(&app, 2).await;
     wait_for_status(&app, &run2, RunStatus::Success).await;
-    let diff: RunDiff = app.client.query("run", "diff", &DiffRun { run_id: run2.clone() }).await.unwrap();
+    let diff: RunDiff = app
+        .client
+        .query(
+            "run",
+            "diff",
+            &DiffRun {
+                run_id: run2.clone(),
+            },
+        )
+        .await
+        .unwrap();
     let recount = |from: &str, to: &str| {
-        (0..n).filter(|&i| from.contains(item(i, 0.4).2) && to.contains(item(i, 0.6).2)).count() as u64
+        (0..n)
+            .filter(|&i| from.contains(item(i, 0.4).2) && to.contains(item(i, 0.6).2))
+            .count() as u64
     };
     assert_eq!(diff.active_version, Some(1));
     assert_eq!(diff.regressions, recount("allow", "deny quarantine"));
     assert_eq!(diff.improvements, recount("deny quarantine", "allow"));
-    assert_eq!(diff.unchanged, (0..n).filter(|&i| item(i, 0.4).2 == item(i, 0.6).2).count() as u64);
+    assert_eq!(
+        diff.unchanged,
+        (0..n).filter(|&i| item(i, 0.4).2 == item(i, 0.6).2).count() as u64
+    );
     assert_eq!(diff.newly_evaluated, 0);
     assert!(diff.regressions > 0);
-    assert_eq!(diff.top_regressions.len(), diff.regressions.min(50) as usize);
+    assert_eq!(
+        diff.top_regressions.len(),
+        diff.regressions.min(50) as usize
+    );
     promote(&app, &run2).await;
 
     // The external subscriber reads both promotions, in order, through its durable consumer.
     let notices = subscriber_notices(&app, 2).await;
-    let versions: Vec<(u32, Option<u32>)> = notices.iter().map(|n| (n.version, n.previous_version)).collect();
+    let versions: Vec<(u32, Option<u32>)> = notices
+        .iter()
+        .map(|n| (n.version, n.previous_version))
+        .collect();
     assert_eq!(versions, vec![(1, None), (2, Some(1))]);
     assert_eq!(notices[1].run_id, run2);
     app.stop().await;
@@ -159,18 +261,33 @@ async fn prepare_promote_and_announce_two_versions_end_to_end() {
 
 /// Reads `count` notices as the `subscriber` user, from the beginning of its durable consumer.
 async fn subscriber_notices(app: &TestApp, count: usize) -> Vec<PolicyPromotedNotice> {
-    let nats = async_nats::ConnectOptions::with_user_and_password("subscriber".into(), env("GATEHOUSE_SUBSCRIBER_PASSWORD"))
-        .custom_inbox_prefix("_INBOX_subscriber")
-        .connect(env("NATS_URL"))
+    let nats = async_nats::ConnectOptions::with_user_and_password(
+        "subscriber".into(),
+        env("GATEHOUSE_SUBSCRIBER_PASSWORD"),
+    )
+    .custom_inbox_prefix("_INBOX_subscriber")
+    .connect(env("NATS_URL"))
+    .await
+    .unwrap();
+    let js = jetstream::new(nats);
+    let stream = js
+        .get_stream_no_info(subjects::notify_stream(&app.settings.namespace))
         .await
         .unwrap();
-    let js = jetstream::new(nats);
-    let stream = js.get_stream_no_info(subjects::notify_stream(&app.settings.namespace)).await.unwrap();
-    let consumer: jetstream::consumer::PullConsumer = stream.get_consumer(subjects::SUBSCRIBER_CONSUMER).await.unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_consumer(subjects::SUBSCRIBER_CONSUMER)
+        .await
+        .unwrap();
     let mut notices = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while notices.len() < count && tokio::time::Instant::now() < deadline {
-        let mut batch = consumer.fetch().max_messages(10).expires(Duration::from_secs(1)).messages().await.unwrap();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(10)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .unwrap();
         while let Some(Ok(message)) = batch.next().await {
             notices.push(serde_json::from_slice(&message.payload).unwrap());
             message.double_ack().await.unwrap();
@@ -183,13 +300,35 @@ async fn subscriber_notices(app: &TestApp, count: usize) -> Vec<PolicyPromotedNo
 async fn concurrent_prepares_of_one_policy_start_exactly_one_run() {
     let mut app = spawn_app().await;
     app.start_worker();
-    app.client.command("policy", "create", &app.sender("alice"), create_policy("media")).await.unwrap();
-    app.client.command("policy", "draft", &app.sender("bob"), draft("media", 0.4, "v1")).await.unwrap();
+    app.client
+        .command(
+            "policy",
+            "create",
+            &app.sender("alice"),
+            create_policy("media"),
+        )
+        .await
+        .unwrap();
+    app.client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.4, "v1"),
+        )
+        .await
+        .unwrap();
     import(&app, 200).await;
     let prepares = (0..4).map(|_| {
         let (client, sender): (Client, _) = (app.client.clone(), app.sender("carol"));
         async move {
-            let body = PrepareRun { policy_id: "media".into(), version: 1, batch_size: Some(10), coverage_threshold: None, max_errors: None };
+            let body = PrepareRun {
+                policy_id: "media".into(),
+                version: 1,
+                batch_size: Some(10),
+                coverage_threshold: None,
+                max_errors: None,
+            };
             client.command("policy", "prepare", &sender, body).await
         }
     });
@@ -200,17 +339,41 @@ async fn concurrent_prepares_of_one_policy_start_exactly_one_run() {
         .filter(|r| matches!(r, Err(ClientError::Rejected(e)) if e.code == RejectionCode::AlreadyRunning && e.message.contains("media:1")))
         .count();
     assert_eq!((started, refused), (1, 3), "{results:?}");
-    assert_eq!(app.count("SELECT count(*) FROM events WHERE event_type = 'RunPrepared'").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'RunPrepared'")
+            .await,
+        1
+    );
     // Only the started run's snapshot is kept.
-    assert_eq!(app.count("SELECT count(DISTINCT snapshot_id) FROM run_snapshot").await, 1);
+    assert_eq!(
+        app.count("SELECT count(DISTINCT snapshot_id) FROM run_snapshot")
+            .await,
+        1
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn promote_is_refused_with_its_reasons_unless_the_run_succeeded_within_thresholds() {
     let mut app = spawn_app().await;
-    app.client.command("policy", "create", &app.sender("alice"), create_policy("media")).await.unwrap();
-    app.client.command("policy", "draft", &app.sender("bob"), draft("media", 0.4, "v1")).await.unwrap();
+    app.client
+        .command(
+            "policy",
+            "create",
+            &app.sender("alice"),
+            create_policy("media"),
+        )
+        .await
+        .unwrap();
+    app.client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.4, "v1"),
+        )
+        .await
+        .unwrap();
     import(&app, 100).await;
     // No worker yet: the run stays running.
     let run = prepare(&app, 1).await;
@@ -223,23 +386,53 @@ async fn promote_is_refused_with_its_reasons_unless_the_run_succeeded_within_thr
             other => panic!("promote was not refused: {other:?}"),
         }
     };
-    let body = PromoteRun { run_id: run.clone(), coverage_threshold: None, max_errors: None };
-    refused("status")(app.client.command("policy", "promote", &app.sender("dave"), body.clone()).await);
+    let body = PromoteRun {
+        run_id: run.clone(),
+        coverage_threshold: None,
+        max_errors: None,
+    };
+    refused("status")(
+        app.client
+            .command("policy", "promote", &app.sender("dave"), body.clone())
+            .await,
+    );
     // Cancelled: refused.
-    let cancel = gatehouse_events::run::RunRef { run_id: run.clone() };
-    app.client.command("policy", "cancel_run", &app.sender("dave"), cancel.clone()).await.unwrap();
-    refused("status")(app.client.command("policy", "promote", &app.sender("dave"), body.clone()).await);
+    let cancel = gatehouse_events::run::RunRef {
+        run_id: run.clone(),
+    };
+    app.client
+        .command("policy", "cancel_run", &app.sender("dave"), cancel.clone())
+        .await
+        .unwrap();
+    refused("status")(
+        app.client
+            .command("policy", "promote", &app.sender("dave"), body.clone())
+            .await,
+    );
     // Resumed with a worker: it succeeds, and then promotes.
-    app.client.command("policy", "resume_run", &app.sender("dave"), cancel).await.unwrap();
+    app.client
+        .command("policy", "resume_run", &app.sender("dave"), cancel)
+        .await
+        .unwrap();
     app.start_worker();
     wait_for_status(&app, &run, RunStatus::Success).await;
     let before = app.count("SELECT count(*) FROM events").await;
-    assert_eq!(app.count("SELECT count(*) FROM events WHERE event_type = 'PolicyPromoted'").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'PolicyPromoted'")
+            .await,
+        0
+    );
     assert!(before > 0);
     promote(&app, &run).await;
     let policy: gatehouse_events::policy::PolicySummary = app
         .client
-        .query("policy", "get", &gatehouse_events::policy::GetPolicy { policy_id: "media".into() })
+        .query(
+            "policy",
+            "get",
+            &gatehouse_events::policy::GetPolicy {
+                policy_id: "media".into(),
+            },
+        )
         .await
         .unwrap();
     let _ = policy;

@@ -151,7 +151,9 @@ impl TestApp {
     /// Starts an evaluation worker (not started by default: some tests need runs to wait).
     pub fn start_worker(&mut self) {
         let s = self.settings.clone();
-        self.worker = Some(Role::spawn("worker", move |stop| gatehouse::worker::run(s, stop)));
+        self.worker = Some(Role::spawn("worker", move |stop| {
+            gatehouse::worker::run(s, stop)
+        }));
     }
 
     /// Waits until a gateway answers on this namespace.

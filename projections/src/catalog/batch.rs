@@ -10,6 +10,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use gatehouse_events::subjects;
 use tracing::{field, Instrument};
 
 use super::decode::{self, Plan};
@@ -22,7 +23,6 @@ use crate::error::error_chain;
 /// A message delivered to the catalog projector, with its JetStream metadata.
 pub(crate) struct Received {
     pub message: jetstream::Message,
-    pub stream: String,
     pub stream_seq: u64,
     pub consumer_seq: u64,
     pub delivered: i64,
@@ -37,12 +37,11 @@ impl Received {
         let nanos = info.published.unix_timestamp_nanos();
         let published =
             i64::try_from(nanos).map_or(DateTime::<Utc>::MIN_UTC, DateTime::from_timestamp_nanos);
-        let (stream, stream_seq) = (info.stream.to_owned(), info.stream_sequence);
+        let stream_seq = info.stream_sequence;
         let (consumer_seq, delivered, pending) =
             (info.consumer_sequence, info.delivered, info.pending);
         Ok(Self {
             message,
-            stream,
             stream_seq,
             consumer_seq,
             delivered,
@@ -51,7 +50,7 @@ impl Received {
         })
     }
 
-    fn decoded(&self) -> decode::Message<'_> {
+    pub(crate) fn decoded(&self) -> decode::Message<'_> {
         decode::Message {
             subject: self.message.subject.as_str(),
             payload: &self.message.payload,
@@ -94,7 +93,8 @@ struct Tally {
 impl CatalogProjector {
     /// Projects one batch; every message ends acked, NAK'd or terminated (or, if even that
     /// fails, redelivered after `ack_wait`).
-    pub(crate) async fn handle(&mut self, batch: Vec<Received>) {
+    /// `plan` is `batch` decoded ([`Plan::of`]), done ahead while the previous batch was written.
+    pub(crate) async fn handle(&mut self, batch: Vec<Received>, plan: Plan) {
         let span = tracing::info_span!(
             "catalog_batch",
             messages = batch.len(),
@@ -107,7 +107,7 @@ impl CatalogProjector {
         );
         let tally = async {
             self.keep_track(&batch).await;
-            match self.write(&batch).await {
+            match self.commit(plan, &batch).await {
                 Ok(tally) => {
                     self.settings
                         .projector
@@ -226,9 +226,10 @@ impl CatalogProjector {
     ) -> Result<(), async_nats::Error> {
         tracing::error!(stream_seq = received.stream_seq, delivered = received.delivered, %reason,
             "dead-lettering a catalog message");
+        let stream = subjects::catalog_stream(&self.settings.projector.namespace);
         let letter = DeadLetter {
             consumer: &self.consumer_name,
-            stream: &received.stream,
+            stream: &stream,
             stream_seq: received.stream_seq,
             deliveries: received.delivered,
             reason,

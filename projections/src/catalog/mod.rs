@@ -9,12 +9,14 @@
 //! is no valid change becomes a `catalog_rejections` row (stream sequence, subject, reason).
 //! Attributes are stored as given (a JSON object); the schema check is the evaluator's.
 //!
-//! Layout: this file (settings, stream and consumer, the fetch loop); `batch` (one batch through
-//! the projector, and what happens when it fails); `decode` (messages to rows and rejections);
-//! `write` (the SQL).
+//! Layout: this file (settings, stream and consumer, the pull loop); `gather` (batches from the
+//! continuous pull); `batch` (one batch through the projector, and what happens when it fails);
+//! `decode` (messages to rows and rejections); `write` (the SQL).
 
 mod batch;
 mod decode;
+mod gather;
+mod wire;
 mod write;
 
 use std::time::Duration;
@@ -22,11 +24,12 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, stream};
 use deadpool_postgres::Pool;
-use futures::StreamExt;
 use gatehouse_events::subjects;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::batch::{CatalogProjector, Received};
+use self::batch::CatalogProjector;
+use self::gather::{Batcher, Gathered};
 use crate::checkpoint::{ConsumerState, Progress};
 use crate::dead_letter;
 use crate::error::ProjectorError;
@@ -38,8 +41,6 @@ pub const NAME: &str = "catalog";
 pub const DEFAULT_BATCH_SIZE: usize = 5_000;
 /// How long the catalog stream remembers a `Nats-Msg-Id`: a re-sent import dedupes within it.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
-/// Missed idle heartbeats in a row before the consumer is looked up again.
-const MAX_MISSED_HEARTBEATS: u32 = 3;
 /// The longest pause between attempts after JetStream failed.
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
@@ -60,11 +61,11 @@ impl CatalogSettings {
         }
     }
 
-    /// Messages delivered and not yet acked: the batch being written, plus what the client
-    /// pulls ahead meanwhile (up to one and a half batches).
+    /// Messages delivered and not yet acked: the batch being written, the next one decoded,
+    /// one being gathered, and what the client pulls ahead (up to one and a half batches).
     fn max_ack_pending(&self) -> i64 {
-        let batch = i64::try_from(self.batch_size).unwrap_or(i64::MAX / 4);
-        self.projector.max_ack_pending.max(batch.saturating_mul(3))
+        let batch = i64::try_from(self.batch_size).unwrap_or(i64::MAX / 8);
+        self.projector.max_ack_pending.max(batch.saturating_mul(5))
     }
 }
 
@@ -211,42 +212,31 @@ async fn project(
     messages: pull::Stream,
     shutdown: &CancellationToken,
 ) -> Option<async_nats::Error> {
-    let idle = projector.settings.projector.fetch_expiry;
-    let mut chunks = messages.ready_chunks(projector.settings.batch_size);
-    let mut missed_heartbeats = 0;
+    let settings = &projector.settings;
+    let batcher = Batcher::new(messages, settings.batch_size);
+    let (tx, mut batches) = mpsc::channel(1);
+    let idle = settings.projector.fetch_expiry;
+    let gatherer = tokio::spawn(gather::run(batcher, idle, projector.prefix.clone(), tx));
+    let _gatherer = AbortOnDrop(gatherer);
     loop {
-        let chunk = tokio::select! {
+        let gathered = tokio::select! {
             biased;
             () = shutdown.cancelled() => return None,
-            chunk = tokio::time::timeout(idle, chunks.next()) => chunk,
+            gathered = batches.recv() => gathered,
         };
-        let Ok(chunk) = chunk else {
+        let Some(Gathered {
+            batch,
+            plan,
+            failure,
+        }) = gathered
+        else {
+            return Some("the catalog gatherer stopped".into());
+        };
+        if batch.is_empty() && failure.is_none() {
             projector.idle().await;
-            continue;
-        };
-        let Some(chunk) = chunk else {
-            return Some("the pull ended".into());
-        };
-        let mut batch = Vec::with_capacity(chunk.len());
-        let mut failure = None;
-        for item in chunk {
-            match item
-                .map_err(async_nats::Error::from)
-                .and_then(Received::new)
-            {
-                Ok(received) => {
-                    missed_heartbeats = 0;
-                    batch.push(received);
-                }
-                // The pull stream re-pulls by itself; repeated misses mean the consumer is gone.
-                Err(e) if is_missing_heartbeat(&e) && missed_heartbeats < MAX_MISSED_HEARTBEATS => {
-                    missed_heartbeats += 1;
-                }
-                Err(e) => failure = failure.or(Some(e)),
-            }
         }
         if !batch.is_empty() {
-            projector.handle(batch).await;
+            projector.handle(batch, plan).await;
         }
         if failure.is_some() {
             return failure;
@@ -254,7 +244,11 @@ async fn project(
     }
 }
 
-fn is_missing_heartbeat(e: &async_nats::Error) -> bool {
-    e.downcast_ref::<pull::MessagesError>()
-        .is_some_and(|e| e.kind() == pull::MessagesErrorKind::MissingHeartbeat)
+/// Stops the gatherer when the projector stops pulling: what it gathered is redelivered.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -1,31 +1,29 @@
-//! Writing one [`Plan`] inside the batch's transaction: the rows go by binary COPY into a
-//! session-local staging table, then into `catalog_items` with one `INSERT ... SELECT ... ON
-//! CONFLICT` guarded by `stream_seq`; the rejections go into `catalog_rejections`.
+//! Writing one [`Plan`] inside the batch's transaction.
 //!
-//! The guard (`WHERE catalog_items.stream_seq < EXCLUDED.stream_seq`) makes a write of an older
-//! or the same change a no-op, so a redelivered or reordered message never undoes a newer one.
+//! Items the catalog does not hold yet (all of them on a first import) go by binary COPY
+//! straight into `catalog_items`, the cheapest write Postgres has. Items it holds are updated
+//! from arrays (`UPDATE ... FROM unnest(...)`) under the guard `stream_seq < the change's`, so
+//! a redelivered or reordered change never undoes a newer one. Rejections go into
+//! `catalog_rejections`. Telling the two kinds of item apart is safe because the projector is
+//! the only writer of `catalog_items` and holds its checkpoint row lock for the whole
+//! transaction; should anything else insert an item meanwhile, the COPY fails on the primary
+//! key and the batch is retried message by message, which sees the row.
 
+use std::collections::HashMap;
+
+use bytes::{BufMut, BytesMut};
 use futures::pin_mut;
+use serde_json::value::RawValue;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::types::{accepts, to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Transaction;
 
 use super::decode::{Plan, Rejection, Row};
 
-/// The staging table: temporary (one per connection, emptied at each commit), so a pooled
-/// connection creates it once.
-const STAGE: &str = "
-    SET LOCAL client_min_messages = warning;
-    CREATE TEMP TABLE IF NOT EXISTS catalog_incoming (
-        item_id    text        NOT NULL,
-        status     text        NOT NULL,
-        deleted    boolean     NOT NULL,
-        attributes jsonb       NOT NULL,
-        updated_at timestamptz NOT NULL,
-        stream_seq bigint      NOT NULL
-    ) ON COMMIT DELETE ROWS";
+const EXISTING: &str =
+    "SELECT item_id, stream_seq FROM catalog_items WHERE item_id = ANY($1::text[])";
 
-const COPY: &str = "COPY catalog_incoming (item_id, status, deleted, attributes, updated_at, \
+const COPY: &str = "COPY catalog_items (item_id, status, deleted, attributes, updated_at, \
      stream_seq) FROM STDIN (FORMAT binary)";
 
 const COLUMNS: [Type; 6] = [
@@ -37,20 +35,18 @@ const COLUMNS: [Type; 6] = [
     Type::INT8,
 ];
 
-/// A delete keeps the item's last status and attributes; a delete of an item the catalog
-/// never held inserts the staged `deleted` status and `{}`. Staged ids are unique (the plan
-/// keeps one change per item), as ON CONFLICT requires. Id order keeps index writes local.
-const MERGE: &str = "
-    INSERT INTO catalog_items AS c (item_id, status, deleted, attributes, updated_at, stream_seq)
-    SELECT item_id, status, deleted, attributes, updated_at, stream_seq
-    FROM catalog_incoming ORDER BY item_id
-    ON CONFLICT (item_id) DO UPDATE SET
-        status     = CASE WHEN EXCLUDED.deleted THEN c.status ELSE EXCLUDED.status END,
-        attributes = CASE WHEN EXCLUDED.deleted THEN c.attributes ELSE EXCLUDED.attributes END,
-        deleted    = EXCLUDED.deleted,
-        updated_at = EXCLUDED.updated_at,
-        stream_seq = EXCLUDED.stream_seq
-    WHERE c.stream_seq < EXCLUDED.stream_seq";
+/// A delete keeps the item's last status and attributes: the table's, unless the batch's delete
+/// carries those of an upsert earlier in the same batch. The plan holds one change per item.
+const UPDATE: &str = "
+    UPDATE catalog_items AS c SET
+        status     = CASE WHEN u.deleted AND u.status = 'deleted' THEN c.status ELSE u.status END,
+        attributes = CASE WHEN u.deleted AND u.status = 'deleted' THEN c.attributes ELSE u.attributes END,
+        deleted    = u.deleted,
+        updated_at = u.updated_at,
+        stream_seq = u.stream_seq
+    FROM unnest($1::text[], $2::text[], $3::bool[], $4::jsonb[], $5::timestamptz[], $6::bigint[])
+        AS u (item_id, status, deleted, attributes, updated_at, stream_seq)
+    WHERE c.item_id = u.item_id AND c.stream_seq < u.stream_seq";
 
 const REJECT: &str = "
     INSERT INTO catalog_rejections (stream_seq, subject, error, payload)
@@ -61,8 +57,22 @@ const REJECT: &str = "
 pub(crate) async fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<u64, tokio_postgres::Error> {
     let mut changed = 0;
     if !plan.rows.is_empty() {
-        stage(tx, &plan.rows).await?;
-        changed = tx.execute(MERGE, &[]).await?;
+        let existing = existing(tx, &plan.rows).await?;
+        let (known, new): (Vec<&Row>, Vec<&Row>) = plan
+            .rows
+            .iter()
+            .partition(|row| existing.contains_key(&row.item_id));
+        // A known item at or past the change already holds it (a redelivery).
+        let newer: Vec<&Row> = known
+            .into_iter()
+            .filter(|row| {
+                existing
+                    .get(&row.item_id)
+                    .is_some_and(|&seq| seq < row.stream_seq)
+            })
+            .collect();
+        changed += copy(tx, &new).await?;
+        changed += update(tx, &newer).await?;
     }
     if !plan.rejections.is_empty() {
         reject(tx, &plan.rejections).await?;
@@ -70,13 +80,25 @@ pub(crate) async fn write(tx: &Transaction<'_>, plan: &Plan) -> Result<u64, toki
     Ok(changed)
 }
 
-async fn stage(tx: &Transaction<'_>, rows: &[Row]) -> Result<(), tokio_postgres::Error> {
-    tx.batch_execute(STAGE).await?;
+/// The stream sequence of every item of `rows` the catalog holds.
+async fn existing(
+    tx: &Transaction<'_>,
+    rows: &[Row],
+) -> Result<HashMap<String, i64>, tokio_postgres::Error> {
+    let ids: Vec<&str> = rows.iter().map(|row| row.item_id.as_str()).collect();
+    let found = tx.query(EXISTING, &[&ids]).await?;
+    Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+async fn copy(tx: &Transaction<'_>, rows: &[&Row]) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
     let sink = tx.copy_in(COPY).await?;
     let writer = BinaryCopyInWriter::new(sink, &COLUMNS);
     pin_mut!(writer);
     for row in rows {
-        let attributes = Json(&row.attributes);
+        let attributes = Jsonb(&row.attributes);
         let values: [&(dyn ToSql + Sync); 6] = [
             &row.item_id,
             &row.status,
@@ -87,8 +109,24 @@ async fn stage(tx: &Transaction<'_>, rows: &[Row]) -> Result<(), tokio_postgres:
         ];
         writer.as_mut().write(&values).await?;
     }
-    writer.finish().await?;
-    Ok(())
+    writer.finish().await
+}
+
+async fn update(tx: &Transaction<'_>, rows: &[&Row]) -> Result<u64, tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.item_id.as_str()).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let deleted: Vec<bool> = rows.iter().map(|r| r.deleted).collect();
+    let attributes: Vec<_> = rows.iter().map(|r| Jsonb(&r.attributes)).collect();
+    let times: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.stream_seq).collect();
+    tx.execute(
+        UPDATE,
+        &[&ids, &statuses, &deleted, &attributes, &times, &seqs],
+    )
+    .await
 }
 
 async fn reject(
@@ -106,4 +144,25 @@ async fn reject(
     tx.execute(REJECT, &[&seqs, &subjects, &errors, &payloads])
         .await?;
     Ok(())
+}
+
+/// JSON text sent as it is, without parsing it into values and serializing them again.
+#[derive(Debug)]
+struct Jsonb<'a>(&'a RawValue);
+
+impl ToSql for Jsonb<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            out.put_u8(1); // the jsonb binary format's version
+        }
+        out.put_slice(self.0.get().as_bytes());
+        Ok(IsNull::No)
+    }
+
+    accepts!(JSON, JSONB);
+    to_sql_checked!();
 }

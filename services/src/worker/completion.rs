@@ -42,7 +42,12 @@ pub(crate) async fn complete_if_done(worker: &Worker, run_id: &str) -> Result<()
     let swept = sweep(worker, &run.policy_id, run.version, &policy).await?;
     // A run bulk-loads up to millions of results: fresh statistics keep the diff and public
     // catalog queries on index joins (a never-analysed table is planned as nearly empty).
-    worker.pg.get().await?.batch_execute("ANALYZE eval_results").await?;
+    worker
+        .pg
+        .get()
+        .await?
+        .batch_execute("ANALYZE eval_results")
+        .await?;
     let command = CompleteRun {
         run_id: run.run_id.clone(),
         epoch: run.epoch,

@@ -17,7 +17,8 @@
 //! 5. `echo`: the same clients' requests answered at once by an in-process responder: the NATS
 //!    request/reply floor.
 //!
-//! Layout: this file runs the phases; `specs`: the figures; [`baseline`]: `raw` and `echo`.
+//! Layout: this file runs the phases; `specs`: the figures; [`baseline`]: `raw` and `echo`;
+//! `breakdown`: a draft's validation and load, timed on their own.
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use crate::client::Client;
 use baseline::{Echo, Raw};
 
 pub mod baseline;
+mod breakdown;
 mod specs;
 
 pub use specs::SPECS;
@@ -77,6 +79,9 @@ async fn commands(b: &mut Bench) -> anyhow::Result<()> {
         let (draft, _) = closed_loop(drafters, d).await;
         draft.record(&mut b.figures, "draft")?;
         b.push("draft.events_per_policy", stream_length(b, &ids).await?)?;
+        b.push("draft.validate_us", breakdown::validate_us(50)?)?;
+        let load = breakdown::load_us(&b.system.db, &ids[0], 20).await?;
+        b.push("draft.load_us", load)?;
         let backlog = b.system.settle(SETTLE).await?;
         b.push("draft.backlog_s", backlog.as_secs_f64())?;
 

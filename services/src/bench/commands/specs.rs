@@ -98,6 +98,16 @@ pub const SPECS: &[Spec] = &[
         "events",
         "policy stream length at the end",
     ),
+    Spec::plain(
+        "draft.validate_us",
+        "µs",
+        "CEL validation of the rules (one thread)",
+    ),
+    Spec::plain(
+        "draft.load_us",
+        "µs",
+        "loading one such policy (one thread)",
+    ),
     ALONE[0].versus("raw.p50_ms"),
     ALONE[1].versus("raw.p99_ms"),
     ALONE[3],
