@@ -145,3 +145,56 @@ fn at_most_ten_error_samples_are_kept_per_batch() {
     assert_eq!(tally.counters.errors, 25);
     assert_eq!(tally.samples.len(), MAX_ERROR_SAMPLES);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An item of any kind: ready or not, deleted or not, attributes fitting the schema or not.
+    fn item() -> impl Strategy<Value = ItemState> {
+        let attributes = prop_oneof![
+            (0.0f64..1.0, any::<bool>()).prop_map(|(q, banned)| {
+                json!({"quality": q, "tags": if banned { json!(["banned"]) } else { json!([]) }})
+            }),
+            Just(json!({"quality": "not a number"})),
+            Just(json!({"colour": "red"})),
+            Just(json!({})),
+        ];
+        (
+            prop_oneof![Just("ready"), Just("pending")],
+            any::<bool>(),
+            attributes,
+        )
+            .prop_map(|(status, deleted, a)| ItemState::of(status, deleted, Attributes::Json(a)))
+    }
+
+    proptest! {
+        /// P3: eligible + ineligible + quarantined + pending + errors = processed after every
+        /// batch, whatever the items and however they are split into batches and threads.
+        #[test]
+        fn the_outcomes_add_up_to_processed_after_every_batch(
+            items in proptest::collection::vec(item(), 0..120),
+            batch in 1usize..40,
+            threads in 1usize..4,
+        ) {
+            let policy = policy();
+            let candidates: Vec<Candidate> = items.into_iter().enumerate().map(|(i, s)| candidate(i, s)).collect();
+            let mut run = RunCounters::default();
+            for chunk in candidates.chunks(batch) {
+                let verdicts = evaluate_all(&policy, chunk, threads);
+                prop_assert_eq!(verdicts.len(), chunk.len());
+                let t = tally(chunk, &verdicts);
+                prop_assert!(t.counters.is_consistent());
+                prop_assert_eq!(t.counters.processed, chunk.len() as u64);
+                run.processed += t.counters.processed;
+                run.eligible += t.counters.eligible;
+                run.ineligible += t.counters.ineligible;
+                run.quarantined += t.counters.quarantined;
+                run.pending += t.counters.pending;
+                run.errors += t.counters.errors;
+                prop_assert!(run.is_consistent());
+            }
+            prop_assert_eq!(run.processed, candidates.len() as u64);
+        }
+    }
+}
