@@ -15,7 +15,7 @@ use gatehouse_events::run::{
 use gatehouse_events::subjects;
 use serde_json::json;
 
-use crate::fixtures::{create_policy, draft};
+use crate::fixtures::draft;
 use crate::helpers::{env, eventually, spawn_app, TestApp};
 
 /// A deterministic item: (id, attributes, expected outcome under `fixtures::rules(threshold)`).
@@ -156,24 +156,7 @@ async fn prepare_promote_and_announce_two_versions_end_to_end() {
     let mut app = spawn_app().await;
     app.start_worker();
     let n = 10_000;
-    app.client
-        .command(
-            "policy",
-            "create",
-            &app.sender("alice"),
-            create_policy("media"),
-        )
-        .await
-        .unwrap();
-    app.client
-        .command(
-            "policy",
-            "draft",
-            &app.sender("bob"),
-            draft("media", 0.4, "v1"),
-        )
-        .await
-        .unwrap();
+    app.policy_with_versions("media", &[0.4]).await;
     import(&app, n).await;
 
     // v1: exact counters, then the public catalog holds exactly v1's allowed items.
@@ -300,24 +283,7 @@ async fn subscriber_notices(app: &TestApp, count: usize) -> Vec<PolicyPromotedNo
 async fn concurrent_prepares_of_one_policy_start_exactly_one_run() {
     let mut app = spawn_app().await;
     app.start_worker();
-    app.client
-        .command(
-            "policy",
-            "create",
-            &app.sender("alice"),
-            create_policy("media"),
-        )
-        .await
-        .unwrap();
-    app.client
-        .command(
-            "policy",
-            "draft",
-            &app.sender("bob"),
-            draft("media", 0.4, "v1"),
-        )
-        .await
-        .unwrap();
+    app.policy_with_versions("media", &[0.4]).await;
     import(&app, 200).await;
     let prepares = (0..4).map(|_| {
         let (client, sender): (Client, _) = (app.client.clone(), app.sender("carol"));
@@ -356,24 +322,7 @@ async fn concurrent_prepares_of_one_policy_start_exactly_one_run() {
 #[tokio::test]
 async fn promote_is_refused_with_its_reasons_unless_the_run_succeeded_within_thresholds() {
     let mut app = spawn_app().await;
-    app.client
-        .command(
-            "policy",
-            "create",
-            &app.sender("alice"),
-            create_policy("media"),
-        )
-        .await
-        .unwrap();
-    app.client
-        .command(
-            "policy",
-            "draft",
-            &app.sender("bob"),
-            draft("media", 0.4, "v1"),
-        )
-        .await
-        .unwrap();
+    app.policy_with_versions("media", &[0.4]).await;
     import(&app, 100).await;
     // No worker yet: the run stays running.
     let run = prepare(&app, 1).await;

@@ -169,6 +169,22 @@ impl TestApp {
         .expect("the gateway never answered");
     }
 
+    /// Creates policy `id` (`fixtures::create_policy`) and drafts one version per threshold.
+    pub async fn policy_with_versions(&self, id: &str, thresholds: &[f64]) {
+        let create = crate::fixtures::create_policy(id);
+        self.client
+            .command("policy", "create", &self.sender("alice"), create)
+            .await
+            .unwrap();
+        for (i, threshold) in thresholds.iter().enumerate() {
+            let draft = crate::fixtures::draft(id, *threshold, &format!("v{}", i + 1));
+            self.client
+                .command("policy", "draft", &self.sender("bob"), draft)
+                .await
+                .unwrap();
+        }
+    }
+
     /// A sender with a fresh command id.
     pub fn sender(&self, actor: &str) -> Sender {
         Sender {
