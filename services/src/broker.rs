@@ -109,14 +109,7 @@ pub async fn ensure_catalog_stream(
     js: &jetstream::Context,
     settings: &Settings,
 ) -> Result<stream::Info, BrokerError> {
-    let ns = &settings.namespace;
-    let config = stream::Config {
-        name: subjects::catalog_stream(ns),
-        subjects: vec![subjects::all_catalog_items(ns)],
-        storage: stream::StorageType::File,
-        duplicate_window: Duration::from_secs(3600),
-        ..Default::default()
-    };
+    let config = gatehouse_projections::catalog::stream_config(&settings.namespace);
     create_or_update(js, config).await
 }
 

@@ -74,9 +74,13 @@ pub async fn projector_with(
     let result = match model {
         None => gatehouse_projections::run_all(projector_settings, pg, js, shutdown).await,
         Some(name) => {
-            let model = gatehouse_projections::read_model(&name)
-                .ok_or_else(|| RoleError::Projection(format!("unknown read model `{name}`")))?;
-            gatehouse_projections::run(model, projector_settings, pg, js, shutdown).await
+            let projector = gatehouse_projections::projector(&name).ok_or_else(|| {
+                RoleError::Projection(format!(
+                    "unknown projector `{name}` (known: {})",
+                    gatehouse_projections::projector_names().join(", ")
+                ))
+            })?;
+            projector.run(projector_settings, pg, js, shutdown).await
         }
     };
     result.map_err(|e| RoleError::Projection(e.to_string()))

@@ -207,6 +207,33 @@ async fn across_batch_boundaries_and_after_a_full_redelivery_the_last_change_sti
 }
 
 #[tokio::test]
+async fn an_item_updated_then_deleted_in_one_batch_keeps_the_updated_content() {
+    let mut app = spawn_app().await;
+    let first = publish(&app, "x", &upsert("x", "ready", json!({"v": 1}))).await;
+    eventually(DEADLINE, || async {
+        checkpoint(&app).await == first as i64
+    })
+    .await
+    .expect("the first version written");
+    app.projector.take().unwrap().kill().await;
+    publish(&app, "x", &upsert("x", "pending", json!({"v": 2}))).await;
+    let deleted = publish(&app, "x", &delete("x")).await;
+    publish(&app, "y", &upsert("y", "ready", json!({"v": 1}))).await;
+    let last = publish(&app, "y", &delete("y")).await;
+    let projector = CatalogProjector::start(&app, 100, Hooks::default());
+    eventually(DEADLINE, || async { checkpoint(&app).await == last as i64 })
+        .await
+        .expect("every change written");
+    let expected = vec![
+        item("x", "pending", true, json!({"v": 2}), deleted),
+        item("y", "ready", true, json!({"v": 1}), last),
+    ];
+    assert_eq!(items(&app).await, expected);
+    projector.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_catalog_projector_killed_after_commit_before_ack_changes_nothing_on_redelivery() {
     let mut app = spawn_app().await;
     app.projector.take().unwrap().kill().await;

@@ -38,6 +38,10 @@ pub(crate) struct Row {
     pub attributes: Box<RawValue>,
     pub updated_at: DateTime<Utc>,
     pub stream_seq: i64,
+    /// The stream sequence of the upsert whose status and attributes the row holds: its own,
+    /// or, for a delete, that of an earlier upsert of the batch it carries; `None` for a delete
+    /// carrying none (the table's content stays).
+    pub content_seq: Option<i64>,
 }
 
 /// A message that is no valid catalog change, as written to `catalog_rejections`.
@@ -60,11 +64,13 @@ pub(crate) struct Plan {
 }
 
 /// A delete keeps the item's last status and attributes: when a batch holds an upsert and a
-/// later delete of one item, the delete carries the upsert's content (the table may not have it).
+/// later delete of one item, the delete carries the upsert's content (the table may not have
+/// it), that of the latest such upsert whatever the delivery order.
 fn carry_content(newer: &mut Row, older: Row) {
-    if newer.deleted && newer.status == DELETED_STATUS && !older.deleted {
+    if newer.deleted && older.content_seq > newer.content_seq {
         newer.status = older.status;
         newer.attributes = older.attributes;
+        newer.content_seq = older.content_seq;
     }
 }
 
@@ -140,13 +146,15 @@ pub(crate) fn decode(prefix: &str, message: Message<'_>) -> Result<Row, Rejectio
             change.id
         )));
     }
+    let stream_seq = to_i64(message.stream_seq);
     Ok(Row {
         item_id: subject_id.to_owned(),
         status: change.status,
         deleted: change.deleted,
         attributes: change.attributes,
         updated_at: message.published,
-        stream_seq: to_i64(message.stream_seq),
+        stream_seq,
+        content_seq: (!change.deleted).then_some(stream_seq),
     })
 }
 
@@ -322,6 +330,57 @@ mod tests {
         assert_eq!(plan.rows[0].stream_seq, 9);
         assert_eq!(plan.rows[0].status, "ready");
         assert_eq!(plan.superseded, 2);
+    }
+
+    fn delete(seq: u64) -> Message<'static> {
+        at(
+            seq,
+            "t_1.catalog.items.m-1",
+            r#"{"op":"delete","id":"m-1"}"#,
+        )
+    }
+
+    #[test]
+    fn a_delete_carries_the_content_of_the_latest_upsert_before_it_in_its_batch() {
+        for order in [
+            vec![
+                upsert(5, "ready"),
+                upsert(7, "pending"),
+                delete(8),
+                delete(9),
+            ],
+            vec![
+                delete(9),
+                upsert(5, "ready"),
+                delete(8),
+                upsert(7, "pending"),
+            ],
+        ] {
+            let plan = Plan::of(PREFIX, order);
+            let row = &plan.rows[0];
+            assert_eq!((row.stream_seq, row.deleted), (9, true));
+            assert_eq!((row.status.as_str(), row.content_seq), ("pending", Some(7)));
+            assert_eq!(row.attributes.get(), r#"{"q":2}"#);
+        }
+    }
+
+    #[test]
+    fn a_delete_alone_in_its_batch_carries_no_content() {
+        let plan = Plan::of(PREFIX, [delete(4)]);
+        assert_eq!(plan.rows[0].content_seq, None);
+    }
+
+    #[test]
+    fn an_upsert_after_a_delete_in_a_batch_is_the_item() {
+        let plan = Plan::of(
+            PREFIX,
+            [upsert(5, "pending"), delete(6), upsert(7, "ready")],
+        );
+        let row = &plan.rows[0];
+        assert_eq!(
+            (row.deleted, row.status.as_str(), row.content_seq),
+            (false, "ready", Some(7))
+        );
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! `<ns>.catalog.items.<id>`, one [`CatalogChange`](gatehouse_events::catalog::CatalogChange)
 //! each), in bulk.
 //!
-//! A durable pull consumer `<ns>_catalog` feeds batches of thousands of messages. Each batch
-//! keeps the last change per item, stages the rows by binary COPY and merges them into
-//! `catalog_items` in one transaction with the `catalog` checkpoint; every row write is guarded
-//! by the change's stream sequence, so redeliveries and reorders change nothing. A message that
+//! A durable pull consumer `<ns>_catalog` feeds batches of thousands of messages, gathered and
+//! decoded while the previous batch is written. Each batch keeps the last change per item and
+//! writes the rows (binary COPY for items new to the catalog, an array UPDATE for the others)
+//! in one transaction with the `catalog` checkpoint; every row write is guarded by the change's
+//! stream sequence, so redeliveries and reorders change nothing. A message that
 //! is no valid change becomes a `catalog_rejections` row (stream sequence, subject, reason).
 //! Attributes are stored as given (a JSON object); the schema check is the evaluator's.
 //!

@@ -35,17 +35,19 @@ const COLUMNS: [Type; 6] = [
     Type::INT8,
 ];
 
-/// A delete keeps the item's last status and attributes: the table's, unless the batch's delete
-/// carries those of an upsert earlier in the same batch. The plan holds one change per item.
+/// A delete keeps the item's last status and attributes: the table's, unless the delete
+/// carries those of an upsert of its batch newer than the table's last change (`content_seq`,
+/// NULL for a delete carrying none). The plan holds one change per item.
 const UPDATE: &str = "
     UPDATE catalog_items AS c SET
-        status     = CASE WHEN u.deleted AND u.status = 'deleted' THEN c.status ELSE u.status END,
-        attributes = CASE WHEN u.deleted AND u.status = 'deleted' THEN c.attributes ELSE u.attributes END,
+        status     = CASE WHEN u.content_seq > c.stream_seq THEN u.status ELSE c.status END,
+        attributes = CASE WHEN u.content_seq > c.stream_seq THEN u.attributes ELSE c.attributes END,
         deleted    = u.deleted,
         updated_at = u.updated_at,
         stream_seq = u.stream_seq
-    FROM unnest($1::text[], $2::text[], $3::bool[], $4::jsonb[], $5::timestamptz[], $6::bigint[])
-        AS u (item_id, status, deleted, attributes, updated_at, stream_seq)
+    FROM unnest($1::text[], $2::text[], $3::bool[], $4::jsonb[], $5::timestamptz[], $6::bigint[],
+                $7::bigint[])
+        AS u (item_id, status, deleted, attributes, updated_at, stream_seq, content_seq)
     WHERE c.item_id = u.item_id AND c.stream_seq < u.stream_seq";
 
 const REJECT: &str = "
@@ -122,11 +124,17 @@ async fn update(tx: &Transaction<'_>, rows: &[&Row]) -> Result<u64, tokio_postgr
     let attributes: Vec<_> = rows.iter().map(|r| Jsonb(&r.attributes)).collect();
     let times: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
     let seqs: Vec<i64> = rows.iter().map(|r| r.stream_seq).collect();
-    tx.execute(
-        UPDATE,
-        &[&ids, &statuses, &deleted, &attributes, &times, &seqs],
-    )
-    .await
+    let content_seqs: Vec<Option<i64>> = rows.iter().map(|r| r.content_seq).collect();
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &ids,
+        &statuses,
+        &deleted,
+        &attributes,
+        &times,
+        &seqs,
+        &content_seqs,
+    ];
+    tx.execute(UPDATE, &params).await
 }
 
 async fn reject(
