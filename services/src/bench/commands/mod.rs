@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 use gatehouse_events::policy::AGGREGATE;
 
 use super::load::{closed_loop, Outcome, Worker};
+use super::machine::CpuSample;
 use super::{workload, Bench};
 use crate::client::Client;
 use baseline::{Echo, Raw};
@@ -112,9 +113,17 @@ async fn gateway_only(b: &mut Bench, clients: &[Client], rep: usize) -> anyhow::
     let creators = creators(clients, &format!("g{rep}"));
     let (alone, _) = closed_loop(creators, b.params.duration).await;
     alone.record(&mut b.figures, "gateway_only")?;
+    let cpu = CpuSample::take();
     b.system.start_downstream();
     let drained = b.system.settle(SETTLE).await?;
+    let used = CpuSample::take().since(&cpu);
     b.push("drain.rate", alone.ops as f64 / drained.as_secs_f64())?;
+    let [gatehouse, postgres, nats] = used.per_op_us(alone.ops);
+    b.push("drain.busy_cores", used.machine)?;
+    b.push("drain.other_cores", used.others())?;
+    b.push("drain.cpu_us_gatehouse", gatehouse)?;
+    b.push("drain.cpu_us_postgres", postgres)?;
+    b.push("drain.cpu_us_nats", nats)?;
     Ok(alone)
 }
 

@@ -59,6 +59,7 @@ const DRAFT_CPU: [Spec; 5] = cpu!("draft");
 const ALONE_CPU: [Spec; 5] = cpu!("gateway_only");
 const RAW_CPU: [Spec; 5] = cpu!("raw");
 const ECHO_CPU: [Spec; 5] = cpu!("echo");
+const DRAIN_CPU: [Spec; 5] = cpu!("drain");
 
 const BACKLOG: &str = "relay + projectors catching up after the phase";
 
@@ -133,6 +134,11 @@ pub const SPECS: &[Spec] = &[
     ALONE_CPU[1],
     ALONE_CPU[2],
     ALONE_CPU[3],
+    DRAIN_CPU[0],
+    DRAIN_CPU[4],
+    DRAIN_CPU[1],
+    DRAIN_CPU[2],
+    DRAIN_CPU[3],
     RAW_CPU[0],
     RAW_CPU[4],
     RAW_CPU[1],
