@@ -8,8 +8,7 @@ use clap::Args;
 /// Arguments of `gatehouse bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// The scenario: commands, delivery, rebuild (ingest, activation: not available yet), or
-    /// `list`.
+    /// The scenario: commands, ingest, activation, delivery, rebuild, or `list`.
     pub scenario: String,
     /// A seconds-long smoke run: short repetitions, small sizes, no warm-up.
     #[arg(long)]
@@ -29,6 +28,12 @@ pub struct BenchArgs {
     /// Stored events to rebuild from in `rebuild` (default 1000000; quick 2000).
     #[arg(long)]
     pub events: Option<u64>,
+    /// Catalog items in `ingest` and `activation` (default 1000000; quick 5000).
+    #[arg(long)]
+    pub items: Option<u64>,
+    /// Worker process counts `activation` measures, comma-separated (default 1,2).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub workers: Option<Vec<usize>>,
     /// Events per page of the rebuild (default 5000, as `gatehouse projections rebuild`).
     #[arg(long)]
     pub batch: Option<usize>,
@@ -53,6 +58,8 @@ pub struct Params {
     pub concurrency: usize,
     pub rate: f64,
     pub events: u64,
+    pub items: u64,
+    pub workers: Vec<usize>,
     pub batch: usize,
 }
 
@@ -73,10 +80,17 @@ impl Params {
             concurrency: args.concurrency.unwrap_or(if q { 8 } else { 32 }),
             rate: args.rate.unwrap_or(if q { 200.0 } else { 500.0 }),
             events: args.events.unwrap_or(if q { 2_000 } else { 1_000_000 }),
+            items: args.items.unwrap_or(if q { 5_000 } else { 1_000_000 }),
+            workers: args.workers.clone().unwrap_or_else(|| vec![1, 2]),
             batch: args.batch.unwrap_or(5_000),
         };
         anyhow::ensure!(params.reps >= 1, "--reps must be at least 1");
         anyhow::ensure!(params.concurrency >= 1, "--concurrency must be at least 1");
+        anyhow::ensure!(params.items >= 1, "--items must be at least 1");
+        anyhow::ensure!(
+            !params.workers.is_empty() && params.workers.iter().all(|&n| (1..=16).contains(&n)),
+            "--workers must list worker counts from 1 to 16"
+        );
         anyhow::ensure!(params.rate > 0.0, "--rate must be positive");
         anyhow::ensure!(!params.duration.is_zero(), "--duration must be positive");
         Ok(params)

@@ -9,18 +9,22 @@
 //! Layout:
 //! - this file: the scenario registry ([`SCENARIOS`]) and one run's steps; `args`: the
 //!   arguments ([`BenchArgs`]) and their defaults ([`Params`]).
-//! - [`commands`], [`delivery`], [`rebuild`]: the scenarios.
+//! - [`commands`], [`ingest`], [`activation`], [`delivery`], [`rebuild`]: the scenarios;
+//!   [`catalog`]: the items `ingest` and `activation` work over, and their policy.
 //! - [`env`]: the isolated system; [`load`], [`workload`], [`observe`]: driving and watching it.
 //! - [`figures`], [`stats`], [`report`], [`machine`]: what is measured, summarized and written.
 //!
 //! A scenario is a [`Scenario`] in [`SCENARIOS`]: a name, its figures, whether it needs the
-//! roles, and a runner — or, until it can run, the reason it cannot ([`Status::Pending`]).
+//! roles, and a runner.
 
+pub mod activation;
 mod args;
+pub mod catalog;
 pub mod commands;
 pub mod delivery;
 pub mod env;
 pub mod figures;
+pub mod ingest;
 pub mod load;
 pub mod machine;
 pub mod observe;
@@ -43,14 +47,6 @@ use report::Report;
 /// A scenario's entry point.
 pub type Runner = for<'a> fn(&'a mut Bench) -> BoxFuture<'a, anyhow::Result<()>>;
 
-/// Whether a scenario can run.
-#[derive(Clone, Copy)]
-pub enum Status {
-    Ready(Runner),
-    /// Not available yet, and why.
-    Pending(&'static str),
-}
-
 /// One entry of the registry.
 #[derive(Clone, Copy)]
 pub struct Scenario {
@@ -59,61 +55,57 @@ pub struct Scenario {
     pub specs: &'static [Spec],
     /// Does it need the gateway, relay and projectors running?
     pub needs_roles: bool,
-    pub status: Status,
+    pub runner: Runner,
 }
 
-/// Every scenario, runnable or not yet.
+/// Every scenario.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "commands",
         about: "concurrent commands through the gateway vs a raw Postgres append loop",
         specs: commands::SPECS,
         needs_roles: true,
-        status: Status::Ready(commands::run),
+        runner: commands::run,
     },
     Scenario {
         name: "ingest",
-        about: "catalog import",
-        specs: &[],
+        about: "catalog import through the stream vs COPY and raw JetStream publishes",
+        specs: ingest::SPECS,
         needs_roles: true,
-        status: Status::Pending("it needs the catalog import, which is being built"),
+        runner: ingest::run,
     },
     Scenario {
         name: "activation",
-        about: "Prepare runs over a catalog",
-        specs: &[],
+        about: "Prepare over the catalog with 1 and 2 worker processes vs evaluation and COPY",
+        specs: activation::SPECS,
         needs_roles: true,
-        status: Status::Pending("it needs Prepare runs, which are being built"),
+        runner: activation::run,
     },
     Scenario {
         name: "delivery",
         about: "commit → stream / read model / subscriber latency at a steady rate",
         specs: delivery::SPECS,
         needs_roles: true,
-        status: Status::Ready(delivery::run),
+        runner: delivery::run,
     },
     Scenario {
         name: "rebuild",
         about: "rebuilding the audit read model vs COPY of the same rows",
         specs: rebuild::SPECS,
         needs_roles: false,
-        status: Status::Ready(rebuild::run),
+        runner: rebuild::run,
     },
 ];
 
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> anyhow::Result<&'static Scenario> {
-    let scenario = SCENARIOS.iter().find(|s| s.name == name).ok_or_else(|| {
+    SCENARIOS.iter().find(|s| s.name == name).ok_or_else(|| {
         let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
         anyhow::anyhow!(
             "unknown scenario `{name}`; the scenarios are: {}",
             names.join(", ")
         )
-    })?;
-    if let Status::Pending(why) = scenario.status {
-        anyhow::bail!("scenario `{name}` is not available yet: {why}");
-    }
-    Ok(scenario)
+    })
 }
 
 /// What a scenario works with while it runs.
@@ -141,11 +133,7 @@ impl Bench {
 pub async fn run(settings: Settings, args: &BenchArgs) -> anyhow::Result<()> {
     if args.scenario == "list" {
         for s in SCENARIOS {
-            let state = match s.status {
-                Status::Ready(_) => "",
-                Status::Pending(_) => " (not available yet)",
-            };
-            println!("{:<12} {}{state}", s.name, s.about);
+            println!("{:<12} {}", s.name, s.about);
         }
         return Ok(());
     }
@@ -172,9 +160,6 @@ pub async fn run_with(
     interrupt: CancellationToken,
 ) -> anyhow::Result<(Report, PathBuf)> {
     let scenario = scenario(&args.scenario)?;
-    let Status::Ready(runner) = scenario.status else {
-        anyhow::bail!("scenario `{}` is not available yet", scenario.name);
-    };
     let params = Params::from_args(args)?;
     let started_at = chrono::Utc::now();
     let system = System::create(&settings, scenario.name, args.keep).await?;
@@ -189,7 +174,7 @@ pub async fn run_with(
         parameters: serde_json::Map::new(),
     };
     let measured = tokio::select! {
-        measured = measure(&mut bench, scenario, runner) => measured,
+        measured = measure(&mut bench, scenario) => measured,
         () = interrupt.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
     let Bench {
@@ -227,15 +212,11 @@ pub async fn run_with(
 }
 
 /// Starts the roles if needed, notes the versions, runs the scenario.
-async fn measure(
-    bench: &mut Bench,
-    scenario: &Scenario,
-    runner: Runner,
-) -> anyhow::Result<machine::Versions> {
+async fn measure(bench: &mut Bench, scenario: &Scenario) -> anyhow::Result<machine::Versions> {
     if scenario.needs_roles {
         bench.system.start_roles().await?;
     }
     let versions = machine::versions(&bench.system.nats, &bench.system.db).await?;
-    runner(bench).await?;
+    (scenario.runner)(bench).await?;
     Ok(versions)
 }
