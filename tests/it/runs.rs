@@ -427,6 +427,51 @@ async fn a_run_never_changes_the_results_of_another_version() {
 }
 
 #[tokio::test]
+async fn a_batch_whose_items_already_have_results_keeps_the_newer_and_replaces_the_older() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 300).await;
+    let run_id = prepare(&app, "media", 1, 100).await;
+    // Before any batch: the live evaluation got to two items of the second batch first, one
+    // for a newer catalog change than the snapshot's (kept), one for an older one (replaced).
+    app.db
+        .batch_execute(
+            "INSERT INTO eval_results (policy_id, version, item_id, outcome, rule_id, reason,
+                                       score, item_seq, run_id, evaluated_at) VALUES
+              ('media', 1, 'm-000150', 'quarantine', NULL, 'planted newer', 0, 100000, NULL, now()),
+              ('media', 1, 'm-000151', 'quarantine', NULL, 'planted older', 0, 0, NULL, now())",
+        )
+        .await
+        .unwrap();
+    let worker = Worker::start(&app);
+    wait_status(&app, &run_id, "success").await;
+    let (counters, batches_done) = progress(&app.db, &run_id).await;
+    assert_eq!(counters, predicted(300, 0.5), "every item counted once");
+    assert_eq!(batches_done, 3);
+    let by_item: std::collections::HashMap<String, (String, Option<String>, f64)> =
+        results(&app, "media")
+            .await
+            .into_iter()
+            .map(|(item, outcome, rule, score)| (item, (outcome, rule, score)))
+            .collect();
+    assert_eq!(by_item.len(), 300);
+    assert_eq!(
+        by_item["m-000150"].0, "quarantine",
+        "the newer result stays"
+    );
+    assert_eq!(by_item["m-000151"].0, expected_outcome(151, 0.5));
+    for i in (1..=300).filter(|&i| i != 150) {
+        assert_eq!(by_item[&item_id(i)].0, expected_outcome(i, 0.5), "item {i}");
+    }
+    let reasons = app
+        .count("SELECT count(*) FROM eval_results WHERE reason LIKE 'planted%'")
+        .await;
+    assert_eq!(reasons, 1);
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_worker_killed_mid_run_leaves_exact_counters_and_no_batch_counted_twice() {
     let app = spawn_app().await;
     create(&app, "media", &[0.5]).await;
@@ -544,9 +589,13 @@ async fn a_batch_that_cannot_succeed_fails_the_run_with_its_reason() {
     create(&app, "media", &[0.5]).await;
     insert_items(&app, 50).await;
     let run_id = prepare(&app, "media", 1, 10).await;
-    // Batch 2 loses snapshot rows: the run could never reach its total.
+    // Batch 2 loses snapshot entries: the run could never reach its total.
     app.db
-        .execute("DELETE FROM run_snapshot WHERE ordinal IN (21, 22)", &[])
+        .execute(
+            "UPDATE run_snapshot_batches SET item_ids = item_ids[1:1] || item_ids[4:]
+              WHERE batch = 2",
+            &[],
+        )
         .await
         .unwrap();
     let worker = Worker::start(&app);

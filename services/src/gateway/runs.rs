@@ -135,7 +135,7 @@ async fn prepare(
     state
         .check_prepare(&prepare)
         .map_err(|e| policy_rejection(crate::store::CommandError::Rejected(e)))?;
-    let snapshot = freeze(pg).await?;
+    let snapshot = freeze(pg, prepare.batch_size).await?;
     let snapshot_id = snapshot.snapshot_id.clone();
     let cmd = PolicyCommand::Prepare {
         prepare: Prepare {
@@ -155,22 +155,33 @@ async fn prepare(
     outcome
 }
 
-/// Numbers every ready, non-deleted item updated at or before now, in item id order.
-async fn freeze(pg: &Pool) -> Result<Snapshot, Rejection> {
+/// Numbers every ready, non-deleted item updated at or before now, in item id order, and
+/// stores the ids batch by batch (`run_snapshot_batches`: batch `b` holds ordinals
+/// `[b * batch_size, (b + 1) * batch_size)`).
+async fn freeze(pg: &Pool, batch_size: u32) -> Result<Snapshot, Rejection> {
     let db = |e: tokio_postgres::Error| unavailable(e.to_string());
     let mut client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
     let tx = client.transaction().await.map_err(db)?;
     let cutoff: chrono::DateTime<Utc> = tx.query_one("SELECT now()", &[]).await.map_err(db)?.get(0);
     let snapshot_id = uuid::Uuid::now_v7().to_string();
-    let total = tx
-        .execute(
-            "INSERT INTO run_snapshot (snapshot_id, ordinal, item_id) \
-             SELECT $1, row_number() OVER (ORDER BY item_id) - 1, item_id FROM catalog_items \
-              WHERE status = 'ready' AND NOT deleted AND updated_at <= $2",
-            &[&snapshot_id, &cutoff],
+    // The subquery numbers the items in id order; a batch's array keeps that order.
+    let total: i64 = tx
+        .query_one(
+            "WITH frozen AS (
+                 INSERT INTO run_snapshot_batches (snapshot_id, batch, first_ordinal, item_ids)
+                 SELECT $1, (n / $3)::integer, min(n), array_agg(item_id ORDER BY n)
+                   FROM (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS n
+                           FROM catalog_items
+                          WHERE status = 'ready' AND NOT deleted AND updated_at <= $2) s
+                  GROUP BY n / $3
+                 RETURNING cardinality(item_ids) AS items)
+             SELECT coalesce(sum(items), 0)::bigint FROM frozen",
+            &[&snapshot_id, &cutoff, &i64::from(batch_size.max(1))],
         )
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .get(0);
+    let total = total as u64;
     tx.commit().await.map_err(db)?;
     Ok(Snapshot {
         snapshot_id,
@@ -183,7 +194,7 @@ async fn discard(pg: &Pool, snapshot_id: &str) {
     let result = match pg.get().await {
         Ok(client) => client
             .execute(
-                "DELETE FROM run_snapshot WHERE snapshot_id = $1",
+                "DELETE FROM run_snapshot_batches WHERE snapshot_id = $1",
                 &[&snapshot_id],
             )
             .await

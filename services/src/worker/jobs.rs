@@ -151,7 +151,8 @@ async fn evaluate_range(
     job: &EvaluationJob,
     policy: &Arc<CompiledPolicy>,
 ) -> Result<Commit, WorkError> {
-    let items = store::snapshot_items(&*client, &job.snapshot_id, job.from, job.to).await?;
+    let items =
+        store::snapshot_items(&*client, &job.snapshot_id, job.batch, job.from, job.to).await?;
     let expected = job.to.saturating_sub(job.from);
     if items.len() as u64 != expected {
         // The run could never reach its total: fail it rather than hang.

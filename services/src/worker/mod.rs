@@ -30,7 +30,7 @@
 
 mod completion;
 mod delivery;
-mod evaluate;
+pub(crate) mod evaluate;
 mod jobs;
 mod live;
 mod policies;

@@ -138,7 +138,7 @@ pub(crate) async fn commit_batch(
         items,
         verdicts,
     };
-    store::upsert(&tx, &[results]).await?;
+    store::insert_new(&tx, results).await?;
     let counts = [
         c.processed,
         c.eligible,

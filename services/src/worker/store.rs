@@ -4,13 +4,19 @@
 //! `INSERT ... ON CONFLICT (policy_id, version, item_id) DO UPDATE ... WHERE item_seq <=` into
 //! `eval_results`: every row names its version (a run never touches another version's results)
 //! and an older evaluation of an item never overwrites a newer one.
+//!
+//! A Prepare run's batch takes a shortcut first ([`insert_new`]): its items have no result of
+//! the version yet unless the live evaluation or the sweep got there first, so its rows are
+//! COPYed straight into `eval_results` under a savepoint; a unique violation rolls back to the
+//! savepoint and the batch takes the guarded upsert. Both end in the same rows.
 
 use std::error::Error;
 
 use deadpool_postgres::GenericClient;
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Portal, Row, Transaction};
 
 use super::evaluate::{Attributes, Candidate, ItemState, Verdict};
@@ -25,26 +31,31 @@ pub(crate) struct Results<'a> {
     pub verdicts: &'a [Verdict],
 }
 
-/// The items of snapshot ordinals `[from, to)`, in ordinal order: one candidate per snapshot
-/// row (an item missing from the catalog is pending), so a batch processes exactly its range.
+/// The items of snapshot batch `batch` (ordinals `[from, to)`), in ordinal order: one
+/// candidate per snapshot entry (an item missing from the catalog is pending), so a batch
+/// processes exactly its range. Entries outside `[from, to)` are left out, so a batch row that
+/// does not hold its whole range yields fewer items.
 pub(crate) async fn snapshot_items(
     db: &impl GenericClient,
     snapshot_id: &str,
+    batch: u32,
     from: u64,
     to: u64,
 ) -> Result<Vec<Candidate>, tokio_postgres::Error> {
-    // The LATERAL ... LIMIT 1 cannot be flattened into a join, so each row is one primary-key
-    // probe; a plain join lets the planner hash the whole catalog for every batch.
+    // The LATERAL ... LIMIT 1 cannot be flattened into a join, so each entry is one
+    // primary-key probe; a plain join lets the planner hash the whole catalog for every batch.
     let rows = db
         .query(
-            "SELECT s.item_id, c.status, c.deleted, c.attributes, c.stream_seq
-               FROM run_snapshot s
+            "SELECT u.item_id, c.status, c.deleted, c.attributes, c.stream_seq
+               FROM run_snapshot_batches b
+              CROSS JOIN LATERAL unnest(b.item_ids) WITH ORDINALITY AS u (item_id, n)
                LEFT JOIN LATERAL (
                    SELECT status, deleted, attributes, stream_seq FROM catalog_items
-                    WHERE item_id = s.item_id LIMIT 1) c ON true
-              WHERE s.snapshot_id = $1 AND s.ordinal >= $2 AND s.ordinal < $3
-              ORDER BY s.ordinal",
-            &[&snapshot_id, &(from as i64), &(to as i64)],
+                    WHERE item_id = u.item_id LIMIT 1) c ON true
+              WHERE b.snapshot_id = $1 AND b.batch = $2
+                AND b.first_ordinal + u.n - 1 >= $3 AND b.first_ordinal + u.n - 1 < $4
+              ORDER BY u.n",
+            &[&snapshot_id, &(batch as i32), &(from as i64), &(to as i64)],
         )
         .await?;
     Ok(rows.iter().map(candidate).collect())
@@ -98,6 +109,29 @@ fn candidate(row: &Row) -> Candidate {
     }
 }
 
+/// Writes a Prepare run's batch of results in `tx`: straight in when the version has no result
+/// for any of its items, else by [`upsert`]. `results.items` must be in item id order (a
+/// snapshot range is), so concurrent writers take their row locks in the same order.
+pub(crate) async fn insert_new(
+    tx: &Transaction<'_>,
+    results: Results<'_>,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.batch_execute("SAVEPOINT direct_results").await?;
+    match copy_into(tx, "eval_results", std::slice::from_ref(&results), true).await {
+        Ok(written) => {
+            tx.batch_execute("RELEASE SAVEPOINT direct_results").await?;
+            Ok(written)
+        }
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT direct_results")
+                .await?;
+            tracing::debug!("some items of the batch had results already: upserting");
+            upsert(tx, &[results]).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Upserts `batches` of results in `tx`; returns the rows written (newer results are kept).
 pub(crate) async fn upsert(
     tx: &Transaction<'_>,
@@ -110,7 +144,7 @@ pub(crate) async fn upsert(
          ) ON COMMIT DELETE ROWS",
     )
     .await?;
-    copy(tx, batches).await?;
+    copy_into(tx, "worker_results", batches, false).await?;
     // Rows in key order, so concurrent writers lock them in the same order.
     tx.execute(
         "INSERT INTO eval_results AS r (policy_id, version, item_id, outcome, rule_id, reason,
@@ -127,14 +161,23 @@ pub(crate) async fn upsert(
     .await
 }
 
-async fn copy(tx: &Transaction<'_>, batches: &[Results<'_>]) -> Result<u64, tokio_postgres::Error> {
+/// Binary COPY of `batches` into `table` (`worker_results`, or `eval_results` itself with
+/// `evaluated_at`, the time of this call, when `stamped`).
+async fn copy_into(
+    tx: &Transaction<'_>,
+    table: &str,
+    batches: &[Results<'_>],
+    stamped: bool,
+) -> Result<u64, tokio_postgres::Error> {
+    let evaluated_at = stamped.then(chrono::Utc::now);
     let sink = tx
-        .copy_in(
-            "COPY worker_results (policy_id, version, item_id, outcome, rule_id, reason, score,
-                                  item_seq, run_id) FROM STDIN BINARY",
-        )
+        .copy_in(&format!(
+            "COPY {table} (policy_id, version, item_id, outcome, rule_id, reason, score, item_seq,
+                           run_id{}) FROM STDIN BINARY",
+            if stamped { ", evaluated_at" } else { "" }
+        ))
         .await?;
-    let types = [
+    let mut types = vec![
         Type::TEXT,
         Type::INT4,
         Type::TEXT,
@@ -145,25 +188,28 @@ async fn copy(tx: &Transaction<'_>, batches: &[Results<'_>]) -> Result<u64, toki
         Type::INT8,
         Type::TEXT,
     ];
+    if stamped {
+        types.push(Type::TIMESTAMPTZ);
+    }
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
     for batch in batches {
         let version = batch.version as i32;
         for (item, verdict) in batch.items.iter().zip(batch.verdicts) {
-            writer
-                .as_mut()
-                .write(&[
-                    &batch.policy_id,
-                    &version,
-                    &item.item_id,
-                    &verdict.outcome.as_str(),
-                    &verdict.rule_id.as_deref(),
-                    &&*verdict.reason,
-                    &verdict.score,
-                    &item.item_seq,
-                    &batch.run_id,
-                ])
-                .await?;
+            let row: [&(dyn ToSql + Sync); 10] = [
+                &batch.policy_id,
+                &version,
+                &item.item_id,
+                &verdict.outcome.as_str(),
+                &verdict.rule_id.as_deref(),
+                &&*verdict.reason,
+                &verdict.score,
+                &item.item_seq,
+                &batch.run_id,
+                &evaluated_at,
+            ];
+            let columns = if stamped { &row[..] } else { &row[..9] };
+            writer.as_mut().write(columns).await?;
         }
     }
     writer.finish().await
