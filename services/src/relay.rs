@@ -37,6 +37,11 @@ const RELAY_LOCK: i64 = 0x0067_6174_6572_656c; // "gaterel"
 const BATCH: i64 = 500;
 /// How often an idle relay looks anyway (NOTIFY is the fast path).
 const POLL: Duration = Duration::from_millis(1000);
+/// How soon the relay looks again while committed rows wait behind an older transaction still
+/// open (the `xmin` fence): that transaction's end sends no NOTIFY when it wrote no event. The
+/// pause doubles up to [`HELD_BACK_MAX`].
+const HELD_BACK_FIRST: Duration = Duration::from_millis(2);
+const HELD_BACK_MAX: Duration = Duration::from_millis(100);
 /// How often a standby relay tries to become active.
 const STANDBY_RETRY: Duration = Duration::from_millis(1000);
 /// Published rows are kept this long for inspection, then pruned.
@@ -130,6 +135,7 @@ impl Relay {
         db.batch_execute("LISTEN gatehouse_outbox").await?;
         self.reconcile(&db).await?;
         let mut last_prune = tokio::time::Instant::now();
+        let mut held_back_pause = HELD_BACK_FIRST;
         while !shutdown.is_cancelled() {
             let published = self.publish_batch(&db).await?;
             if published as i64 == BATCH {
@@ -139,10 +145,18 @@ impl Relay {
                 prune(&db).await?;
                 last_prune = tokio::time::Instant::now();
             }
+            let pause = if held_back(&db).await? {
+                let pause = held_back_pause;
+                held_back_pause = (held_back_pause * 2).min(HELD_BACK_MAX);
+                pause
+            } else {
+                held_back_pause = HELD_BACK_FIRST;
+                POLL
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 woke = wake.recv() => if woke.is_none() { return Err(RelayError::ConnectionClosed) },
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
             while wake.try_recv().is_ok() {}
         }
@@ -289,6 +303,19 @@ fn headers(r: &EventRecord) -> HeaderMap {
     h.insert(HEADER_EVENT_VERSION, r.event_version.as_str());
     h.insert(HEADER_RECORDED_AT, r.recorded_at.to_rfc3339().as_str());
     h
+}
+
+/// Are committed rows waiting behind an older transaction still open (the `xmin` fence)?
+async fn held_back(db: &Client) -> Result<bool, RelayError> {
+    let row = db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM event_outbox \
+              WHERE published_at IS NULL \
+                AND tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Unpublished rows of finished transactions, in position order, up to position `upto`.
