@@ -90,15 +90,27 @@ async fn the_commands_benchmark_runs_quick_and_writes_its_figures() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_delivery_benchmark_runs_quick_and_says_what_it_cannot_measure_yet() {
+async fn the_delivery_benchmark_runs_quick_and_writes_its_figures() {
     let json = run_quick("delivery").await;
     assert_figures(&json, "delivery");
-    let subscriber = json["figures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "subscriber.p99_ms");
-    assert_eq!(subscriber.unwrap()["verdict"], "unavailable");
+    let figure = |name: &str| {
+        json["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is declared"))
+            .clone()
+    };
+    for name in ["subscriber.p50_ms", "subscriber.p99_ms"] {
+        let subscriber = figure(name);
+        assert_ne!(subscriber["verdict"], "unavailable", "{subscriber}");
+        assert_eq!(subscriber["values"].as_array().unwrap().len(), 3, "{name}");
+    }
+    let promotions = figure("promotions");
+    assert!(promotions["min"].as_f64().unwrap() >= 1.0, "{promotions}");
+    assert_eq!(figure("missing")["max"], 0.0);
+    assert_eq!(json["parameters"]["subscriber_user"], "subscriber");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,6 +118,13 @@ async fn the_rebuild_benchmark_runs_quick_and_writes_its_figures() {
     let json = run_quick("rebuild").await;
     assert_figures(&json, "rebuild");
     assert_eq!(json["parameters"]["events"], 2_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_benchmark_runs_quick_and_writes_its_figures() {
+    let json = run_quick("ingest").await;
+    assert_figures(&json, "ingest");
+    assert_eq!(json["parameters"]["items"], 5_000);
 }
 
 #[tokio::test]
@@ -128,4 +147,23 @@ async fn an_unknown_scenario_fails_with_a_clear_error_naming_the_scenarios() {
         assert!(message.contains(s.name), "{message} names {}", s.name);
     }
     assert!(!out.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activation_benchmark_runs_quick_with_worker_processes_and_writes_its_figures() {
+    let json = run_quick("activation").await;
+    assert_figures(&json, "activation");
+    assert_eq!(json["parameters"]["items"], 5_000);
+    let figures = json["figures"].as_array().unwrap();
+    for name in [
+        "w1.rate",
+        "w2.rate",
+        "w1.rss_mib",
+        "w2.rss_mib",
+        "eval.rate",
+        "copy.rate",
+    ] {
+        let figure = figures.iter().find(|f| f["name"] == name).unwrap();
+        assert_eq!(figure["values"].as_array().unwrap().len(), 3, "{name}");
+    }
 }

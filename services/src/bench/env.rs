@@ -2,7 +2,8 @@
 //! (`bench_<scenario>_<unix-ts>_<rand>`, created on the server of `DATABASE_URL`, migrated,
 //! dropped at the end unless `--keep`), a namespace of its own (`bench_<unix-ts>_<rand>`:
 //! subjects, streams, consumers), and — for scenarios that need them — the gateway, the relay
-//! and every projector running in this process, stopped gracefully at the end.
+//! and every projector running in this process (plus, for a scenario that asks, an evaluation
+//! worker and the notifier), stopped gracefully at the end.
 //!
 //! JetStream streams of the namespace stay behind: the `gatehouse` NATS user may not delete
 //! streams (the event log is append-only).
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::settings::Settings;
-use crate::{broker, db, gateway, relay, roles, RoleError};
+use crate::{broker, db, gateway, notifier, relay, roles, worker, RoleError};
 
 /// How often [`System::settle`] wakes the relay while events wait in the outbox.
 const NUDGE: Duration = Duration::from_millis(50);
@@ -140,7 +141,19 @@ impl System {
         self.spawn("projector", |stop| roles::projector(s, None, stop));
     }
 
-    /// Stops the relay and the projectors gracefully (commits then pile up in the outbox).
+    /// Starts an evaluation worker (`gatehouse worker`, its settings from the environment).
+    pub fn start_worker(&mut self) {
+        let s = self.settings.clone();
+        self.spawn("worker", |stop| worker::run(s, stop));
+    }
+
+    /// Starts the notifier, which announces promotions to external subscribers.
+    pub fn start_notifier(&mut self) {
+        let s = self.settings.clone();
+        self.spawn("notifier", |stop| notifier::run(s, stop));
+    }
+
+    /// Stops every role but the gateway gracefully (commits then pile up in the outbox).
     pub async fn stop_downstream(&mut self) -> anyhow::Result<()> {
         let (downstream, rest) = std::mem::take(&mut self.roles)
             .into_iter()

@@ -19,7 +19,8 @@ pub struct Spec {
     pub about: &'static str,
     /// The figure (same run) this one is compared with.
     pub limit: Option<&'static str>,
-    pub target: Option<Target>,
+    /// What it should reach: up to two targets, all to be met.
+    pub targets: [Option<Target>; 2],
 }
 
 impl Spec {
@@ -30,7 +31,7 @@ impl Spec {
             unit,
             about,
             limit: None,
-            target: None,
+            targets: [None, None],
         }
     }
 
@@ -40,9 +41,13 @@ impl Spec {
         self
     }
 
-    /// A figure with a target.
+    /// A figure with a target (a second call adds a second one, both to be met).
     pub const fn target(mut self, target: Target) -> Spec {
-        self.target = Some(target);
+        if self.targets[0].is_none() {
+            self.targets[0] = Some(target);
+        } else {
+            self.targets[1] = Some(target);
+        }
         self
     }
 }
@@ -55,6 +60,8 @@ pub enum Target {
     RatioAtLeast { ratio: f64 },
     /// median ≤ `value` (in the figure's unit).
     AtMost { value: f64 },
+    /// median ≥ `value` (in the figure's unit).
+    AtLeast { value: f64 },
 }
 
 impl Target {
@@ -62,6 +69,16 @@ impl Target {
         match self {
             Target::RatioAtLeast { ratio } => format!("≥ {ratio}× limit"),
             Target::AtMost { value } => format!("≤ {value} {unit}"),
+            Target::AtLeast { value } => format!("≥ {value} {unit}"),
+        }
+    }
+
+    /// Whether `median` (and its `ratio` to the limit) meets the target; `None`: not measured.
+    fn met(&self, median: Option<f64>, ratio: Option<f64>) -> Option<bool> {
+        match *self {
+            Target::RatioAtLeast { ratio: want } => ratio.map(|r| r >= want),
+            Target::AtMost { value } => median.map(|m| m <= value),
+            Target::AtLeast { value } => median.map(|m| m >= value),
         }
     }
 }
@@ -81,7 +98,8 @@ pub struct Figure {
     pub limit_median: Option<f64>,
     /// median / limit's median.
     pub ratio: Option<f64>,
-    pub target: Option<Target>,
+    /// Every target; the verdict is met when all are.
+    pub targets: Vec<Target>,
     pub verdict: Verdict,
     /// Why there is no value (not yet measurable, failed).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,12 +188,13 @@ impl Figures {
             .get(spec.name)
             .cloned()
             .or_else(|| spread.is_none().then(|| "no value was measured".to_owned()));
-        let verdict = match (spec.target, median, ratio) {
+        let targets: Vec<Target> = spec.targets.iter().flatten().copied().collect();
+        let checks: Option<Vec<bool>> = targets.iter().map(|t| t.met(median, ratio)).collect();
+        let verdict = match checks {
             _ if unavailable.is_some() => Verdict::Unavailable,
-            (None, _, _) => Verdict::None,
-            (Some(Target::RatioAtLeast { ratio: want }), _, Some(r)) => met(r >= want),
-            (Some(Target::AtMost { value }), Some(m), _) => met(m <= value),
-            _ => Verdict::Unavailable,
+            _ if targets.is_empty() => Verdict::None,
+            Some(checks) => met(checks.iter().all(|&ok| ok)),
+            None => Verdict::Unavailable,
         };
         Figure {
             name: spec.name,
@@ -188,7 +207,7 @@ impl Figures {
             limit: spec.limit,
             limit_median,
             ratio,
-            target: spec.target,
+            targets,
             verdict,
             unavailable,
         }
@@ -204,10 +223,13 @@ fn met(ok: bool) -> Verdict {
 }
 
 impl Figure {
-    /// The target as a person reads it, e.g. `≥ 0.7× limit`.
+    /// The targets as a person reads them, e.g. `≥ 0.7× limit`.
     pub fn target_text(&self) -> String {
-        self.target
-            .map_or_else(|| "-".to_owned(), |t| t.describe(self.unit))
+        if self.targets.is_empty() {
+            return "-".to_owned();
+        }
+        let texts: Vec<String> = self.targets.iter().map(|t| t.describe(self.unit)).collect();
+        texts.join(" and ")
     }
 }
 
@@ -250,6 +272,31 @@ mod tests {
     #[test]
     fn an_absolute_target_is_checked_against_the_median() {
         assert_eq!(filled().summarize()[2].verdict, Verdict::Met);
+    }
+
+    #[test]
+    fn every_target_of_a_figure_must_be_met() {
+        const BOTH: &[Spec] = &[
+            Spec::plain("ours", "items/s", "ours")
+                .versus("raw")
+                .target(Target::RatioAtLeast { ratio: 0.5 })
+                .target(Target::AtLeast { value: 100.0 }),
+            Spec::plain("raw", "items/s", "the limit"),
+        ];
+        let verdict = |ours: f64, raw: f64| {
+            let mut f = Figures::new(BOTH);
+            f.push("ours", ours).unwrap();
+            f.push("raw", raw).unwrap();
+            f.summarize()[0].verdict
+        };
+        assert_eq!(verdict(120.0, 200.0), Verdict::Met);
+        assert_eq!(verdict(90.0, 100.0), Verdict::Missed);
+        assert_eq!(verdict(120.0, 300.0), Verdict::Missed);
+        let mut f = Figures::new(BOTH);
+        f.push("ours", 120.0).unwrap();
+        let ours = &f.summarize()[0];
+        assert_eq!(ours.verdict, Verdict::Unavailable, "no limit, no ratio");
+        assert_eq!(ours.target_text(), "≥ 0.5× limit and ≥ 100 items/s");
     }
 
     #[test]

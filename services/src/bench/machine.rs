@@ -105,6 +105,8 @@ pub struct CpuSample {
 enum Component {
     /// This process: the bench's clients and every in-process role.
     Gatehouse,
+    /// Processes this one started (worker processes).
+    Children,
     Postgres,
     Nats,
 }
@@ -116,6 +118,8 @@ pub struct CpuUse {
     pub gatehouse: f64,
     pub postgres: f64,
     pub nats: f64,
+    /// Processes this one started (worker processes).
+    pub children: f64,
     pub seconds: f64,
 }
 
@@ -123,13 +127,18 @@ impl CpuUse {
     /// Cores busy outside this process, Postgres and nats-server: other work on the machine,
     /// which makes the figures noisy.
     pub fn others(&self) -> f64 {
-        (self.machine - self.gatehouse - self.postgres - self.nats).max(0.0)
+        (self.machine - self.gatehouse - self.postgres - self.nats - self.children).max(0.0)
     }
 
     /// CPU microseconds per operation of each component, given `ops` operations.
     pub fn per_op_us(&self, ops: u64) -> [f64; 3] {
         let per = |cores: f64| cores * self.seconds * 1e6 / (ops.max(1) as f64);
         [per(self.gatehouse), per(self.postgres), per(self.nats)]
+    }
+
+    /// CPU microseconds per operation of the child processes, given `ops` operations.
+    pub fn children_per_op_us(&self, ops: u64) -> f64 {
+        self.children * self.seconds * 1e6 / (ops.max(1) as f64)
     }
 }
 
@@ -147,11 +156,12 @@ impl CpuSample {
                 else {
                     continue;
                 };
-                let Some((comm, ticks)) = process_ticks(pid) else {
+                let Some((comm, parent, ticks)) = process_ticks(pid) else {
                     continue;
                 };
                 let component = match comm.as_str() {
                     _ if pid == me => Component::Gatehouse,
+                    _ if parent == me => Component::Children,
                     "postgres" => Component::Postgres,
                     "nats-server" => Component::Nats,
                     _ => continue,
@@ -184,21 +194,24 @@ impl CpuSample {
             gatehouse: of(Component::Gatehouse),
             postgres: of(Component::Postgres),
             nats: of(Component::Nats),
+            children: of(Component::Children),
             seconds,
         }
     }
 }
 
-/// `(comm, utime + stime)` of a process from `/proc/<pid>/stat`.
-fn process_ticks(pid: u32) -> Option<(String, u64)> {
+/// `(comm, parent pid, utime + stime)` of a process from `/proc/<pid>/stat`.
+fn process_ticks(pid: u32) -> Option<(String, u32, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (head, rest) = stat.rsplit_once(") ")?;
     let comm = head.split_once(" (")?.1.to_owned();
-    // After the comm: state is field 3, utime 14 and stime 15 (1-based over the whole line).
+    // After the comm: state is field 3, ppid 4, utime 14 and stime 15 (1-based over the whole
+    // line).
     let fields: Vec<&str> = rest.split_whitespace().collect();
+    let parent: u32 = fields.get(1)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
+    Some((comm, parent, utime + stime))
 }
 
 /// Busy ticks of all CPUs together (everything but idle and iowait) from `/proc/stat`.
