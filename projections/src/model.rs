@@ -63,6 +63,19 @@ pub trait ReadModel: Send + Sync {
         tables: &Tables,
         event: &EventRecord,
     ) -> Result<(), ApplyError>;
+
+    /// Applies a page of events (in position order) in one go, when the model can: `None`
+    /// means it cannot, and the caller applies them one by one with [`ReadModel::apply`]. A
+    /// model that overrides it must never refuse an event (its only error is the store's),
+    /// and must end in the same rows as applying them one by one. A rebuild uses it.
+    async fn apply_page(
+        &self,
+        _tx: &Transaction<'_>,
+        _tables: &Tables,
+        _events: &[EventRecord],
+    ) -> Option<Result<(), ApplyError>> {
+        None
+    }
 }
 
 /// Maps each table a model owns to the physical table to write: itself when projecting live,

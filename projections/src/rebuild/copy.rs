@@ -1,6 +1,6 @@
 //! Step 2 of a rebuild: applying ranges of `events`, in `global_position` order and in pages
 //! (keyset: `WHERE global_position > $last ... LIMIT $batch`), to the shadow tables with the
-//! model's own `apply`.
+//! model's own `apply_page` (a page in one statement) or, when it has none, its `apply`.
 
 use deadpool_postgres::ClientWrapper;
 use gatehouse_events::record::EventRecord;
@@ -92,10 +92,26 @@ impl Copy<'_> {
                 &[&*last, &up_to, &self.aggregate_types(), &self.limit()],
             )
             .await?;
-        for row in &rows {
-            let event = event_record(row)?;
+        let events = rows
+            .iter()
+            .map(event_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(event) = events.last() {
             *last = event.position;
-            self.apply(tx, &event).await?;
+        }
+        match self.model.apply_page(tx, self.tables, &events).await {
+            Some(Ok(())) => self.tally.applied += events.len() as u64,
+            Some(Err(source)) => {
+                return Err(ProjectorError::Apply {
+                    position: events.first().map_or(*last, |e| e.position),
+                    source,
+                })
+            }
+            None => {
+                for event in &events {
+                    self.apply(tx, event).await?;
+                }
+            }
         }
         self.tally.pages += 1;
         Ok(rows.len())
