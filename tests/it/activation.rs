@@ -326,25 +326,12 @@ async fn promote_is_refused_with_its_reasons_unless_the_run_succeeded_within_thr
     import(&app, 100).await;
     // No worker yet: the run stays running.
     let run = prepare(&app, 1).await;
-    let refused = |reason: &'static str| {
-        move |r: Result<gatehouse_events::envelope::CommandAccepted, ClientError>| match r {
-            Err(ClientError::Rejected(e)) => {
-                assert_eq!(e.code, RejectionCode::NotReady, "{e:?}");
-                assert!(e.details.iter().any(|d| d["condition"] == reason), "{e:?}");
-            }
-            other => panic!("promote was not refused: {other:?}"),
-        }
-    };
     let body = PromoteRun {
         run_id: run.clone(),
         coverage_threshold: None,
         max_errors: None,
     };
-    refused("status")(
-        app.client
-            .command("policy", "promote", &app.sender("dave"), body.clone())
-            .await,
-    );
+    refused_promote(&app, &body, "status").await;
     // Cancelled: refused.
     let cancel = gatehouse_events::run::RunRef {
         run_id: run.clone(),
@@ -353,11 +340,7 @@ async fn promote_is_refused_with_its_reasons_unless_the_run_succeeded_within_thr
         .command("policy", "cancel_run", &app.sender("dave"), cancel.clone())
         .await
         .unwrap();
-    refused("status")(
-        app.client
-            .command("policy", "promote", &app.sender("dave"), body.clone())
-            .await,
-    );
+    refused_promote(&app, &body, "status").await;
     // Resumed with a worker: it succeeds, and then promotes.
     app.client
         .command("policy", "resume_run", &app.sender("dave"), cancel)
@@ -365,25 +348,115 @@ async fn promote_is_refused_with_its_reasons_unless_the_run_succeeded_within_thr
         .unwrap();
     app.start_worker();
     wait_for_status(&app, &run, RunStatus::Success).await;
-    let before = app.count("SELECT count(*) FROM events").await;
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE event_type = 'PolicyPromoted'")
             .await,
-        0
+        0,
+        "the refusals promoted nothing"
     );
-    assert!(before > 0);
     promote(&app, &run).await;
-    let policy: gatehouse_events::policy::PolicySummary = app
+    let query = gatehouse_events::policy::GetPolicy {
+        policy_id: "media".into(),
+    };
+    eventually(Duration::from_secs(30), || async {
+        let policy: Result<gatehouse_events::policy::PolicySummary, _> =
+            app.client.query("policy", "get", &query).await;
+        policy.is_ok_and(|p| p.active_version == Some(1))
+    })
+    .await
+    .expect("version 1 is active");
+    app.stop().await;
+}
+
+/// `promote` of `body`, expected refused as `not_ready` with a reason for `condition`; checks
+/// that the refusal stored no event.
+async fn refused_promote(app: &TestApp, body: &PromoteRun, condition: &str) {
+    let before = app.count("SELECT count(*) FROM events").await;
+    match app
         .client
-        .query(
-            "policy",
-            "get",
-            &gatehouse_events::policy::GetPolicy {
-                policy_id: "media".into(),
-            },
+        .command("policy", "promote", &app.sender("dave"), body.clone())
+        .await
+    {
+        Err(ClientError::Rejected(e)) => {
+            assert_eq!(e.code, RejectionCode::NotReady, "{e:?}");
+            assert!(
+                e.details.iter().any(|d| d["condition"] == condition),
+                "{condition}: {e:?}"
+            );
+        }
+        other => panic!("promote was not refused: {other:?}"),
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM events").await,
+        before,
+        "a refused promote changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn promote_is_refused_above_the_error_threshold_and_from_a_failed_run_changing_nothing() {
+    let mut app = spawn_app().await;
+    app.policy_with_versions("media", &[0.4, 0.6]).await;
+    import(&app, 50).await;
+    // Three items that do not fit the schema: each run counts them as errors.
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    for id in ["odd-1", "odd-2", "odd-3"] {
+        let body = json!({"op": "upsert", "id": id, "status": "ready", "attributes":
+            {"kind": "video", "quality": 0.9, "tags": [], "color": "red",
+             "scan": {"status": "clean", "critical": 0}}});
+        js.publish(
+            subjects::catalog_item(&app.settings.namespace, id),
+            serde_json::to_vec(&body).unwrap().into(),
         )
         .await
+        .unwrap()
+        .await
         .unwrap();
-    let _ = policy;
+    }
+    eventually(Duration::from_secs(60), || async {
+        app.count("SELECT count(*) FROM catalog_items").await == 53
+    })
+    .await
+    .expect("the catalog projector caught up");
+    app.start_worker();
+
+    // A successful run with 3 errors: refused at the default (no error allowed) ...
+    let run = prepare(&app, 1).await;
+    let view = wait_for_status(&app, &run, RunStatus::Success).await;
+    assert_eq!(view.counters.errors, 3, "{view:?}");
+    let mut body = PromoteRun {
+        run_id: run.clone(),
+        coverage_threshold: None,
+        max_errors: None,
+    };
+    refused_promote(&app, &body, "errors").await;
+    body.max_errors = Some(2);
+    refused_promote(&app, &body, "errors").await;
+    // ... and accepted once the promoter allows them.
+    body.max_errors = Some(3);
+    app.client
+        .command("policy", "promote", &app.sender("dave"), body)
+        .await
+        .expect("promoted with max_errors 3");
+
+    // A failed run of version 2 is never promoted.
+    app.worker.take().expect("a worker runs").stop().await;
+    let failed = prepare(&app, 2).await;
+    let fail = gatehouse_events::run::FailRun {
+        run_id: failed.clone(),
+        epoch: 1,
+        reason: "the operator pulled the plug".into(),
+    };
+    app.client
+        .command("policy", "fail_run", &app.sender("worker"), fail)
+        .await
+        .unwrap();
+    wait_for_status(&app, &failed, RunStatus::Failed).await;
+    let body = PromoteRun {
+        run_id: failed,
+        coverage_threshold: None,
+        max_errors: Some(1_000),
+    };
+    refused_promote(&app, &body, "status").await;
     app.stop().await;
 }

@@ -35,6 +35,12 @@ impl Role {
         Role { task, stop }
     }
 
+    /// Stops the role gracefully (as by SIGTERM) and waits until it did.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+
     /// Kills the role where it stands: its task is dropped mid-flight, as by SIGKILL.
     pub async fn kill(self) {
         self.task.abort();
