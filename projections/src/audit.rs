@@ -35,50 +35,49 @@ impl ReadModel for AuditLog {
         Interest::All
     }
 
-    /// One `INSERT ... SELECT FROM unnest(...)` per page: a rebuild writes pages, not rows.
-    async fn apply_page(
+    /// One `INSERT ... SELECT` per page, from `events` to the audit table: the metadata fields
+    /// are lifted as [`EventRecord::meta`] does (a string, else empty).
+    async fn copy_page(
         &self,
         tx: &Transaction<'_>,
         tables: &Tables,
-        events: &[EventRecord],
-    ) -> Option<Result<(), ApplyError>> {
-        let sql = format!(
-            "INSERT INTO {} (position, recorded_at, actor, aggregate_type, aggregate_id, sequence,
-                 event_type, event_version, command_id, correlation_id, causation_id, payload,
-                 metadata)
-             SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[],
-                 $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
-                 $11::text[], $12::jsonb[], $13::jsonb[])
-             ON CONFLICT (position) DO NOTHING",
-            tables.name("audit_log")
-        );
-        let column = |f: fn(&EventRecord) -> &str| -> Vec<&str> { events.iter().map(f).collect() };
-        let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
-        let times: Vec<_> = events.iter().map(|e| e.recorded_at).collect();
-        let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
-        let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
-        let metadata: Vec<&serde_json::Value> = events.iter().map(|e| &e.metadata).collect();
-        let written = tx
-            .execute(
-                &sql,
-                &[
-                    &positions,
-                    &times,
-                    &column(|e| e.meta(metadata::ACTOR)),
-                    &column(|e| &e.aggregate),
-                    &column(|e| &e.aggregate_id),
-                    &sequences,
-                    &column(|e| &e.event_type),
-                    &column(|e| &e.event_version),
-                    &column(|e| e.meta(metadata::COMMAND_ID)),
-                    &column(|e| e.meta(metadata::CORRELATION_ID)),
-                    &column(|e| e.meta(metadata::CAUSATION_ID)),
-                    &payloads,
-                    &metadata,
-                ],
+        after: i64,
+        up_to: Option<i64>,
+        limit: i64,
+    ) -> Option<Result<(usize, i64), ApplyError>> {
+        let meta = |key: &str| {
+            format!(
+                "CASE jsonb_typeof(metadata -> '{key}') WHEN 'string' \
+                 THEN metadata ->> '{key}' ELSE '' END"
             )
-            .await;
-        Some(written.map(drop).map_err(ApplyError::from))
+        };
+        let sql = format!(
+            "WITH page AS (
+                 SELECT * FROM events
+                  WHERE global_position > $1 AND ($2::bigint IS NULL OR global_position <= $2)
+                  ORDER BY global_position LIMIT $3),
+             written AS (
+                 INSERT INTO {table} (position, recorded_at, actor, aggregate_type, aggregate_id,
+                     sequence, event_type, event_version, command_id, correlation_id,
+                     causation_id, payload, metadata)
+                 SELECT global_position, recorded_at, {actor}, aggregate_type, aggregate_id,
+                        sequence, event_type, event_version, {command}, {correlation},
+                        {causation}, payload, metadata
+                   FROM page ORDER BY global_position
+                 ON CONFLICT (position) DO NOTHING)
+             SELECT count(*), coalesce(max(global_position), $1) FROM page",
+            table = tables.name("audit_log"),
+            actor = meta(metadata::ACTOR),
+            command = meta(metadata::COMMAND_ID),
+            correlation = meta(metadata::CORRELATION_ID),
+            causation = meta(metadata::CAUSATION_ID),
+        );
+        let copied = tx.query_one(&sql, &[&after, &up_to, &limit]).await;
+        Some(
+            copied
+                .map(|row| (row.get::<_, i64>(0) as usize, row.get(1)))
+                .map_err(ApplyError::from),
+        )
     }
 
     async fn apply(

@@ -64,16 +64,21 @@ pub trait ReadModel: Send + Sync {
         event: &EventRecord,
     ) -> Result<(), ApplyError>;
 
-    /// Applies a page of events (in position order) in one go, when the model can: `None`
-    /// means it cannot, and the caller applies them one by one with [`ReadModel::apply`]. A
-    /// model that overrides it must never refuse an event (its only error is the store's),
-    /// and must end in the same rows as applying them one by one. A rebuild uses it.
-    async fn apply_page(
+    /// Copies the model's next page of events straight from the event store into its tables,
+    /// in SQL, when the model can: the events after position `after` (and at most `up_to`), in
+    /// position order, at most `limit` of them. Returns how many it copied and the last
+    /// position, or `None`: the model cannot, and the caller reads the events and applies
+    /// them with [`ReadModel::apply`]. A model that implements it reads every event (its
+    /// interest is [`Interest::All`]), never refuses one, and ends in the same rows as
+    /// `apply`. A rebuild uses it: no event leaves Postgres.
+    async fn copy_page(
         &self,
         _tx: &Transaction<'_>,
         _tables: &Tables,
-        _events: &[EventRecord],
-    ) -> Option<Result<(), ApplyError>> {
+        _after: i64,
+        _up_to: Option<i64>,
+        _limit: i64,
+    ) -> Option<Result<(usize, i64), ApplyError>> {
         None
     }
 }

@@ -1,6 +1,7 @@
 //! Step 2 of a rebuild: applying ranges of `events`, in `global_position` order and in pages
 //! (keyset: `WHERE global_position > $last ... LIMIT $batch`), to the shadow tables with the
-//! model's own `apply_page` (a page in one statement) or, when it has none, its `apply`.
+//! model's own `copy_page` (a page in one SQL statement, nothing leaving Postgres) or, when it
+//! has none, its `apply` event by event.
 
 use deadpool_postgres::ClientWrapper;
 use gatehouse_events::record::EventRecord;
@@ -86,32 +87,35 @@ impl Copy<'_> {
         last: &mut i64,
         up_to: Option<i64>,
     ) -> Result<usize, ProjectorError> {
+        let copied = self
+            .model
+            .copy_page(tx, self.tables, *last, up_to, self.limit())
+            .await;
+        match copied {
+            Some(Ok((count, position))) => {
+                *last = position;
+                self.tally.applied += count as u64;
+                self.tally.pages += 1;
+                return Ok(count);
+            }
+            Some(Err(source)) => {
+                return Err(ProjectorError::Apply {
+                    position: *last + 1,
+                    source,
+                })
+            }
+            None => {}
+        }
         let rows = tx
             .query(
                 PAGE,
                 &[&*last, &up_to, &self.aggregate_types(), &self.limit()],
             )
             .await?;
-        let events = rows
-            .iter()
-            .map(event_record)
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(event) = events.last() {
+        for row in &rows {
+            let event = event_record(row)?;
             *last = event.position;
-        }
-        match self.model.apply_page(tx, self.tables, &events).await {
-            Some(Ok(())) => self.tally.applied += events.len() as u64,
-            Some(Err(source)) => {
-                return Err(ProjectorError::Apply {
-                    position: events.first().map_or(*last, |e| e.position),
-                    source,
-                })
-            }
-            None => {
-                for event in &events {
-                    self.apply(tx, event).await?;
-                }
-            }
+            self.apply(tx, &event).await?;
         }
         self.tally.pages += 1;
         Ok(rows.len())
