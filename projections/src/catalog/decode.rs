@@ -158,6 +158,17 @@ pub(crate) fn decode(prefix: &str, message: Message<'_>) -> Result<Row, Rejectio
     })
 }
 
+/// The item id of `payload` if the catalog projector will apply it, or why it will reject it:
+/// the projector's own reading (in place, else by the contract), for `gatehouse catalog
+/// import` to check a line before publishing it. The subject is not checked (the importer
+/// derives it from the id).
+pub fn check_change(payload: &[u8]) -> Result<String, String> {
+    match wire::read(payload) {
+        Some(Change::Upsert { id, .. } | Change::Delete { id }) => Ok(id.to_owned()),
+        None => by_contract(payload).map(|change| change.id.into_owned()),
+    }
+}
+
 /// A change, before it is checked against its subject.
 struct Decoded<'a> {
     id: Cow<'a, str>,

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::batch::CatalogProjector;
+pub use self::decode::check_change;
 use self::gather::{Batcher, Gathered};
 use crate::checkpoint::{ConsumerState, Progress};
 use crate::dead_letter;

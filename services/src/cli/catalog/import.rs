@@ -1,5 +1,6 @@
-//! `gatehouse catalog import <file.jsonl>`: publishes a JSON-lines file of [`CatalogChange`]s
-//! onto the catalog stream, one message per line on `<ns>.catalog.items.<id>`, in file order.
+//! `gatehouse catalog import <file.jsonl>`: publishes a JSON-lines file of
+//! [`CatalogChange`](gatehouse_events::catalog::CatalogChange)s onto the catalog stream, one
+//! message per line on `<ns>.catalog.items.<id>`, in file order.
 //!
 //! Every line is checked first; a bad one is reported by number and skipped, the rest go on.
 //! Publishes are pipelined (up to `in_flight` PubAcks awaited at once, see `publish`) and carry
@@ -11,7 +12,6 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use gatehouse_events::catalog::CatalogChange;
 use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
@@ -220,18 +220,17 @@ impl Run {
     }
 }
 
-/// The item id of `line` if it is a valid change that fits in a message.
+/// The item id of `line` if it is a change the catalog projector will apply (read as it reads
+/// it) and it fits in a message.
 fn check(line: &[u8], max_payload: usize) -> Result<String, String> {
-    let change: CatalogChange =
-        serde_json::from_slice(line).map_err(|e| format!("not a catalog change: {e}"))?;
-    change.validate()?;
+    let id = gatehouse_projections::catalog::check_change(line)?;
     if line.len() > max_payload {
         return Err(format!(
             "{} bytes: longer than the server's max_payload allows ({max_payload} bytes)",
             line.len()
         ));
     }
-    Ok(change.id().to_owned())
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -250,6 +249,15 @@ mod tests {
         assert!(error.starts_with("not a catalog change:"), "{error}");
         let error = check(br#"{"op":"delete","id":"a.b"}"#, 1_000).unwrap_err();
         assert!(error.starts_with("id:"), "{error}");
+    }
+
+    #[test]
+    fn a_line_the_projector_would_reject_is_bad_before_it_is_published() {
+        let line = br#"{"op":"upsert","id":"m-1","status":"ready","attributes":{"k":"a\u0000b"}}"#;
+        let error = check(line, 1_000).unwrap_err();
+        assert!(error.contains("attributes.k holds a NUL"), "{error}");
+        let escaped = br#"{"op":"delete","id":"m\u002d1"}"#;
+        assert_eq!(check(escaped, 1_000), Ok("m-1".to_owned()));
     }
 
     #[test]
