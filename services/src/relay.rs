@@ -56,6 +56,8 @@ pub type Hook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 pub struct Hooks {
     /// After every PubAck of a batch arrived, before the rows are marked published.
     pub after_publish: Option<Hook>,
+    /// How often an idle relay looks anyway, instead of [`POLL`].
+    pub idle_poll: Option<Duration>,
 }
 
 /// Runs a relay until `shutdown`: standby until it holds the lock, then active.
@@ -151,7 +153,7 @@ impl Relay {
                 pause
             } else {
                 held_back_pause = HELD_BACK_FIRST;
-                POLL
+                self.hooks.idle_poll.unwrap_or(POLL)
             };
             tokio::select! {
                 _ = shutdown.cancelled() => {}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use gatehouse::relay::{Hook, Hooks};
 use tokio::sync::mpsc;
+use tokio_postgres::NoTls;
 
 use crate::fixtures::{create_policy, draft};
 use crate::helpers::{eventually, spawn_app_with};
@@ -24,6 +25,7 @@ async fn a_relay_killed_between_publish_and_mark_duplicates_nothing() {
     });
     app.start_relay(Hooks {
         after_publish: Some(hook),
+        ..Hooks::default()
     });
 
     app.client
@@ -110,5 +112,49 @@ async fn a_standby_relay_takes_over_when_the_active_one_dies() {
         .unwrap();
     app.audit_caught_up().await;
     assert_eq!(app.stream_messages().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_held_back_by_an_open_transaction_is_published_when_it_ends_without_a_new_commit()
+{
+    let mut app = spawn_app_with(|_| {}).await;
+    app.relay.take().unwrap().kill().await;
+    // Idle polls an hour apart: only the relay's own look-again can publish the event.
+    app.start_relay(Hooks {
+        idle_poll: Some(Duration::from_secs(3600)),
+        ..Hooks::default()
+    });
+    // An older transaction that writes no event, open across the command's commit.
+    let (blocker, connection) = tokio_postgres::connect(&app.settings.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    blocker
+        .batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .unwrap();
+    app.client
+        .command(
+            "policy",
+            "create",
+            &app.sender("alice"),
+            create_policy("media"),
+        )
+        .await
+        .unwrap();
+    // The fence holds it back (a row is published only once every older transaction ended);
+    // the commit's NOTIFY has woken the relay already, and nothing else will commit.
+    assert_eq!(
+        app.count("SELECT count(*) FROM event_outbox WHERE published_at IS NULL")
+            .await,
+        1
+    );
+    blocker.batch_execute("COMMIT").await.unwrap();
+    eventually(Duration::from_secs(20), || async {
+        app.stream_messages().await == 1
+    })
+    .await
+    .expect("published once the older transaction ended, with no other commit to wake the relay");
     app.stop().await;
 }
