@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::machine::CpuUse;
 use super::stats::Spread;
 
 /// One figure a scenario reports.
@@ -146,6 +147,31 @@ impl Figures {
     pub fn unavailable(&mut self, name: &str, why: &str) -> anyhow::Result<()> {
         let name = self.spec(name)?.name;
         self.unavailable.insert(name, why.to_owned());
+        Ok(())
+    }
+
+    /// Records where the CPU went in a phase of `ops` operations, as whichever of these the
+    /// scenario declares: `<phase>.busy_cores`, `.other_cores` and `.cpu_us_<component>` per
+    /// operation for `gatehouse` (this process), `workers` (its child processes), `postgres`
+    /// and `nats` (an empty `phase` names them without prefix).
+    pub fn push_cpu(&mut self, phase: &str, cpu: &CpuUse, ops: u64) -> anyhow::Result<()> {
+        let [gatehouse, postgres, nats] = cpu.per_op_us(ops);
+        for (name, value) in [
+            ("busy_cores", cpu.machine),
+            ("other_cores", cpu.others()),
+            ("cpu_us_gatehouse", gatehouse),
+            ("cpu_us_workers", cpu.children_per_op_us(ops)),
+            ("cpu_us_postgres", postgres),
+            ("cpu_us_nats", nats),
+        ] {
+            let name = match phase {
+                "" => name.to_owned(),
+                _ => format!("{phase}.{name}"),
+            };
+            if self.declares(&name) {
+                self.push(&name, value)?;
+            }
+        }
         Ok(())
     }
 

@@ -42,16 +42,8 @@ impl Outcome {
             eprintln!("bench: {prefix}: {} errors, the first: {e}", self.errors);
         }
         let latencies = Latencies::of(&self.latencies);
-        let [gatehouse, postgres, nats] = self.cpu.per_op_us(self.ops);
-        let mut figures_of = vec![
-            ("rate", self.rate()),
-            ("errors", self.errors as f64),
-            ("cpu_us_gatehouse", gatehouse),
-            ("cpu_us_postgres", postgres),
-            ("cpu_us_nats", nats),
-            ("busy_cores", self.cpu.machine),
-            ("other_cores", self.cpu.others()),
-        ];
+        figures.push_cpu(prefix, &self.cpu, self.ops)?;
+        let mut figures_of = vec![("rate", self.rate()), ("errors", self.errors as f64)];
         if let Some(l) = latencies {
             figures_of.extend([("p50_ms", l.p50), ("p99_ms", l.p99), ("max_ms", l.max)]);
         }

@@ -232,18 +232,9 @@ fn record(
     for process in processes {
         rss = rss.max(process.peak_rss_mib()?);
     }
-    let [gatehouse, postgres, _] = run.cpu.per_op_us(run.items);
     b.push(&format!("{w}.rate"), run.items as f64 / run.seconds)?;
     b.push(&format!("{w}.seconds"), run.seconds)?;
     b.push(&format!("{w}.prepare_ms"), run.prepare.as_secs_f64() * 1e3)?;
     b.push(&format!("{w}.rss_mib"), rss)?;
-    b.push(
-        &format!("{w}.cpu_us_workers"),
-        run.cpu.children_per_op_us(run.items),
-    )?;
-    b.push(&format!("{w}.cpu_us_postgres"), postgres)?;
-    b.push(&format!("{w}.cpu_us_gatehouse"), gatehouse)?;
-    b.push(&format!("{w}.busy_cores"), run.cpu.machine)?;
-    b.push(&format!("{w}.other_cores"), run.cpu.others())?;
-    Ok(())
+    b.figures.push_cpu(&w, &run.cpu, run.items)
 }

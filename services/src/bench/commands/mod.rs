@@ -118,12 +118,7 @@ async fn gateway_only(b: &mut Bench, clients: &[Client], rep: usize) -> anyhow::
     let drained = b.system.settle(SETTLE).await?;
     let used = CpuSample::take().since(&cpu);
     b.push("drain.rate", alone.ops as f64 / drained.as_secs_f64())?;
-    let [gatehouse, postgres, nats] = used.per_op_us(alone.ops);
-    b.push("drain.busy_cores", used.machine)?;
-    b.push("drain.other_cores", used.others())?;
-    b.push("drain.cpu_us_gatehouse", gatehouse)?;
-    b.push("drain.cpu_us_postgres", postgres)?;
-    b.push("drain.cpu_us_nats", nats)?;
+    b.figures.push_cpu("drain", &used, alone.ops)?;
     Ok(alone)
 }
 

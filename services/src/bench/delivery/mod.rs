@@ -287,8 +287,7 @@ async fn repetition(
     )
     .await;
     let used = CpuSample::take().since(&cpu);
-    b.push("busy_cores", used.machine)?;
-    b.push("other_cores", used.others())?;
+    b.figures.push_cpu("", &used, 1)?;
     let notices = promotions::committed(&b.system.db, notices).await?;
     b.system.settle(DRAIN).await?;
     let body = send::sample_body(&b.system.db).await?;

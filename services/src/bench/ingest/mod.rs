@@ -176,27 +176,9 @@ fn record(b: &mut Bench, ingested: &Ingested, copy: &Phase, raw: &Phase) -> anyh
         ("copy", &copy.cpu),
         ("raw_js", &raw.cpu),
     ] {
-        push_cpu(b, phase, cpu, items)?;
+        b.figures.push_cpu(phase, cpu, items)?;
     }
     Ok(())
-}
-
-/// `<phase>.cpu_us_<component>` of every declared component, `<phase>.busy_cores` and
-/// `<phase>.other_cores`.
-fn push_cpu(b: &mut Bench, phase: &str, cpu: &CpuUse, items: u64) -> anyhow::Result<()> {
-    let [gatehouse, postgres, nats] = cpu.per_op_us(items);
-    for (component, value) in [
-        ("gatehouse", gatehouse),
-        ("postgres", postgres),
-        ("nats", nats),
-    ] {
-        let figure = format!("{phase}.cpu_us_{component}");
-        if b.figures.declares(&figure) {
-            b.push(&figure, value)?;
-        }
-    }
-    b.push(&format!("{phase}.busy_cores"), cpu.machine)?;
-    b.push(&format!("{phase}.other_cores"), cpu.others())
 }
 
 fn rate(items: u64, took: Duration) -> f64 {

@@ -109,25 +109,17 @@ async fn rebuild(b: &mut Bench) -> anyhow::Result<()> {
             "the rebuild applied {applied} events, not {events}"
         );
         let seconds = report.total_time.as_secs_f64();
-        let [gatehouse, postgres, _] = used.per_op_us(applied);
         b.push("rebuild.rate", applied as f64 / seconds)?;
         b.push("rebuild.seconds", seconds)?;
         b.push("rebuild.swap_ms", report.swap_time.as_secs_f64() * 1e3)?;
-        b.push("rebuild.cpu_us_gatehouse", gatehouse)?;
-        b.push("rebuild.cpu_us_postgres", postgres)?;
-        b.push("rebuild.busy_cores", used.machine)?;
-        b.push("rebuild.other_cores", used.others())?;
+        b.figures.push_cpu("rebuild", &used, applied)?;
 
         let cpu = CpuSample::take();
         let copy = copy_audit_rows(&mut b.system.db, &generator, events).await?;
         let used = CpuSample::take().since(&cpu);
-        let [gatehouse, postgres, _] = used.per_op_us(events);
         b.push("copy.rate", events as f64 / copy.as_secs_f64())?;
         b.push("copy.seconds", copy.as_secs_f64())?;
-        b.push("copy.cpu_us_gatehouse", gatehouse)?;
-        b.push("copy.cpu_us_postgres", postgres)?;
-        b.push("copy.busy_cores", used.machine)?;
-        b.push("copy.other_cores", used.others())?;
+        b.figures.push_cpu("copy", &used, events)?;
 
         for (write, figure) in [
             (Write::PerRowPrepared, "whatif_prepared.rate"),
