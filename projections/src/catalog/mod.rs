@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use self::batch::CatalogProjector;
 pub use self::decode::check_change;
 use self::gather::{Batcher, Gathered};
+pub use self::write::{COPY_COLUMNS, COPY_TYPES};
 use crate::checkpoint::{ConsumerState, Progress};
 use crate::dead_letter;
 use crate::error::ProjectorError;

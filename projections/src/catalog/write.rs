@@ -23,10 +23,10 @@ use super::decode::{Plan, Rejection, Row};
 const EXISTING: &str =
     "SELECT item_id, stream_seq FROM catalog_items WHERE item_id = ANY($1::text[])";
 
-const COPY: &str = "COPY catalog_items (item_id, status, deleted, attributes, updated_at, \
-     stream_seq) FROM STDIN (FORMAT binary)";
-
-const COLUMNS: [Type; 6] = [
+/// The columns of a `catalog_items` row in a binary COPY, and their types (also for tools that
+/// load a catalog or a twin of it directly).
+pub const COPY_COLUMNS: &str = "item_id, status, deleted, attributes, updated_at, stream_seq";
+pub const COPY_TYPES: [Type; 6] = [
     Type::TEXT,
     Type::TEXT,
     Type::BOOL,
@@ -96,8 +96,12 @@ async fn copy(tx: &Transaction<'_>, rows: &[&Row]) -> Result<u64, tokio_postgres
     if rows.is_empty() {
         return Ok(0);
     }
-    let sink = tx.copy_in(COPY).await?;
-    let writer = BinaryCopyInWriter::new(sink, &COLUMNS);
+    let sink = tx
+        .copy_in(&format!(
+            "COPY catalog_items ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     pin_mut!(writer);
     for row in rows {
         let attributes = Jsonb(&row.attributes);

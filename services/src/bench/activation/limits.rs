@@ -11,6 +11,8 @@ use gatehouse_rules::CompiledPolicy;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
+use gatehouse_projections::catalog::{COPY_COLUMNS, COPY_TYPES};
+
 use crate::bench::catalog;
 use crate::worker::evaluate::{evaluate_all, Attributes, Candidate, ItemState, Verdict};
 
@@ -23,20 +25,11 @@ pub async fn load_catalog(db: &mut tokio_postgres::Client, count: u64) -> anyhow
     let updated_at = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
     let tx = db.transaction().await?;
     let sink = tx
-        .copy_in(
-            "COPY catalog_items (item_id, status, deleted, attributes, updated_at, stream_seq) \
-             FROM STDIN BINARY",
-        )
+        .copy_in(&format!(
+            "COPY catalog_items ({COPY_COLUMNS}) FROM STDIN BINARY"
+        ))
         .await?;
-    let types = [
-        Type::TEXT,
-        Type::TEXT,
-        Type::BOOL,
-        Type::JSONB,
-        Type::TIMESTAMPTZ,
-        Type::INT8,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     pin_mut!(writer);
     for i in 0..count {
         let item = catalog::item(i);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use futures::pin_mut;
+use gatehouse_projections::catalog::{COPY_COLUMNS, COPY_TYPES};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -55,20 +56,9 @@ async fn copy(
     let started = Instant::now();
     let tx = db.transaction().await?;
     let sink = tx
-        .copy_in(&format!(
-            "COPY {TABLE} (item_id, status, deleted, attributes, updated_at, stream_seq) \
-             FROM STDIN BINARY"
-        ))
+        .copy_in(&format!("COPY {TABLE} ({COPY_COLUMNS}) FROM STDIN BINARY"))
         .await?;
-    let types = [
-        Type::TEXT,
-        Type::TEXT,
-        Type::BOOL,
-        Type::JSONB,
-        Type::TIMESTAMPTZ,
-        Type::INT8,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     pin_mut!(writer);
     let mut rows = 0_i64;
     while let Some(text) = lines.next().await? {
