@@ -26,6 +26,7 @@ pub mod dead_letter;
 mod delivery;
 pub mod error;
 mod fallback;
+pub mod json_text;
 pub mod model;
 pub mod policies;
 pub mod rebuild;

@@ -11,14 +11,13 @@
 
 use std::collections::HashMap;
 
-use bytes::{BufMut, BytesMut};
 use futures::pin_mut;
-use serde_json::value::RawValue;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{accepts, to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 use super::decode::{Plan, Rejection, Row};
+use crate::json_text::JsonText;
 
 const EXISTING: &str =
     "SELECT item_id, stream_seq FROM catalog_items WHERE item_id = ANY($1::text[])";
@@ -104,7 +103,7 @@ async fn copy(tx: &Transaction<'_>, rows: &[&Row]) -> Result<u64, tokio_postgres
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     pin_mut!(writer);
     for row in rows {
-        let attributes = Jsonb(&row.attributes);
+        let attributes = JsonText(row.attributes.get());
         let values: [&(dyn ToSql + Sync); 6] = [
             &row.item_id,
             &row.status,
@@ -125,7 +124,7 @@ async fn update(tx: &Transaction<'_>, rows: &[&Row]) -> Result<u64, tokio_postgr
     let ids: Vec<&str> = rows.iter().map(|r| r.item_id.as_str()).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
     let deleted: Vec<bool> = rows.iter().map(|r| r.deleted).collect();
-    let attributes: Vec<_> = rows.iter().map(|r| Jsonb(&r.attributes)).collect();
+    let attributes: Vec<_> = rows.iter().map(|r| JsonText(r.attributes.get())).collect();
     let times: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
     let seqs: Vec<i64> = rows.iter().map(|r| r.stream_seq).collect();
     let content_seqs: Vec<Option<i64>> = rows.iter().map(|r| r.content_seq).collect();
@@ -156,25 +155,4 @@ async fn reject(
     tx.execute(REJECT, &[&seqs, &subjects, &errors, &payloads])
         .await?;
     Ok(())
-}
-
-/// JSON text sent as it is, without parsing it into values and serializing them again.
-#[derive(Debug)]
-struct Jsonb<'a>(&'a RawValue);
-
-impl ToSql for Jsonb<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        if *ty == Type::JSONB {
-            out.put_u8(1); // the jsonb binary format's version
-        }
-        out.put_slice(self.0.get().as_bytes());
-        Ok(IsNull::No)
-    }
-
-    accepts!(JSON, JSONB);
-    to_sql_checked!();
 }

@@ -6,16 +6,14 @@
 //! The table is created before the transaction, as `catalog_items` was: a table created in the
 //! COPY's own transaction may skip the WAL, which the projector's writes never do.
 
-use std::error::Error;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
 use futures::pin_mut;
 use gatehouse_projections::catalog::{COPY_COLUMNS, COPY_TYPES};
+use gatehouse_projections::json_text::JsonText;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 use super::file::ItemsFile;
 
@@ -70,7 +68,7 @@ async fn copy(
                 &line.id,
                 &line.status,
                 &false,
-                &Jsonb(line.attributes.get()),
+                &JsonText(line.attributes.get()),
                 &updated_at,
                 &rows,
             ])
@@ -79,22 +77,4 @@ async fn copy(
     writer.finish().await?;
     tx.commit().await?;
     Ok((started.elapsed(), rows as u64))
-}
-
-/// JSON text sent as `jsonb` as is (binary format: version byte 1, then the text).
-#[derive(Debug)]
-struct Jsonb<'a>(&'a str);
-
-impl ToSql for Jsonb<'_> {
-    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        out.put_u8(1);
-        out.put_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
-    }
-
-    to_sql_checked!();
 }

@@ -2,13 +2,12 @@
 //! is version `i % 100 + 1` of policy `p<i / 100>`, drafted by `bench`, with a rules payload
 //! like a real draft's. Both are written by binary COPY.
 
-use std::error::Error;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
 use futures::pin_mut;
+use gatehouse_projections::json_text::JsonText;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::types::Type;
 
 use crate::bench::workload;
 
@@ -102,8 +101,8 @@ pub async fn load_events(
                     &e.sequence,
                     &"PolicyVersionDrafted",
                     &"1.0",
-                    &Jsonb(e.payload),
-                    &Jsonb(&e.metadata),
+                    &JsonText(e.payload),
+                    &JsonText(&e.metadata),
                     &e.recorded_at,
                 ])
                 .await?;
@@ -172,30 +171,12 @@ pub async fn copy_audit_rows(
                 &e.command_id,
                 &e.command_id,
                 &e.command_id,
-                &Jsonb(e.payload),
-                &Jsonb(&e.metadata),
+                &JsonText(e.payload),
+                &JsonText(&e.metadata),
             ])
             .await?;
     }
     writer.finish().await?;
     tx.commit().await?;
     Ok(started.elapsed())
-}
-
-/// JSON text sent as `jsonb` as is (binary format: version byte 1, then the text).
-#[derive(Debug)]
-struct Jsonb<'a>(&'a str);
-
-impl ToSql for Jsonb<'_> {
-    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        out.put_u8(1);
-        out.put_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
-    }
-
-    to_sql_checked!();
 }
