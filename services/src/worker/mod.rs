@@ -37,7 +37,7 @@ mod policies;
 mod progress;
 mod scheduler;
 mod setup;
-mod store;
+pub(crate) mod store;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -161,9 +161,10 @@ pub(crate) async fn upsert(
     .await
 }
 
-/// Binary COPY of `batches` into `table` (`worker_results`, or `eval_results` itself with
-/// `evaluated_at`, the time of this call, when `stamped`).
-async fn copy_into(
+/// Binary COPY of `batches` into `table`: `worker_results`, or, when `stamped`, a table shaped
+/// like `eval_results` (itself, or the bench's twin of it) with `evaluated_at` the time of
+/// this call.
+pub(crate) async fn copy_into(
     tx: &Transaction<'_>,
     table: &str,
     batches: &[Results<'_>],

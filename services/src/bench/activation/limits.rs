@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use futures::pin_mut;
 use gatehouse_rules::CompiledPolicy;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 
 use gatehouse_projections::catalog::{COPY_COLUMNS, COPY_TYPES};
 
 use crate::bench::catalog;
 use crate::worker::evaluate::{evaluate_all, Attributes, Candidate, ItemState, Verdict};
+use crate::worker::store::{self, Results};
 
 /// Items generated, evaluated or written at a time.
 const CHUNK: u64 = 5_000;
@@ -68,85 +68,56 @@ fn candidate(i: u64) -> Candidate {
     }
 }
 
+/// Evaluated items and their verdicts, a chunk at a time (attributes dropped once evaluated).
+pub type Evaluated = Vec<(Vec<Candidate>, Vec<Verdict>)>;
+
 /// The CPU limit: evaluates items `0..count` with the worker's `evaluate_all` on `threads`
 /// threads, chunk by chunk; only the evaluation is timed (not generating the items). Returns
-/// the time taken and every verdict, in item order.
-pub fn evaluate(
-    policy: &Arc<CompiledPolicy>,
-    count: u64,
-    threads: usize,
-) -> (Duration, Vec<Verdict>) {
+/// the time taken and every chunk with its verdicts, in item order.
+pub fn evaluate(policy: &Arc<CompiledPolicy>, count: u64, threads: usize) -> (Duration, Evaluated) {
     let mut took = Duration::ZERO;
-    let mut verdicts = Vec::with_capacity(count as usize);
+    let mut evaluated = Vec::new();
     let mut from = 0;
     while from < count {
         let to = (from + CHUNK).min(count);
-        let items: Vec<Candidate> = (from..to).map(candidate).collect();
+        let mut items: Vec<Candidate> = (from..to).map(candidate).collect();
         let started = Instant::now();
-        let chunk = evaluate_all(policy, &items, threads);
+        let verdicts = evaluate_all(policy, &items, threads);
         took += started.elapsed();
-        verdicts.extend(chunk);
+        for item in &mut items {
+            item.state = ItemState::Pending("evaluated");
+        }
+        evaluated.push((items, verdicts));
         from = to;
     }
-    (took, verdicts)
+    (took, evaluated)
 }
 
-/// The I/O limit: one result row per verdict (item `i` for `verdicts[i]`), binary COPYed into a
-/// fresh `LIKE eval_results INCLUDING ALL` table in one transaction, commit included; the
-/// table is dropped afterwards. Returns the time taken.
+/// The I/O limit: the result rows of `evaluated`, written by the workers' own binary COPY
+/// ([`store::copy_into`]) into a fresh `LIKE eval_results INCLUDING ALL` table in one
+/// transaction, commit included; the table is dropped afterwards. Returns the time taken.
 pub async fn copy_results(
     db: &mut tokio_postgres::Client,
-    verdicts: &[Verdict],
+    evaluated: &Evaluated,
 ) -> anyhow::Result<Duration> {
     db.batch_execute(
         "DROP TABLE IF EXISTS bench_results;
          CREATE TABLE bench_results (LIKE eval_results INCLUDING ALL)",
     )
     .await?;
-    let evaluated_at = chrono::Utc::now();
+    let batches: Vec<Results<'_>> = evaluated
+        .iter()
+        .map(|(items, verdicts)| Results {
+            policy_id: "bench-copy",
+            version: 1,
+            run_id: Some("bench-copy:1"),
+            items,
+            verdicts,
+        })
+        .collect();
     let started = Instant::now();
     let tx = db.transaction().await?;
-    let sink = tx
-        .copy_in(
-            "COPY bench_results (policy_id, version, item_id, outcome, rule_id, reason, score, \
-             item_seq, run_id, evaluated_at) FROM STDIN BINARY",
-        )
-        .await?;
-    let types = [
-        Type::TEXT,
-        Type::INT4,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    let run_id = "bench-copy:1";
-    for (i, verdict) in verdicts.iter().enumerate() {
-        let item_id = catalog::item_id(i as u64);
-        let seq = i as i64 + 1;
-        writer
-            .as_mut()
-            .write(&[
-                &"bench-copy",
-                &1i32,
-                &item_id,
-                &verdict.outcome.as_str(),
-                &verdict.rule_id.as_deref(),
-                &&*verdict.reason,
-                &verdict.score,
-                &seq,
-                &run_id,
-                &evaluated_at,
-            ])
-            .await?;
-    }
-    writer.finish().await?;
+    store::copy_into(&tx, "bench_results", &batches, true).await?;
     tx.commit().await?;
     let took = started.elapsed();
     db.batch_execute("DROP TABLE bench_results").await?;

@@ -81,13 +81,13 @@ async fn activation(b: &mut Bench) -> anyhow::Result<()> {
 
     let mut version = 0;
     for rep in 0..b.params.reps {
-        let (took, verdicts) = {
+        let (took, evaluated) = {
             let policy = Arc::clone(&policy);
             tokio::task::spawn_blocking(move || limits::evaluate(&policy, items, threads)).await?
         };
         b.push("eval.rate", items as f64 / took.as_secs_f64())?;
-        let copy = limits::copy_results(&mut b.system.db, &verdicts).await?;
-        drop(verdicts);
+        let copy = limits::copy_results(&mut b.system.db, &evaluated).await?;
+        drop(evaluated);
         b.push("copy.rate", items as f64 / copy.as_secs_f64())?;
         eprintln!(
             "bench: activation rep {}/{}: evaluation {:.0} items/s, COPY {:.0} rows/s",
