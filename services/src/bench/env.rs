@@ -20,9 +20,6 @@ use crate::client::Client;
 use crate::settings::Settings;
 use crate::{broker, db, gateway, notifier, relay, roles, worker, RoleError};
 
-/// How often [`System::settle`] wakes the relay while events wait in the outbox.
-const NUDGE: Duration = Duration::from_millis(50);
-
 /// How long a role may take to stop after it was told to.
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -204,14 +201,8 @@ impl System {
 
     /// Waits until the relay published every stored event and every projector applied every
     /// event it reads; returns how long that took (the backlog a load left behind).
-    ///
-    /// While events wait in the outbox it wakes the relay (`NOTIFY gatehouse_outbox`) every
-    /// [`NUDGE`]: rows whose transaction committed behind an older, still open one (the relay's
-    /// `xmin` fence) are otherwise only picked up by the relay's next 1 s poll when no commit
-    /// follows — measured, that idle second would be all the backlog there is.
     pub async fn settle(&self, deadline: Duration) -> anyhow::Result<Duration> {
         let started = tokio::time::Instant::now();
-        let mut nudged = started;
         loop {
             self.check_roles()?;
             let pending: i64 = self
@@ -231,10 +222,6 @@ impl System {
                     "the system did not catch up within {deadline:?}: {pending} events \
                      unpublished, projectors behind: {behind:?}"
                 );
-            }
-            if pending > 0 && nudged.elapsed() >= NUDGE {
-                self.db.execute("NOTIFY gatehouse_outbox", &[]).await?;
-                nudged = tokio::time::Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -60,7 +60,7 @@ impl Sent {
     }
 
     /// Waits for every task; each is `(is a promotion, its send → reply time if it succeeded)`.
-    async fn gather(elapsed: Duration, tasks: Vec<(bool, JoinHandle<Option<Duration>>)>) -> Sent {
+    async fn gather(elapsed: Duration, tasks: Vec<Slot>) -> Sent {
         let mut sent = Sent {
             elapsed,
             ..Sent::default()
@@ -79,6 +79,25 @@ impl Sent {
     }
 }
 
+/// A send started for one slot: is it a promotion, and its task (send → reply time if it
+/// succeeded).
+type Slot = (bool, JoinHandle<Option<Duration>>);
+
+/// Starts `start(k)` for every slot `k` at its time in an open loop at `rate` for `duration`,
+/// then waits for every task.
+async fn open_loop(rate: f64, duration: Duration, mut start: impl FnMut(u64) -> Slot) -> Sent {
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0.. {
+        let Some(at) = offset(k, rate, duration) else {
+            break;
+        };
+        tokio::time::sleep_until(began + at).await;
+        tasks.push(start(k));
+    }
+    Sent::gather(began.elapsed(), tasks).await
+}
+
 /// When the `k`-th message of an open loop at `rate` is due after its start, if before `end`.
 fn offset(k: u64, rate: f64, end: Duration) -> Option<Duration> {
     let offset = Duration::from_secs_f64(k as f64 / rate.max(1e-3));
@@ -95,25 +114,18 @@ pub async fn commands_at_rate(
     rate: f64,
     duration: Duration,
 ) -> Sent {
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for k in 0.. {
-        let Some(at) = offset(k, rate, duration) else {
-            break;
-        };
-        tokio::time::sleep_until(start + at).await;
+    open_loop(rate, duration, |k| {
         let client = client.clone();
-        let task = match promotes(k).then(|| ready.next()).flatten() {
+        match promotes(k).then(|| ready.next()).flatten() {
             Some(run_id) => (true, tokio::spawn(promote(client, run_id))),
             None => {
                 let id = format!("{prefix}{k}");
                 poller.expect(id.clone());
                 (false, tokio::spawn(create(client, id)))
             }
-        };
-        tasks.push(task);
-    }
-    Sent::gather(start.elapsed(), tasks).await
+        }
+    })
+    .await
 }
 
 async fn create(client: Client, policy_id: String) -> Option<Duration> {
@@ -145,30 +157,22 @@ pub async fn publish_at_rate(
     rate: f64,
     duration: Duration,
 ) -> Sent {
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for k in 0.. {
-        let Some(at) = offset(k, rate, duration) else {
-            break;
-        };
-        tokio::time::sleep_until(start + at).await;
+    open_loop(rate, duration, |k| {
         let (js, body) = (js.clone(), body.clone());
         let id = format!("{prefix}{k}");
         let subject = format!("{ns}.bench.raw.{id}");
-        tasks.push((
-            false,
-            tokio::spawn(async move {
-                let sent = Instant::now();
-                let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", id.as_str());
-                headers.insert(RAW_HEADERS.id, id.as_str());
-                headers.insert(RAW_HEADERS.origin, Utc::now().to_rfc3339().as_str());
-                let ack = js.publish_with_headers(subject, headers, body).await.ok()?;
-                ack.await.ok().map(|_| sent.elapsed())
-            }),
-        ));
-    }
-    Sent::gather(start.elapsed(), tasks).await
+        let task = tokio::spawn(async move {
+            let sent = Instant::now();
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            headers.insert(RAW_HEADERS.id, id.as_str());
+            headers.insert(RAW_HEADERS.origin, Utc::now().to_rfc3339().as_str());
+            let ack = js.publish_with_headers(subject, headers, body).await.ok()?;
+            ack.await.ok().map(|_| sent.elapsed())
+        });
+        (false, task)
+    })
+    .await
 }
 
 /// The scratch stream of the raw limit. It cannot be deleted (the `gatehouse` user may not),
