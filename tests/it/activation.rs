@@ -46,13 +46,27 @@ fn item(i: u64, threshold: f64) -> (String, serde_json::Value, &'static str) {
 
 /// Publishes `n` ready items to the catalog stream and waits until the catalog table has them.
 async fn import(app: &TestApp, n: u64) {
+    let items = (0..n).map(|i| {
+        let (id, attributes, _) = item(i, 0.4);
+        (id, attributes)
+    });
+    publish_ready(app, items).await;
+}
+
+/// Publishes each `(id, attributes)` as a ready item and waits until the catalog table holds
+/// as many more items.
+async fn publish_ready(
+    app: &TestApp,
+    items: impl IntoIterator<Item = (String, serde_json::Value)>,
+) {
     let js = gatehouse::broker::jetstream(app.client.nats());
     gatehouse::broker::ensure_catalog_stream(&js, &app.settings)
         .await
         .unwrap();
+    let want = app.count("SELECT count(*) FROM catalog_items").await;
+    let mut published = 0;
     let mut acks = Vec::new();
-    for i in 0..n {
-        let (id, attributes, _) = item(i, 0.4);
+    for (id, attributes) in items {
         let body = json!({"op": "upsert", "id": id, "status": "ready", "attributes": attributes});
         let subject = subjects::catalog_item(&app.settings.namespace, &id);
         acks.push(
@@ -60,6 +74,7 @@ async fn import(app: &TestApp, n: u64) {
                 .await
                 .unwrap(),
         );
+        published += 1;
         if acks.len() >= 1000 {
             for ack in acks.drain(..) {
                 ack.await.unwrap();
@@ -69,7 +84,7 @@ async fn import(app: &TestApp, n: u64) {
     for ack in acks {
         ack.await.unwrap();
     }
-    let want = n as i64;
+    let want = want + published;
     eventually(Duration::from_secs(60), || async {
         app.count("SELECT count(*) FROM catalog_items").await == want
     })
@@ -399,25 +414,12 @@ async fn promote_is_refused_above_the_error_threshold_and_from_a_failed_run_chan
     app.policy_with_versions("media", &[0.4, 0.6]).await;
     import(&app, 50).await;
     // Three items that do not fit the schema: each run counts them as errors.
-    let js = gatehouse::broker::jetstream(app.client.nats());
-    for id in ["odd-1", "odd-2", "odd-3"] {
-        let body = json!({"op": "upsert", "id": id, "status": "ready", "attributes":
-            {"kind": "video", "quality": 0.9, "tags": [], "color": "red",
-             "scan": {"status": "clean", "critical": 0}}});
-        js.publish(
-            subjects::catalog_item(&app.settings.namespace, id),
-            serde_json::to_vec(&body).unwrap().into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    }
-    eventually(Duration::from_secs(60), || async {
-        app.count("SELECT count(*) FROM catalog_items").await == 53
-    })
-    .await
-    .expect("the catalog projector caught up");
+    let odd = ["odd-1", "odd-2", "odd-3"].map(|id| {
+        let attributes = json!({"kind": "video", "quality": 0.9, "tags": [], "color": "red",
+            "scan": {"status": "clean", "critical": 0}});
+        (id.to_owned(), attributes)
+    });
+    publish_ready(&app, odd).await;
     app.start_worker();
 
     // A successful run with 3 errors: refused at the default (no error allowed) ...

@@ -134,15 +134,7 @@ async fn an_event_held_back_by_an_open_transaction_is_published_when_it_ends_wit
         .batch_execute("BEGIN; SELECT pg_current_xact_id();")
         .await
         .unwrap();
-    app.client
-        .command(
-            "policy",
-            "create",
-            &app.sender("alice"),
-            create_policy("media"),
-        )
-        .await
-        .unwrap();
+    app.policy_with_versions("media", &[]).await;
     // The fence holds it back (a row is published only once every older transaction ended);
     // the commit's NOTIFY has woken the relay already, and nothing else will commit.
     assert_eq!(
