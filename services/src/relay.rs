@@ -37,9 +37,10 @@ const RELAY_LOCK: i64 = 0x0067_6174_6572_656c; // "gaterel"
 const BATCH: i64 = 500;
 /// How often an idle relay looks anyway (NOTIFY is the fast path).
 const POLL: Duration = Duration::from_millis(1000);
-/// How soon the relay looks again while committed rows wait behind an older transaction still
-/// open (the `xmin` fence): that transaction's end sends no NOTIFY when it wrote no event. The
-/// pause doubles up to [`HELD_BACK_MAX`].
+/// How soon the relay looks again while unpublished rows remain after a batch: they wait behind
+/// an older transaction still open (the `xmin` fence), or that transaction ended since the batch
+/// was read. Its end sends no NOTIFY when it wrote no event. The pause doubles up to
+/// [`HELD_BACK_MAX`].
 const HELD_BACK_FIRST: Duration = Duration::from_millis(2);
 const HELD_BACK_MAX: Duration = Duration::from_millis(100);
 /// How often a standby relay tries to become active.
@@ -58,6 +59,9 @@ pub struct Hooks {
     pub after_publish: Option<Hook>,
     /// How often an idle relay looks anyway, instead of [`POLL`].
     pub idle_poll: Option<Duration>,
+    /// After a batch shorter than a full one was published, before the relay decides how long
+    /// to pause.
+    pub after_short_batch: Option<Hook>,
 }
 
 /// Runs a relay until `shutdown`: standby until it holds the lock, then active.
@@ -143,11 +147,14 @@ impl Relay {
             if published as i64 == BATCH {
                 continue;
             }
+            if let Some(hook) = &self.hooks.after_short_batch {
+                hook().await;
+            }
             if last_prune.elapsed() > Duration::from_secs(60) {
                 prune(&db).await?;
                 last_prune = tokio::time::Instant::now();
             }
-            let pause = if held_back(&db).await? {
+            let pause = if unpublished_remain(&db).await? {
                 let pause = held_back_pause;
                 held_back_pause = (held_back_pause * 2).min(HELD_BACK_MAX);
                 pause
@@ -307,13 +314,14 @@ fn headers(r: &EventRecord) -> HeaderMap {
     h
 }
 
-/// Are committed rows waiting behind an older transaction still open (the `xmin` fence)?
-async fn held_back(db: &Client) -> Result<bool, RelayError> {
+/// Are unpublished rows left? Called after a batch: they are held back by the `xmin` fence, or
+/// were just released from it (or just committed). Asking only for rows still behind the fence
+/// would miss those released between the batch's read and this one, and leave them waiting for
+/// the idle poll.
+async fn unpublished_remain(db: &Client) -> Result<bool, RelayError> {
     let row = db
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM event_outbox \
-              WHERE published_at IS NULL \
-                AND tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+            "SELECT EXISTS (SELECT 1 FROM event_outbox WHERE published_at IS NULL)",
             &[],
         )
         .await?;

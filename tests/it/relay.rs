@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse::relay::{Hook, Hooks};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 use tokio_postgres::NoTls;
 
 use crate::fixtures::{create_policy, draft};
@@ -120,11 +120,6 @@ async fn an_event_held_back_by_an_open_transaction_is_published_when_it_ends_wit
 {
     let mut app = spawn_app_with(|_| {}).await;
     app.relay.take().unwrap().kill().await;
-    // Idle polls an hour apart: only the relay's own look-again can publish the event.
-    app.start_relay(Hooks {
-        idle_poll: Some(Duration::from_secs(3600)),
-        ..Hooks::default()
-    });
     // An older transaction that writes no event, open across the command's commit.
     let (blocker, connection) = tokio_postgres::connect(&app.settings.database_url, NoTls)
         .await
@@ -134,6 +129,29 @@ async fn an_event_held_back_by_an_open_transaction_is_published_when_it_ends_wit
         .batch_execute("BEGIN; SELECT pg_current_xact_id();")
         .await
         .unwrap();
+    // Once armed, the relay's hook ends that transaction at the worst moment: after a batch
+    // read found the row still fenced, before the relay decides how long to pause.
+    let armed: Arc<Mutex<Option<tokio_postgres::Client>>> = Arc::default();
+    let (ended, mut blocker_ended) = mpsc::channel::<()>(1);
+    let hook: Hook = {
+        let armed = armed.clone();
+        Arc::new(move || {
+            let armed = armed.clone();
+            let ended = ended.clone();
+            Box::pin(async move {
+                if let Some(blocker) = armed.lock().await.take() {
+                    blocker.batch_execute("COMMIT").await.unwrap();
+                    let _ = ended.send(()).await;
+                }
+            })
+        })
+    };
+    // Idle polls an hour apart: only the relay's own look-again can publish the event.
+    app.start_relay(Hooks {
+        idle_poll: Some(Duration::from_secs(3600)),
+        after_short_batch: Some(hook),
+        ..Hooks::default()
+    });
     app.policy_with_versions("media", &[]).await;
     // The fence holds it back (a row is published only once every older transaction ended);
     // the commit's NOTIFY has woken the relay already, and nothing else will commit.
@@ -142,7 +160,10 @@ async fn an_event_held_back_by_an_open_transaction_is_published_when_it_ends_wit
             .await,
         1
     );
-    blocker.batch_execute("COMMIT").await.unwrap();
+    *armed.lock().await = Some(blocker);
+    tokio::time::timeout(Duration::from_secs(20), blocker_ended.recv())
+        .await
+        .expect("the relay reached its hook");
     eventually(Duration::from_secs(20), || async {
         app.stream_messages().await == 1
     })
