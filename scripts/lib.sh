@@ -45,7 +45,7 @@ GATEHOUSE_NATS_PIDFILE="$GATEHOUSE_NATS_DIR/server.pid"
 GATEHOUSE_NATS_LOG="$GATEHOUSE_NATS_DIR/server.log"
 GATEHOUSE_SECRETS="$GATEHOUSE_HOME/secrets.env"
 GATEHOUSE_PASSWORD_VARS=(GATEHOUSE_NATS_PASSWORD GATEHOUSE_SVC_PASSWORD
-  GATEHOUSE_SUBSCRIBER_PASSWORD GATEHOUSE_SYS_PASSWORD)
+  GATEHOUSE_SUBSCRIBER_PASSWORD GATEHOUSE_ADMIN_PASSWORD GATEHOUSE_SYS_PASSWORD)
 
 GATEHOUSE_PRIVATE_NATS_URL="nats://127.0.0.1:$GATEHOUSE_NATS_PORT"
 GATEHOUSE_PRIVATE_DATABASE_URL="postgres://gatehouse@127.0.0.1:$GATEHOUSE_PG_PORT/gatehouse"
@@ -486,6 +486,9 @@ export_env() {
     export NATS_URL="$GATEHOUSE_PRIVATE_NATS_URL"
     export NATS_USER=gatehouse
     export NATS_PASSWORD="$GATEHOUSE_NATS_PASSWORD"
+    # For the test and benchmark harnesses: they delete the streams of the namespaces they made.
+    export NATS_ADMIN_USER=admin
+    export NATS_ADMIN_PASSWORD="$GATEHOUSE_ADMIN_PASSWORD"
   elif [[ -z "${NATS_USER:-}" || -z "${NATS_PASSWORD:-}" ]]; then
     log "warning: NATS_URL is set but NATS_USER/NATS_PASSWORD are not: the service will connect without credentials"
   fi
@@ -502,7 +505,8 @@ write_env_sh() {
     umask 077 # it holds passwords
     {
       printf '# Written by scripts/up.sh. Use: source .gatehouse/env.sh\n'
-      for var in DATABASE_URL NATS_URL NATS_USER NATS_PASSWORD "${GATEHOUSE_PASSWORD_VARS[@]}" \
+      for var in DATABASE_URL NATS_URL NATS_USER NATS_PASSWORD NATS_ADMIN_USER NATS_ADMIN_PASSWORD \
+        "${GATEHOUSE_PASSWORD_VARS[@]}" \
         GATEHOUSE_NATS_PORT GATEHOUSE_NATS_HTTP_PORT GATEHOUSE_PG_PORT GATEHOUSE_NATS_STORE CARGO_TARGET_DIR; do
         if [[ -n "${!var:-}" ]]; then printf 'export %s=%q\n' "$var" "${!var}"; fi
       done

@@ -128,6 +128,17 @@ pub fn jobs_stream(ns: &str) -> String {
     format!("{}_JOBS", ns.to_ascii_uppercase())
 }
 
+/// Every stream of namespace `ns`: what removing a namespace (a test's, a benchmark's) deletes.
+pub fn namespace_streams(ns: &str) -> [String; 5] {
+    [
+        events_stream(ns),
+        dead_letter_stream(ns),
+        notify_stream(ns),
+        catalog_stream(ns),
+        jobs_stream(ns),
+    ]
+}
+
 /// `<ns>.jobs.>`: the jobs stream's subject.
 pub fn all_jobs(ns: &str) -> String {
     format!("{ns}.jobs.>")

@@ -22,6 +22,12 @@ pub enum BrokerError {
         #[source]
         source: jetstream::context::CreateStreamError,
     },
+    #[error("cannot delete stream {name}")]
+    DeleteStream {
+        name: String,
+        #[source]
+        source: jetstream::context::DeleteStreamError,
+    },
 }
 
 /// Connects to NATS with the settings' credentials, naming the connection after the role.
@@ -138,4 +144,45 @@ async fn create_or_update(
     js.create_or_update_stream(config)
         .await
         .map_err(|source| BrokerError::Stream { name, source })
+}
+
+/// Deletes the streams named `names` that exist, with their consumers, connecting as the user
+/// named by `NATS_ADMIN_USER` / `NATS_ADMIN_PASSWORD` (the scripts set them to `admin`): the
+/// service's own user may not delete streams, as the event log is append-only. For the
+/// harnesses that made a namespace (tests, benchmarks) to remove its streams
+/// ([`subjects::namespace_streams`]). Returns how many it deleted, or `None` when no admin user
+/// is set.
+pub async fn delete_streams(
+    settings: &Settings,
+    names: impl IntoIterator<Item = String>,
+) -> Result<Option<usize>, BrokerError> {
+    let (Ok(user), Ok(password)) = (
+        std::env::var("NATS_ADMIN_USER"),
+        std::env::var("NATS_ADMIN_PASSWORD"),
+    ) else {
+        return Ok(None);
+    };
+    let mut admin = settings.clone();
+    admin.nats_user = Some(user);
+    admin.nats_password = Some(password);
+    let client = connect(&admin, "admin").await?;
+    let js = jetstream(&client);
+    let mut deleted = 0;
+    for name in names {
+        match js.delete_stream(&name).await {
+            Ok(_) => deleted += 1,
+            Err(e) if is_stream_not_found(&e) => {}
+            Err(source) => return Err(BrokerError::DeleteStream { name, source }),
+        }
+    }
+    Ok(Some(deleted))
+}
+
+fn is_stream_not_found(e: &jetstream::context::DeleteStreamError) -> bool {
+    match e.kind() {
+        jetstream::context::DeleteStreamErrorKind::JetStream(js) => {
+            js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+        }
+        _ => false,
+    }
 }

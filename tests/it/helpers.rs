@@ -248,6 +248,16 @@ impl TestApp {
         }
         drop(self.db);
         let _ = drop_database(&env("DATABASE_URL"), &self.database).await;
+        delete_streams(&self.settings).await;
+    }
+}
+
+/// Deletes the test namespace's streams (when the environment names an admin user, as
+/// `scripts/test.sh` does): else they pile up in the development server's store, run after run.
+async fn delete_streams(settings: &Settings) {
+    let streams = gatehouse_events::subjects::namespace_streams(&settings.namespace);
+    if let Err(e) = gatehouse::broker::delete_streams(settings, streams).await {
+        eprintln!("could not delete the streams of {}: {e:#}", settings.namespace);
     }
 }
 

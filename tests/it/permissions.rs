@@ -95,3 +95,32 @@ async fn subscriber_may_not_send_commands() {
     assert_eq!(app.count("SELECT count(*) FROM events").await, 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_service_user_may_not_delete_streams_and_a_finished_test_leaves_none_behind() {
+    let app = spawn_app().await;
+    app.policy_with_versions("media", &[]).await;
+    app.audit_caught_up().await;
+    let gatehouse = connect_as("gatehouse", "GATEHOUSE_NATS_PASSWORD", None).await;
+    let js = gatehouse::broker::jetstream(&gatehouse);
+    let events = subjects::events_stream(&app.settings.namespace);
+    assert!(
+        js.delete_stream(&events).await.is_err(),
+        "the service's user deleted the event log"
+    );
+    let streams = subjects::namespace_streams(&app.settings.namespace);
+    assert!(js.get_stream(&events).await.is_ok());
+    env("NATS_ADMIN_USER"); // the harness deletes the streams as this user
+    app.stop().await;
+    for name in streams {
+        let gone = js.get_stream(&name).await.err().map(|e| e.kind());
+        assert!(
+            matches!(
+                gone,
+                Some(async_nats::jetstream::context::GetStreamErrorKind::JetStream(ref e))
+                    if e.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+            ),
+            "stream {name} is left behind: {gone:?}"
+        );
+    }
+}

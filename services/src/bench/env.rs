@@ -5,8 +5,8 @@
 //! and every projector running in this process (plus, for a scenario that asks, an evaluation
 //! worker and the notifier), stopped gracefully at the end.
 //!
-//! JetStream streams of the namespace stay behind: the `gatehouse` NATS user may not delete
-//! streams (the event log is append-only).
+//! The namespace's streams are deleted at the end too, unless `--keep`, as the `admin` NATS
+//! user (`NATS_ADMIN_USER`): the service's own user may not delete streams.
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
+use gatehouse_events::subjects;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
@@ -260,7 +261,28 @@ impl System {
         drop(self.db);
         let _ = self.nats.drain().await;
         drop_database(&self.admin_url, &self.database, self.keep).await;
+        delete_streams(&self.settings, self.keep).await;
     }
+}
+
+/// Deletes the namespace's streams unless they are kept (when the environment names an admin
+/// user, as the scripts do).
+async fn delete_streams(settings: &Settings, keep: bool) {
+    if keep {
+        eprintln!("bench: kept the streams of namespace {}", settings.namespace);
+    } else if let Err(e) = broker::delete_streams(settings, streams(&settings.namespace)).await {
+        eprintln!("bench: could not delete the streams of {}: {e:#}", settings.namespace);
+    }
+}
+
+/// Every stream a benchmark may make in namespace `ns`: the service's, and the scratch streams
+/// of the raw limits.
+fn streams(ns: &str) -> impl Iterator<Item = String> {
+    let scratch = [
+        super::delivery::send::scratch_stream_name(ns),
+        super::ingest::raw::scratch_stream_name(ns),
+    ];
+    subjects::namespace_streams(ns).into_iter().chain(scratch)
 }
 
 async fn drop_database(admin_url: &str, database: &str, keep: bool) {

@@ -22,7 +22,7 @@
 //! scratch stream `<NS>_BENCH_RAW`, with a body as large as an event's, awaiting each PubAck.
 
 mod promotions;
-mod send;
+pub(crate) mod send;
 
 use std::time::Duration;
 

@@ -175,10 +175,15 @@ pub async fn publish_at_rate(
     .await
 }
 
-/// The scratch stream of the raw limit. It cannot be deleted (the `gatehouse` user may not),
-/// so its messages expire after an hour.
+/// The scratch stream's name.
+pub fn scratch_stream_name(ns: &str) -> String {
+    format!("{}_BENCH_RAW", ns.to_ascii_uppercase())
+}
+
+/// The scratch stream of the raw limit (deleted with the namespace's streams at the end; its
+/// messages expire after an hour should that fail).
 pub async fn scratch_stream(js: &jetstream::Context, ns: &str) -> anyhow::Result<String> {
-    let name = format!("{}_BENCH_RAW", ns.to_ascii_uppercase());
+    let name = scratch_stream_name(ns);
     js.create_or_update_stream(stream::Config {
         name: name.clone(),
         subjects: vec![format!("{ns}.bench.raw.>")],

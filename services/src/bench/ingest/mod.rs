@@ -32,7 +32,7 @@ use raw::{publish_lines, scratch_stream_name, trim};
 mod copy;
 mod file;
 mod import;
-mod raw;
+pub(crate) mod raw;
 
 /// Every figure of the scenario.
 pub const SPECS: &[Spec] = &[
