@@ -12,9 +12,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
+use gatehouse_events::subjects;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
-use gatehouse_events::subjects;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
@@ -269,9 +269,15 @@ impl System {
 /// user, as the scripts do).
 async fn delete_streams(settings: &Settings, keep: bool) {
     if keep {
-        eprintln!("bench: kept the streams of namespace {}", settings.namespace);
+        eprintln!(
+            "bench: kept the streams of namespace {}",
+            settings.namespace
+        );
     } else if let Err(e) = broker::delete_streams(settings, streams(&settings.namespace)).await {
-        eprintln!("bench: could not delete the streams of {}: {e:#}", settings.namespace);
+        eprintln!(
+            "bench: could not delete the streams of {}: {e:#}",
+            settings.namespace
+        );
     }
 }
 
