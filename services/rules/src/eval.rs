@@ -18,7 +18,7 @@ use gatehouse_events::rules::{AttributeSchema, Decision, RulesDocument};
 use serde_json::Value as Json;
 
 use crate::error::{EvalError, ItemError, RuleError};
-use crate::item::Item;
+use crate::item::{Item, TextError};
 
 /// A rules document that passed validation, ready to evaluate items.
 pub struct CompiledPolicy {
@@ -88,6 +88,13 @@ impl CompiledPolicy {
     /// with: [`Item::from_json`] with [`CompiledPolicy::schema`].
     pub fn item<'a>(&self, attributes: &'a Json) -> Result<Item<'a>, ItemError> {
         Item::from_json(attributes, &self.schema)
+    }
+
+    /// Checks and converts an item's attributes given as JSON text, in one pass:
+    /// [`Item::from_json_text`] with [`CompiledPolicy::schema`]. The same item or error as
+    /// [`CompiledPolicy::item`] on the parsed text.
+    pub fn item_from_text<'a>(&self, attributes: &'a [u8]) -> Result<Item<'a>, TextError> {
+        Item::from_json_text(attributes, &self.schema)
     }
 
     /// The attribute schema the policy was validated against.

@@ -1,6 +1,13 @@
 //! A catalog item's attributes, checked against the attribute schema and converted once into
 //! CEL values that evaluations borrow (no copy per evaluation).
+//!
+//! Two ways in: [`Item::from_json`] converts parsed JSON, and [`Item::from_json_text`] converts
+//! JSON text in one pass guided by the schema, with no `serde_json::Value` in between (the
+//! worker's hot path). The one-pass conversion only accepts what the `Value` path accepts; at
+//! anything else it gives up and converts the text the `Value` way, so the two agree on every
+//! item and on every error.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use cel::common::types::{
@@ -12,16 +19,34 @@ use chrono::Datelike;
 use gatehouse_events::rules::{AttributeSchema, AttributeType};
 use serde_json::Value as Json;
 
+use self::text::one_pass;
 use crate::error::ItemError;
+
+mod text;
 
 /// An item's attributes as CEL values, ready to evaluate.
 ///
 /// Strings and keys borrow from the JSON the item was made from (`'a`), so converting an
-/// item copies no text. An attribute that is absent or `null` in the JSON is absent here: a
-/// rule that references it fails with an [`EvalError`](crate::EvalError) for that item.
+/// item copies no text (from JSON text, strings written with escapes are copied unescaped).
+/// An attribute that is absent or `null` in the JSON is absent here: a rule that references
+/// it fails with an [`EvalError`](crate::EvalError) for that item.
 #[derive(Debug)]
 pub struct Item<'a> {
-    attributes: Vec<(&'a str, Box<dyn Val + 'a>)>,
+    attributes: Vec<Attribute<'a>>,
+}
+
+/// An attribute's name and value.
+type Attribute<'a> = (Cow<'a, str>, Box<dyn Val + 'a>);
+
+/// Why attributes given as JSON text did not become an [`Item`].
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    /// The text is not JSON; serde_json's message says what is wrong and where.
+    #[error("attributes are not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// The JSON does not fit the schema: the error [`Item::from_json`] reports for it.
+    #[error(transparent)]
+    Item(#[from] ItemError),
 }
 
 impl<'a> Item<'a> {
@@ -31,6 +56,43 @@ impl<'a> Item<'a> {
     /// text; object attributes are checked field by field. Unknown attributes and values of
     /// the wrong type are errors naming the attribute path (`scan.status`, `tags[2]`).
     pub fn from_json(json: &'a Json, schema: &AttributeSchema) -> Result<Item<'a>, ItemError> {
+        Item::convert(json, schema, Cow::Borrowed)
+    }
+
+    /// Checks and converts `text`, the attributes object of a catalog item as JSON text:
+    /// the same item, or the same error, as parsing it and calling [`Item::from_json`].
+    ///
+    /// Strings borrow from `text` unless they contain escapes. Of duplicate keys the last
+    /// one counts, as when parsing into a `serde_json::Value`.
+    pub fn from_json_text(text: &'a [u8], schema: &AttributeSchema) -> Result<Item<'a>, TextError> {
+        match one_pass(text, schema) {
+            Ok(attributes) => Ok(Item { attributes }),
+            // Rare (a rejected item, or a duplicate key hiding a wrong value), so its cost does
+            // not matter: it reports exactly what `from_json` reports, because it is `from_json`.
+            Err(_) => {
+                let json: Json = serde_json::from_slice(text).map_err(TextError::NotJson)?;
+                Ok(Item::convert(&json, schema, |s| Cow::Owned(s.to_owned()))?)
+            }
+        }
+    }
+
+    /// How many attributes the item has (absent and `null` ones not counted).
+    pub fn len(&self) -> usize {
+        self.attributes.len()
+    }
+
+    /// Whether the item has no attributes.
+    pub fn is_empty(&self) -> bool {
+        self.attributes.is_empty()
+    }
+
+    /// [`Item::from_json`], with each string of `json` made into a CEL string by `text`:
+    /// borrowed for as long as `json` lives, or copied.
+    fn convert<'j>(
+        json: &'j Json,
+        schema: &AttributeSchema,
+        text: impl Fn(&'j str) -> Cow<'a, str> + Copy,
+    ) -> Result<Item<'a>, ItemError> {
         let Json::Object(fields) = json else {
             return Err(ItemError::NotAnObject {
                 found: json_kind(json),
@@ -45,20 +107,10 @@ impl<'a> Item<'a> {
                 });
             };
             if !value.is_null() {
-                attributes.push((name.as_str(), convert(value, ty, &path)?));
+                attributes.push((text(name), convert(value, ty, &path, text)?));
             }
         }
         Ok(Item { attributes })
-    }
-
-    /// How many attributes the item has (absent and `null` ones not counted).
-    pub fn len(&self) -> usize {
-        self.attributes.len()
-    }
-
-    /// Whether the item has no attributes.
-    pub fn is_empty(&self) -> bool {
-        self.attributes.is_empty()
     }
 }
 
@@ -67,7 +119,7 @@ impl VariableResolver for Item<'_> {
         // A linear scan beats hashing for the ~10 attributes an item has.
         self.attributes
             .iter()
-            .find(|(name, _)| *name == variable)
+            .find(|(name, _)| name == variable)
             .map(|(_, value)| CowVal::Borrowed(value.as_ref()))
     }
 }
@@ -89,14 +141,15 @@ impl Path<'_> {
     }
 }
 
-fn convert<'a>(
-    value: &'a Json,
+fn convert<'j, 'a>(
+    value: &'j Json,
     ty: &AttributeType,
     path: &Path<'_>,
+    text: impl Fn(&'j str) -> Cow<'a, str> + Copy,
 ) -> Result<Box<dyn Val + 'a>, ItemError> {
     let wrong = || wrong_type(value, ty, path);
     Ok(match (ty, value) {
-        (AttributeType::String, Json::String(s)) => Box::new(CelString::from(s.as_str())),
+        (AttributeType::String, Json::String(s)) => Box::new(CelString::from(text(s))),
         (AttributeType::Bool, Json::Bool(b)) => Box::new(CelBool::from(*b)),
         (AttributeType::Int, Json::Number(n)) => {
             Box::new(CelInt::from(n.as_i64().ok_or_else(wrong)?))
@@ -108,7 +161,7 @@ fn convert<'a>(
         (AttributeType::List(element), Json::Array(values)) => {
             let mut list: Vec<Box<dyn Val + 'a>> = Vec::with_capacity(values.len());
             for (i, value) in values.iter().enumerate() {
-                list.push(convert(value, element, &Path::Index(path, i))?);
+                list.push(convert(value, element, &Path::Index(path, i), text)?);
             }
             Box::new(CelList::from(list))
         }
@@ -122,7 +175,8 @@ fn convert<'a>(
                     });
                 };
                 if !value.is_null() {
-                    map.insert(CelMapKey::from(name.as_str()), convert(value, ty, &path)?);
+                    let key = CelMapKey::String(CelString::from(text(name)));
+                    map.insert(key, convert(value, ty, &path, text)?);
                 }
             }
             Box::new(CelMap::from(map))
@@ -132,14 +186,17 @@ fn convert<'a>(
 }
 
 fn timestamp(text: &str, path: &Path<'_>) -> Result<CelTimestamp, ItemError> {
+    parse_timestamp(text).ok_or_else(|| ItemError::InvalidTimestamp {
+        path: path.render(),
+        value: text.chars().take(64).collect(),
+    })
+}
+
+fn parse_timestamp(text: &str) -> Option<CelTimestamp> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .filter(|t| t.year() >= 1) // CEL timestamps span years 1 to 9999
         .map(CelTimestamp::from)
-        .ok_or_else(|| ItemError::InvalidTimestamp {
-            path: path.render(),
-            value: text.chars().take(64).collect(),
-        })
 }
 
 fn wrong_type(value: &Json, ty: &AttributeType, path: &Path<'_>) -> ItemError {
@@ -172,104 +229,4 @@ fn json_kind(value: &Json) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn schema() -> AttributeSchema {
-        serde_json::from_value(json!({
-            "kind": "string", "quality": "double", "age_days": "int", "nsfw": "bool",
-            "published_at": "timestamp", "tags": "list<string>",
-            "scan": {"status": "string", "critical": "int"}
-        }))
-        .unwrap()
-    }
-
-    fn error(json: Json) -> ItemError {
-        Item::from_json(&json, &schema()).expect_err("the item is rejected")
-    }
-
-    #[test]
-    fn an_item_matching_the_schema_converts_every_present_attribute() {
-        let json = json!({"kind": "video", "quality": 0.5, "tags": ["a"], "scan": {"critical": 0}});
-        assert_eq!(Item::from_json(&json, &schema()).unwrap().len(), 4);
-    }
-
-    #[test]
-    fn missing_and_null_attributes_are_simply_absent() {
-        let json = json!({"kind": "video", "quality": null});
-        let item = Item::from_json(&json, &schema()).unwrap();
-        assert!(item.resolve("quality").is_none() && item.resolve("kind").is_some());
-    }
-
-    #[test]
-    fn an_unknown_attribute_is_rejected_by_name() {
-        let err = error(json!({"colour": "red"}));
-        assert_eq!(
-            err,
-            ItemError::UnknownAttribute {
-                path: "colour".into()
-            }
-        );
-    }
-
-    #[test]
-    fn an_unknown_field_of_an_object_attribute_is_rejected_by_path() {
-        let err = error(json!({"scan": {"stauts": "clean"}}));
-        assert_eq!(
-            err,
-            ItemError::UnknownAttribute {
-                path: "scan.stauts".into()
-            }
-        );
-    }
-
-    #[test]
-    fn a_value_of_the_wrong_type_names_the_path_and_the_expected_type() {
-        let err = error(json!({"tags": ["a", 3]}));
-        assert_eq!(
-            err.to_string(),
-            "attribute `tags[1]`: expected string, got a number"
-        );
-    }
-
-    #[test]
-    fn an_int_attribute_rejects_a_fractional_number() {
-        let err = error(json!({"age_days": 1.5}));
-        assert_eq!(
-            err.to_string(),
-            "attribute `age_days`: expected int, got a non-integer number"
-        );
-    }
-
-    #[test]
-    fn a_double_attribute_accepts_an_integer() {
-        let json = json!({"quality": 1});
-        let item = Item::from_json(&json, &schema()).unwrap();
-        let value = item.resolve("quality").unwrap();
-        assert_eq!(
-            value.downcast_ref::<CelDouble>().map(|d| *d.inner()),
-            Some(1.0)
-        );
-    }
-
-    #[test]
-    fn a_timestamp_attribute_must_be_rfc_3339() {
-        let err = error(json!({"published_at": "yesterday"}));
-        assert!(matches!(err, ItemError::InvalidTimestamp { path, .. } if path == "published_at"));
-    }
-
-    #[test]
-    fn a_timestamp_attribute_with_an_offset_converts() {
-        let json = json!({"published_at": "2024-02-29T12:30:00+02:00"});
-        assert!(Item::from_json(&json, &schema()).is_ok());
-    }
-
-    #[test]
-    fn attributes_that_are_not_an_object_are_rejected() {
-        assert_eq!(
-            error(json!([1])),
-            ItemError::NotAnObject { found: "an array" }
-        );
-    }
-}
+mod tests;

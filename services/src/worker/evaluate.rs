@@ -120,21 +120,18 @@ impl Verdict {
 
 /// Evaluates one item.
 pub(crate) fn evaluate(policy: &CompiledPolicy, state: &ItemState) -> Verdict {
-    let parsed;
-    let json = match state {
+    // An error's message is the verdict's reason: text that is not JSON reads "attributes
+    // are not JSON: ...", attributes that do not fit the schema name the attribute.
+    let item = match state {
         ItemState::Pending(reason) => return Verdict::pending(reason),
-        ItemState::Ready(Attributes::Json(json)) => json,
-        ItemState::Ready(Attributes::Text(text)) => match serde_json::from_slice::<Json>(text) {
-            Ok(json) => {
-                parsed = json;
-                &parsed
-            }
-            Err(e) => return Verdict::error(format_args!("attributes are not JSON: {e}")),
-        },
+        ItemState::Ready(Attributes::Json(json)) => policy.item(json).map_err(Verdict::error),
+        ItemState::Ready(Attributes::Text(text)) => {
+            policy.item_from_text(text).map_err(Verdict::error)
+        }
     };
-    let item = match policy.item(json) {
+    let item = match item {
         Ok(item) => item,
-        Err(e) => return Verdict::error(e),
+        Err(verdict) => return verdict,
     };
     match policy.evaluate(&item) {
         Ok(evaluation) => Verdict {

@@ -47,6 +47,36 @@ fn attributes_read_as_json_text_decide_like_parsed_ones() {
 }
 
 #[test]
+fn attributes_text_that_is_not_json_is_an_error_saying_so() {
+    let state = ItemState::of("ready", false, Attributes::Text(b"{\"quality\": ".to_vec()));
+    let verdict = evaluate(&policy(), &state);
+    assert_eq!(verdict.outcome, Outcome::Error);
+    assert_eq!(
+        &*verdict.reason,
+        "attributes are not JSON: EOF while parsing a value at line 1 column 12"
+    );
+}
+
+#[test]
+fn attributes_read_as_json_text_get_the_verdicts_of_parsed_ones() {
+    for text in [
+        r#"{"quality": 0.25, "tags": ["news"]}"#,
+        r#"{"quality": 0.9, "tags": ["banned"], "tags": []}"#,
+        r#"{"quality": "high", "tags": []}"#,
+        r#"{"quality": 1, "tags": [], "colour": "red"}"#,
+        r#"{"quality": 1}"#,
+        "[]",
+    ] {
+        let json = serde_json::from_str(text).unwrap();
+        let text = ItemState::of("ready", false, Attributes::Text(text.into()));
+        assert_eq!(
+            evaluate(&policy(), &text),
+            evaluate(&policy(), &ready(json))
+        );
+    }
+}
+
+#[test]
 fn a_deleted_item_is_pending() {
     let state = ItemState::of("ready", true, Attributes::Json(json!({"quality": 1.0})));
     let verdict = evaluate(&policy(), &state);
