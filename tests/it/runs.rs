@@ -287,18 +287,30 @@ async fn a_run_evaluates_every_snapshot_item_once_with_exact_counters() {
     let app = spawn_app().await;
     create(&app, "media", &[0.5]).await;
     insert_items(&app, 1_000).await;
-    let run_id = prepare(&app, "media", 1, 100).await;
-    // After the cutoff: 6 snapshot items stop being ready, 4 are deleted, and a new item arrives.
+    // Not ready at the cutoff, amid the ids of the first batch: outside the snapshot.
     app.db
         .batch_execute(
+            "INSERT INTO catalog_items VALUES
+              ('m-000050a', 'draft', false, '{}', now() - interval '1 second', 5000)",
+        )
+        .await
+        .unwrap();
+    let run_id = prepare(&app, "media", 1, 100).await;
+    // After the cutoff: 6 snapshot items stop being ready, 4 are deleted, one leaves the
+    // catalog table altogether, and two new items arrive (one amid the first batch's ids).
+    let late = "{\"quality\": 0.9, \"tags\": [], \"kind\": \"x\",
+                 \"scan\": {\"status\": \"clean\", \"critical\": 0}}";
+    app.db
+        .batch_execute(&format!(
             "UPDATE catalog_items SET status = 'draft', stream_seq = stream_seq + 10000
               WHERE item_id IN ('m-000001', 'm-000002', 'm-000003', 'm-000004', 'm-000005', 'm-000006');
              UPDATE catalog_items SET deleted = true, stream_seq = stream_seq + 10000
               WHERE item_id IN ('m-000007', 'm-000008', 'm-000009', 'm-000011');
+             DELETE FROM catalog_items WHERE item_id = 'm-000012';
              INSERT INTO catalog_items VALUES
-              ('late-1', 'ready', false, '{\"quality\": 0.9, \"tags\": [], \"kind\": \"x\",
-                \"scan\": {\"status\": \"clean\", \"critical\": 0}}', now(), 20000)",
-        )
+              ('late-1', 'ready', false, '{late}', now(), 20000),
+              ('m-000060b', 'ready', false, '{late}', now(), 20001)"
+        ))
         .await
         .unwrap();
     let (stop_watch, watch) = watch_invariants(&app, &run_id);
@@ -318,7 +330,7 @@ async fn a_run_evaluates_every_snapshot_item_once_with_exact_counters() {
         "counters match the stored results"
     );
     let mut expected = predicted(1_000, 0.5);
-    let changed = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11];
+    let changed = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12];
     for i in changed {
         match expected_outcome(i, 0.5) {
             "allow" => expected.eligible -= 1,
@@ -345,18 +357,32 @@ async fn a_run_evaluates_every_snapshot_item_once_with_exact_counters() {
         )
         .await;
     assert_eq!(snapshot_results, 1_000);
-    let late = app
-        .db
-        .query_one(
-            "SELECT outcome, run_id FROM eval_results WHERE item_id = 'late-1'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (late.get::<_, &str>(0), late.get::<_, Option<&str>>(1)),
-        ("allow", None)
-    );
+    // Items outside the snapshot got theirs from the sweep, with no run; the item gone from
+    // the catalog table is pending in the run.
+    for (item, outcome, reason, run) in [
+        ("late-1", "allow", None, None),
+        ("m-000060b", "allow", None, None),
+        ("m-000050a", "pending", Some("not ready"), None),
+        (
+            "m-000012",
+            "pending",
+            Some("not in the catalog"),
+            Some(&*run_id),
+        ),
+    ] {
+        let row = app
+            .db
+            .query_one(
+                "SELECT outcome, reason, run_id FROM eval_results WHERE item_id = $1",
+                &[&item],
+            )
+            .await
+            .unwrap();
+        let found: (&str, &str, Option<&str>) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(found.0, outcome, "{item}");
+        assert!(reason.is_none_or(|r| r == found.1), "{item}: {found:?}");
+        assert_eq!(found.2, run, "{item}");
+    }
     let samples = app
         .db
         .query_one(

@@ -10,6 +10,7 @@
 //! COPYed straight into `eval_results` under a savepoint; a unique violation rolls back to the
 //! savepoint and the batch takes the guarded upsert. Both end in the same rows.
 
+use std::collections::HashMap;
 use std::error::Error;
 
 use deadpool_postgres::GenericClient;
@@ -42,24 +43,54 @@ pub(crate) async fn snapshot_items(
     from: u64,
     to: u64,
 ) -> Result<Vec<Candidate>, tokio_postgres::Error> {
-    // The LATERAL ... LIMIT 1 cannot be flattened into a join, so each entry is one
-    // primary-key probe; a plain join lets the planner hash the whole catalog for every batch.
+    let Some(row) = db
+        .query_opt(
+            "SELECT first_ordinal, item_ids FROM run_snapshot_batches
+              WHERE snapshot_id = $1 AND batch = $2",
+            &[&snapshot_id, &(batch as i32)],
+        )
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let first: i64 = row.get(0);
+    let ids: Vec<String> = row.get(1);
+    let at = |ordinal: u64| (ordinal as i64 - first).clamp(0, ids.len() as i64) as usize;
+    let ids = &ids[at(from)..at(to).max(at(from))];
+    let (Some(low), Some(high)) = (ids.first(), ids.last()) else {
+        return Ok(Vec::new());
+    };
+    // A batch's ids are in id order (as the snapshot numbered them): one index range scan
+    // reads them all, at a fraction of the cost of a probe per id. Items of the range outside
+    // the snapshot come along and are left out here.
     let rows = db
         .query(
-            "SELECT u.item_id, c.status, c.deleted, c.attributes, c.stream_seq
-               FROM run_snapshot_batches b
-              CROSS JOIN LATERAL unnest(b.item_ids) WITH ORDINALITY AS u (item_id, n)
-               LEFT JOIN LATERAL (
-                   SELECT status, deleted, attributes, stream_seq FROM catalog_items
-                    WHERE item_id = u.item_id LIMIT 1) c ON true
-              WHERE b.snapshot_id = $1 AND b.batch = $2
-                AND b.first_ordinal + u.n - 1 >= $3 AND b.first_ordinal + u.n - 1 < $4
-              ORDER BY u.n",
-            &[&snapshot_id, &(batch as i32), &(from as i64), &(to as i64)],
+            &format!(
+                "SELECT {CATALOG_COLUMNS} FROM catalog_items c
+                  WHERE c.item_id BETWEEN $1 AND $2"
+            ),
+            &[low, high],
         )
         .await?;
-    Ok(rows.iter().map(candidate).collect())
+    let mut by_id: HashMap<&str, &Row> = rows.iter().map(|row| (row.get(0), row)).collect();
+    Ok(ids
+        .iter()
+        .map(|id| match by_id.remove(id.as_str()) {
+            Some(row) => candidate(row),
+            None => Candidate {
+                item_id: id.clone(),
+                item_seq: 0,
+                state: ItemState::Pending("not in the catalog"),
+            },
+        })
+        .collect())
 }
+
+/// The catalog columns [`candidate`] reads, from `catalog_items c`. Only the attributes of a
+/// ready item are read: nothing else evaluates them (and turning `jsonb` into text is most of
+/// the cost of reading an item).
+const CATALOG_COLUMNS: &str = "c.item_id, c.status, c.deleted, \
+     CASE WHEN c.status = 'ready' AND NOT c.deleted THEN c.attributes END, c.stream_seq";
 
 /// Opens a portal over the catalog items without a current result for the version (none at
 /// all, or one of an older catalog change); read it page by page with [`next_stale`]. One
@@ -70,13 +101,13 @@ pub(crate) async fn open_stale(
     version: u32,
 ) -> Result<Portal, tokio_postgres::Error> {
     let statement = tx
-        .prepare(
-            "SELECT c.item_id, c.status, c.deleted, c.attributes, c.stream_seq
+        .prepare(&format!(
+            "SELECT {CATALOG_COLUMNS}
                FROM catalog_items c
                LEFT JOIN eval_results r
                  ON r.policy_id = $1 AND r.version = $2 AND r.item_id = c.item_id
-              WHERE r.item_id IS NULL OR r.item_seq < c.stream_seq",
-        )
+              WHERE r.item_id IS NULL OR r.item_seq < c.stream_seq"
+        ))
         .await?;
     tx.bind(&statement, &[&policy_id, &(version as i32)]).await
 }
@@ -91,21 +122,15 @@ pub(crate) async fn next_stale(
     Ok(rows.iter().map(candidate).collect())
 }
 
+/// A catalog row ([`CATALOG_COLUMNS`]) as a candidate.
 fn candidate(row: &Row) -> Candidate {
-    let item_id: String = row.get(0);
-    let status: Option<String> = row.get(1);
-    let Some(status) = status else {
-        return Candidate {
-            item_id,
-            item_seq: 0,
-            state: ItemState::Pending("not in the catalog"),
-        };
-    };
-    let attributes: RawJson = row.get(3);
+    let status: &str = row.get(1);
+    let attributes: Option<RawJson> = row.get(3);
+    let attributes = attributes.map_or_else(Vec::new, |json| json.0);
     Candidate {
-        item_id,
+        item_id: row.get(0),
         item_seq: row.get(4),
-        state: ItemState::of(&status, row.get(2), Attributes::Text(attributes.0)),
+        state: ItemState::of(status, row.get(2), Attributes::Text(attributes)),
     }
 }
 
