@@ -151,7 +151,8 @@ impl Figures {
     }
 
     /// Records where the CPU went in a phase of `ops` operations, as whichever of these the
-    /// scenario declares: `<phase>.busy_cores`, `.other_cores` and `.cpu_us_<component>` per
+    /// scenario declares: `<phase>.busy_cores`, `.other_cores`, `.steal_cores` and
+    /// `.cpu_us_<component>` per
     /// operation for `gatehouse` (this process), `workers` (its child processes), `postgres`
     /// and `nats` (an empty `phase` names them without prefix).
     pub fn push_cpu(&mut self, phase: &str, cpu: &CpuUse, ops: u64) -> anyhow::Result<()> {
@@ -159,6 +160,7 @@ impl Figures {
         for (name, value) in [
             ("busy_cores", cpu.machine),
             ("other_cores", cpu.others()),
+            ("steal_cores", cpu.steal),
             ("cpu_us_gatehouse", gatehouse),
             ("cpu_us_workers", cpu.children_per_op_us(ops)),
             ("cpu_us_postgres", postgres),

@@ -35,8 +35,8 @@ impl Outcome {
     }
 
     /// Records `<prefix>.rate`, `.p50_ms`, `.p99_ms`, `.max_ms`, `.errors`, the CPU per
-    /// operation of each component (`.cpu_us_gatehouse|postgres|nats`), `.busy_cores` and
-    /// `.other_cores`.
+    /// operation of each component (`.cpu_us_gatehouse|postgres|nats`), `.busy_cores`,
+    /// `.other_cores` and `.steal_cores`.
     pub fn record(&self, figures: &mut Figures, prefix: &str) -> anyhow::Result<()> {
         if let Some(e) = &self.first_error {
             eprintln!("bench: {prefix}: {} errors, the first: {e}", self.errors);

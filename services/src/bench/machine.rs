@@ -96,6 +96,8 @@ pub async fn versions(
 pub struct CpuSample {
     at: Instant,
     machine_busy: u64,
+    /// Time the hypervisor gave this machine's CPUs to others (part of `machine_busy`).
+    steal: u64,
     /// (component, pid) → ticks.
     processes: HashMap<(Component, u32), u64>,
 }
@@ -114,7 +116,10 @@ enum Component {
 /// CPU used between two samples, in cores (1.0 = one core busy the whole time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct CpuUse {
+    /// Cores busy, stolen time included.
     pub machine: f64,
+    /// Cores the hypervisor gave to other guests while this machine wanted them.
+    pub steal: f64,
     pub gatehouse: f64,
     pub postgres: f64,
     pub nats: f64,
@@ -124,10 +129,11 @@ pub struct CpuUse {
 }
 
 impl CpuUse {
-    /// Cores busy outside this process, Postgres and nats-server: other work on the machine,
-    /// which makes the figures noisy.
+    /// Cores busy outside this process, its children, Postgres and nats-server, stolen time
+    /// apart: other work on the machine, which makes the figures noisy.
     pub fn others(&self) -> f64 {
-        (self.machine - self.gatehouse - self.postgres - self.nats - self.children).max(0.0)
+        let ours = self.gatehouse + self.postgres + self.nats + self.children;
+        (self.machine - self.steal - ours).max(0.0)
     }
 
     /// CPU microseconds per operation of each component, given `ops` operations.
@@ -169,9 +175,11 @@ impl CpuSample {
                 processes.insert((component, pid), ticks);
             }
         }
+        let (machine_busy, steal) = machine_ticks();
         CpuSample {
             at: Instant::now(),
-            machine_busy: machine_busy_ticks(),
+            machine_busy,
+            steal,
             processes,
         }
     }
@@ -191,6 +199,7 @@ impl CpuSample {
         };
         CpuUse {
             machine: cores(self.machine_busy.saturating_sub(earlier.machine_busy)),
+            steal: cores(self.steal.saturating_sub(earlier.steal)),
             gatehouse: of(Component::Gatehouse),
             postgres: of(Component::Postgres),
             nats: of(Component::Nats),
@@ -215,19 +224,21 @@ fn process_ticks(pid: u32) -> Option<(String, u32, u64)> {
 }
 
 /// Busy ticks of all CPUs together (everything but idle and iowait) from `/proc/stat`.
-fn machine_busy_ticks() -> u64 {
+/// The machine's busy ticks (stolen ones included) and its stolen ticks, from `/proc/stat`.
+fn machine_ticks() -> (u64, u64) {
     let stat = read("/proc/stat");
     let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0;
+        return (0, 0);
     };
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal (guest time is included in user).
     let total: u64 = v.iter().take(8).sum();
-    total.saturating_sub(v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0))
+    (total.saturating_sub(at(3) + at(4)), at(7))
 }
 
 fn read(path: &str) -> String {
@@ -255,5 +266,24 @@ mod tests {
         std::hint::black_box(x);
         let used = CpuSample::take().since(&before);
         assert!(used.gatehouse >= 0.0 && used.seconds > 0.0);
+    }
+
+    #[test]
+    fn other_work_is_what_is_busy_beyond_ours_and_the_stolen_time() {
+        let used = CpuUse {
+            machine: 2.0,
+            steal: 0.5,
+            gatehouse: 0.25,
+            postgres: 0.5,
+            nats: 0.125,
+            children: 0.125,
+            seconds: 1.0,
+        };
+        assert_eq!(used.others(), 0.5);
+        let idle_but_stolen = CpuUse {
+            machine: 0.5,
+            ..used
+        };
+        assert_eq!(idle_but_stolen.others(), 0.0);
     }
 }

@@ -57,12 +57,17 @@ macro_rules! runs {
                 "cores",
                 "CPU busy elsewhere (noise)",
             ),
+            Spec::plain(
+                concat!($w, ".steal_cores"),
+                "cores",
+                "CPU taken by the hypervisor (noise)",
+            ),
         ]
     };
 }
 
-const ONE: [Spec; 9] = runs!("w1", "1 worker process");
-const TWO: [Spec; 9] = runs!("w2", "2 worker processes");
+const ONE: [Spec; 10] = runs!("w1", "1 worker process");
+const TWO: [Spec; 10] = runs!("w2", "2 worker processes");
 
 /// Every figure of the scenario.
 pub const SPECS: &[Spec] = &[

@@ -45,6 +45,11 @@ macro_rules! cpu {
                 "cores",
                 "CPU busy elsewhere (noise)",
             ),
+            Spec::plain(
+                concat!($p, ".steal_cores"),
+                "cores",
+                "CPU taken by the hypervisor (noise)",
+            ),
         ]
     };
 }
@@ -54,12 +59,12 @@ const DRAFT: [Spec; 4] = latencies!("draft", "policy.draft");
 const ALONE: [Spec; 4] = latencies!("gateway_only", "policy.create, no relay/projectors");
 const RAW: [Spec; 4] = latencies!("raw", "raw Postgres append");
 const ECHO: [Spec; 4] = latencies!("echo", "NATS request/reply");
-const CREATE_CPU: [Spec; 5] = cpu!("create");
-const DRAFT_CPU: [Spec; 5] = cpu!("draft");
-const ALONE_CPU: [Spec; 5] = cpu!("gateway_only");
-const RAW_CPU: [Spec; 5] = cpu!("raw");
-const ECHO_CPU: [Spec; 5] = cpu!("echo");
-const DRAIN_CPU: [Spec; 5] = cpu!("drain");
+const CREATE_CPU: [Spec; 6] = cpu!("create");
+const DRAFT_CPU: [Spec; 6] = cpu!("draft");
+const ALONE_CPU: [Spec; 6] = cpu!("gateway_only");
+const RAW_CPU: [Spec; 6] = cpu!("raw");
+const ECHO_CPU: [Spec; 6] = cpu!("echo");
+const DRAIN_CPU: [Spec; 6] = cpu!("drain");
 
 const BACKLOG: &str = "relay + projectors catching up after the phase";
 

@@ -124,6 +124,11 @@ pub const SPECS: &[Spec] = &[
         "machine CPU busy while commands flowed",
     ),
     Spec::plain("other_cores", "cores", "CPU busy elsewhere (noise)"),
+    Spec::plain(
+        "steal_cores",
+        "cores",
+        "CPU taken by the hypervisor (noise)",
+    ),
 ];
 
 /// The figures of (c), unavailable when a repetition has no promotion slot.

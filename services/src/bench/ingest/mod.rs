@@ -72,14 +72,29 @@ pub const SPECS: &[Spec] = &[
     Spec::plain("ingest.cpu_us_nats", "µs/item", "CPU of nats-server"),
     Spec::plain("ingest.busy_cores", "cores", "machine CPU busy"),
     Spec::plain("ingest.other_cores", "cores", "CPU busy elsewhere (noise)"),
+    Spec::plain(
+        "ingest.steal_cores",
+        "cores",
+        "CPU taken by the hypervisor (noise)",
+    ),
     Spec::plain("copy.cpu_us_gatehouse", "µs/row", "CPU of this process"),
     Spec::plain("copy.cpu_us_postgres", "µs/row", "CPU of Postgres"),
     Spec::plain("copy.busy_cores", "cores", "machine CPU busy"),
     Spec::plain("copy.other_cores", "cores", "CPU busy elsewhere (noise)"),
+    Spec::plain(
+        "copy.steal_cores",
+        "cores",
+        "CPU taken by the hypervisor (noise)",
+    ),
     Spec::plain("raw_js.cpu_us_gatehouse", "µs/msg", "CPU of this process"),
     Spec::plain("raw_js.cpu_us_nats", "µs/msg", "CPU of nats-server"),
     Spec::plain("raw_js.busy_cores", "cores", "machine CPU busy"),
     Spec::plain("raw_js.other_cores", "cores", "CPU busy elsewhere (noise)"),
+    Spec::plain(
+        "raw_js.steal_cores",
+        "cores",
+        "CPU taken by the hypervisor (noise)",
+    ),
     Spec::plain("generate.rate", "items/s", "writing the import file (once)"),
 ];
 

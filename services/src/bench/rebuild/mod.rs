@@ -65,10 +65,20 @@ pub const SPECS: &[Spec] = &[
     Spec::plain("rebuild.cpu_us_postgres", "µs/event", "CPU of Postgres"),
     Spec::plain("rebuild.busy_cores", "cores", "machine CPU busy"),
     Spec::plain("rebuild.other_cores", "cores", "CPU busy elsewhere (noise)"),
+    Spec::plain(
+        "rebuild.steal_cores",
+        "cores",
+        "CPU taken by the hypervisor (noise)",
+    ),
     Spec::plain("copy.cpu_us_gatehouse", "µs/row", "CPU of this process"),
     Spec::plain("copy.cpu_us_postgres", "µs/row", "CPU of Postgres"),
     Spec::plain("copy.busy_cores", "cores", "machine CPU busy"),
     Spec::plain("copy.other_cores", "cores", "CPU busy elsewhere (noise)"),
+    Spec::plain(
+        "copy.steal_cores",
+        "cores",
+        "CPU taken by the hypervisor (noise)",
+    ),
     Spec::plain(
         "load.rate",
         "events/s",
