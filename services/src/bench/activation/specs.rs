@@ -94,11 +94,13 @@ pub const SPECS: &[Spec] = &[
     ONE[6],
     ONE[7],
     ONE[8],
+    ONE[9],
     TWO[4],
     TWO[5],
     TWO[6],
     TWO[7],
     TWO[8],
+    TWO[9],
     Spec::plain(
         "load.rate",
         "items/s",
