@@ -257,7 +257,10 @@ impl TestApp {
 async fn delete_streams(settings: &Settings) {
     let streams = gatehouse_events::subjects::namespace_streams(&settings.namespace);
     if let Err(e) = gatehouse::broker::delete_streams(settings, streams).await {
-        eprintln!("could not delete the streams of {}: {e:#}", settings.namespace);
+        eprintln!(
+            "could not delete the streams of {}: {e:#}",
+            settings.namespace
+        );
     }
 }
 
