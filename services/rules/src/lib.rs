@@ -5,8 +5,9 @@
 //! (or [`CompiledPolicy::compile`]), which either returns every problem found as a
 //! [`RuleError`] with a stable code, or a [`CompiledPolicy`]. The policy is `Send + Sync`:
 //! share it in an `Arc` across worker threads. Each catalog item's attributes are checked and
-//! converted once with [`Item::from_json`], then [`CompiledPolicy::evaluate`] yields the
-//! first matching rule's decision (or the default) and the score.
+//! converted once with [`Item::from_json`] (or, from JSON text in one pass, with
+//! [`Item::from_json_text`]), then [`CompiledPolicy::evaluate`] yields the first matching
+//! rule's decision (or the default) and the score.
 //!
 //! ```
 //! use gatehouse_events::rules::{AttributeSchema, RulesDocument};
@@ -32,7 +33,8 @@
 //! - `expr`: one expression: length, parse (syntax and nesting), static checks, dry run.
 //! - `check`: attribute and field paths against the schema; the function allow-list.
 //! - `dry_run`: evaluation on typed sample items, which `samples` generates from the schema.
-//! - [`item`]: an item's attributes checked against the schema and converted to CEL values.
+//! - [`item`]: an item's attributes checked against the schema and converted to CEL values
+//!   (`item/text.rs`: the one pass from JSON text); [`TextError`] when the text is no item.
 //! - [`eval`]: [`CompiledPolicy`] and [`Evaluation`].
 //! - [`error`]: [`RuleError`] and its codes, [`EvalError`], [`ItemError`].
 
@@ -52,7 +54,7 @@ pub use check::MAX_MACRO_NESTING;
 pub use error::{EvalError, ItemError, RuleError, RuleErrorCode, MAX_EVAL_MESSAGE_CHARS};
 pub use eval::{CompiledPolicy, Evaluation};
 pub use expr::{MAX_EXPRESSION_CHARS, MAX_NESTING_DEPTH};
-pub use item::Item;
+pub use item::{Item, TextError};
 pub use validate::{validate, MAX_REASON_CHARS, MAX_RULES, MAX_RULE_ID_CHARS};
 
 // Worker threads share one policy: this fails to compile if it stops being `Send + Sync`.
