@@ -56,16 +56,26 @@ pub struct RestoreVersion {
 }
 
 /// Every event of the `policy` aggregate. Stored as serde's externally tagged JSON
-/// (`{"PolicyCreated": {...}}`); [`PolicyEvent::event_type`] is the stored type name.
+/// (`{"PolicyCreated": {...}}`) under a name spelled out here, never derived from the Rust
+/// variant: renaming a variant must not change what is stored. [`PolicyEvent::event_type`] is
+/// the same name; `events/tests/stored_events.rs` pins every event's stored JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PolicyEvent {
+    #[serde(rename = "PolicyCreated")]
     PolicyCreated(PolicyCreated),
+    #[serde(rename = "PolicyVersionDrafted")]
     PolicyVersionDrafted(PolicyVersionDrafted),
+    #[serde(rename = "RunPrepared")]
     RunPrepared(RunPrepared),
+    #[serde(rename = "RunSucceeded")]
     RunSucceeded(RunSucceeded),
+    #[serde(rename = "RunFailed")]
     RunFailed(RunFailed),
+    #[serde(rename = "RunCancelled")]
     RunCancelled(RunCancelled),
+    #[serde(rename = "RunResumed")]
     RunResumed(RunResumed),
+    #[serde(rename = "PolicyPromoted")]
     PolicyPromoted(PolicyPromoted),
 }
 

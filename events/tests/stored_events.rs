@@ -1,0 +1,256 @@
+//! Every event Gatehouse stores, pinned to its exact JSON.
+//!
+//! The event store keeps these documents forever and auditors replay them: a change to any of
+//! them (a renamed variant or field, a new required field, another date format) must be a
+//! deliberate, versioned change, never a side effect of a refactor. Each case checks that the
+//! event serializes to exactly the pinned JSON, that the pinned JSON reads back as the same
+//! event, and that the stored type name is the JSON's tag.
+
+use chrono::{DateTime, Utc};
+use gatehouse_events::policy::{PolicyCreated, PolicyEvent, PolicyVersionDrafted};
+use gatehouse_events::rules::{AttributeType, Decision, Rule, RulesDocument};
+use gatehouse_events::run::{
+    PolicyPromoted, RunCancelled, RunCounters, RunFailed, RunPrepared, RunResumed, RunSucceeded,
+};
+use serde_json::{json, Value};
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0).expect("a valid timestamp")
+}
+
+fn counters() -> RunCounters {
+    RunCounters {
+        total_ready_snapshot: 10,
+        processed: 10,
+        eligible: 6,
+        ineligible: 2,
+        quarantined: 1,
+        pending: 0,
+        errors: 1,
+    }
+}
+
+const COUNTERS: &str = r#"{"total_ready_snapshot": 10, "processed": 10, "eligible": 6,
+    "ineligible": 2, "quarantined": 1, "pending": 0, "errors": 1}"#;
+
+fn counters_json() -> Value {
+    serde_json::from_str(COUNTERS).expect("pinned counters")
+}
+
+/// Serializes `event`, compares with `pinned`, reads `pinned` back, and checks the type name.
+fn assert_stored_as(event: PolicyEvent, pinned: Value) {
+    let stored = serde_json::to_value(&event).expect("events serialize");
+    assert_eq!(stored, pinned, "stored JSON of {}", event.event_type());
+    let read: PolicyEvent = serde_json::from_value(pinned.clone()).expect("pinned JSON reads");
+    assert_eq!(read, event);
+    let tag = pinned
+        .as_object()
+        .and_then(|o| o.keys().next())
+        .expect("externally tagged");
+    assert_eq!(tag, event.event_type());
+    assert_eq!(event.event_version(), "1.0");
+}
+
+#[test]
+fn policy_created_is_stored_as_pinned() {
+    let event = PolicyEvent::PolicyCreated(PolicyCreated {
+        policy_id: "media".into(),
+        name: "Media".into(),
+        description: "the media catalog".into(),
+        attributes: [
+            ("quality".to_owned(), AttributeType::Double),
+            (
+                "tags".to_owned(),
+                AttributeType::List(Box::new(AttributeType::String)),
+            ),
+            (
+                "scan".to_owned(),
+                AttributeType::Object([("critical".to_owned(), AttributeType::Int)].into()),
+            ),
+        ]
+        .into(),
+        created_by: "alice".into(),
+        created_at: at(1_700_000_000),
+    });
+    assert_stored_as(
+        event,
+        json!({"PolicyCreated": {"policy_id": "media", "name": "Media",
+            "description": "the media catalog",
+            "attributes": {"quality": "double", "scan": {"critical": "int"}, "tags": "list<string>"},
+            "created_by": "alice", "created_at": "2023-11-14T22:13:20Z"}}),
+    );
+}
+
+#[test]
+fn policy_version_drafted_is_stored_as_pinned() {
+    let event = PolicyEvent::PolicyVersionDrafted(PolicyVersionDrafted {
+        version: 3,
+        rules: RulesDocument {
+            rules: vec![Rule {
+                id: "low".into(),
+                condition: "quality < 0.4".into(),
+                decision: Decision::Deny,
+                reason: "low quality".into(),
+            }],
+            default_decision: Decision::Allow,
+            default_reason: "default".into(),
+            score: "quality * 10.0".into(),
+        },
+        notes: "restore the old bar".into(),
+        author: "bob".into(),
+        restored_from: Some(1),
+        rules_hash: "ab12".into(),
+        drafted_at: at(1_700_000_060),
+    });
+    assert_stored_as(
+        event,
+        json!({"PolicyVersionDrafted": {"version": 3,
+            "rules": {"rules": [{"id": "low", "condition": "quality < 0.4", "decision": "deny",
+                                 "reason": "low quality"}],
+                      "default_decision": "allow", "default_reason": "default",
+                      "score": "quality * 10.0"},
+            "notes": "restore the old bar", "author": "bob", "restored_from": 1,
+            "rules_hash": "ab12", "drafted_at": "2023-11-14T22:14:20Z"}}),
+    );
+}
+
+#[test]
+fn a_drafted_version_without_restore_omits_restored_from() {
+    let pinned = json!({"PolicyVersionDrafted": {"version": 1,
+        "rules": {"rules": [], "default_decision": "quarantine", "default_reason": "new",
+                  "score": "0"},
+        "notes": "", "author": "bob", "rules_hash": "00", "drafted_at": "2023-11-14T22:14:20Z"}});
+    let event: PolicyEvent = serde_json::from_value(pinned.clone()).expect("reads");
+    assert_stored_as(event, pinned);
+}
+
+#[test]
+fn run_prepared_is_stored_as_pinned() {
+    let event = PolicyEvent::RunPrepared(RunPrepared {
+        run_id: "media:2".into(),
+        run_number: 2,
+        version: 3,
+        snapshot_id: "0190f2c4-0000-7000-8000-000000000000".into(),
+        snapshot_cutoff: at(1_700_000_100),
+        total_ready_snapshot: 10,
+        batch_size: 500,
+        batches: 1,
+        coverage_threshold: 0.95,
+        max_errors: 5,
+        prepared_by: "carol".into(),
+        prepared_at: at(1_700_000_101),
+    });
+    assert_stored_as(
+        event,
+        json!({"RunPrepared": {"run_id": "media:2", "run_number": 2, "version": 3,
+            "snapshot_id": "0190f2c4-0000-7000-8000-000000000000",
+            "snapshot_cutoff": "2023-11-14T22:15:00Z", "total_ready_snapshot": 10,
+            "batch_size": 500, "batches": 1, "coverage_threshold": 0.95, "max_errors": 5,
+            "prepared_by": "carol", "prepared_at": "2023-11-14T22:15:01Z"}}),
+    );
+}
+
+#[test]
+fn run_succeeded_is_stored_as_pinned() {
+    let event = PolicyEvent::RunSucceeded(RunSucceeded {
+        run_id: "media:2".into(),
+        counters: counters(),
+        completed_at: at(1_700_000_200),
+    });
+    assert_stored_as(
+        event,
+        json!({"RunSucceeded": {"run_id": "media:2", "counters": counters_json(),
+            "completed_at": "2023-11-14T22:16:40Z"}}),
+    );
+}
+
+#[test]
+fn run_failed_is_stored_as_pinned() {
+    let event = PolicyEvent::RunFailed(RunFailed {
+        run_id: "media:2".into(),
+        reason: "version 3 does not compile".into(),
+        counters: counters(),
+        failed_at: at(1_700_000_200),
+    });
+    assert_stored_as(
+        event,
+        json!({"RunFailed": {"run_id": "media:2", "reason": "version 3 does not compile",
+            "counters": counters_json(), "failed_at": "2023-11-14T22:16:40Z"}}),
+    );
+}
+
+#[test]
+fn run_cancelled_is_stored_as_pinned() {
+    let event = PolicyEvent::RunCancelled(RunCancelled {
+        run_id: "media:2".into(),
+        cancelled_by: "carol".into(),
+        cancelled_at: at(1_700_000_150),
+    });
+    assert_stored_as(
+        event,
+        json!({"RunCancelled": {"run_id": "media:2", "cancelled_by": "carol",
+            "cancelled_at": "2023-11-14T22:15:50Z"}}),
+    );
+}
+
+#[test]
+fn run_resumed_is_stored_as_pinned() {
+    let event = PolicyEvent::RunResumed(RunResumed {
+        run_id: "media:2".into(),
+        epoch: 1,
+        resumed_by: "carol".into(),
+        resumed_at: at(1_700_000_160),
+    });
+    assert_stored_as(
+        event,
+        json!({"RunResumed": {"run_id": "media:2", "epoch": 1, "resumed_by": "carol",
+            "resumed_at": "2023-11-14T22:16:00Z"}}),
+    );
+}
+
+#[test]
+fn policy_promoted_is_stored_as_pinned() {
+    let event = PolicyEvent::PolicyPromoted(PolicyPromoted {
+        version: 3,
+        previous_version: None,
+        run_id: "media:2".into(),
+        counters: counters(),
+        coverage_threshold: 1.0,
+        max_errors: 0,
+        promoted_by: "dave".into(),
+        promoted_at: at(1_700_000_300),
+    });
+    assert_stored_as(
+        event,
+        json!({"PolicyPromoted": {"version": 3, "previous_version": null, "run_id": "media:2",
+            "counters": counters_json(), "coverage_threshold": 1.0, "max_errors": 0,
+            "promoted_by": "dave", "promoted_at": "2023-11-14T22:18:20Z"}}),
+    );
+}
+
+#[test]
+fn every_stored_type_name_is_pinned_here() {
+    // A new event variant must get a pinned case above and a name in this list.
+    let names = [
+        "PolicyCreated",
+        "PolicyVersionDrafted",
+        "RunPrepared",
+        "RunSucceeded",
+        "RunFailed",
+        "RunCancelled",
+        "RunResumed",
+        "PolicyPromoted",
+    ];
+    for name in names {
+        let unknown: Result<PolicyEvent, _> = serde_json::from_value(json!({ name: {} }));
+        // Known tags fail on the missing fields, not on the tag itself.
+        let message = unknown.expect_err("an empty payload is incomplete").to_string();
+        assert!(
+            message.contains("missing field"),
+            "{name} is not a stored event name: {message}"
+        );
+    }
+    let unknown = serde_json::from_value::<PolicyEvent>(json!({"PolicyRenamed": {}}))
+        .expect_err("an unknown tag is refused");
+    assert!(unknown.to_string().contains("unknown variant"), "{unknown}");
+}
