@@ -244,7 +244,9 @@ fn every_stored_type_name_is_pinned_here() {
     for name in names {
         let unknown: Result<PolicyEvent, _> = serde_json::from_value(json!({ name: {} }));
         // Known tags fail on the missing fields, not on the tag itself.
-        let message = unknown.expect_err("an empty payload is incomplete").to_string();
+        let message = unknown
+            .expect_err("an empty payload is incomplete")
+            .to_string();
         assert!(
             message.contains("missing field"),
             "{name} is not a stored event name: {message}"
