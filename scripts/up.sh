@@ -18,7 +18,7 @@ export_env
 write_env_sh
 
 cd "$REPO"
-cargo build --release -p gatehouse
+cargo build --release -p gatehouse -p gatehouse-bench
 bin="$CARGO_TARGET_DIR/release/gatehouse"
 [[ -x "$bin" ]] || die "build finished but $bin is missing"
 

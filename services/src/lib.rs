@@ -16,9 +16,7 @@
 //! - [`roles`]: `up` and the projector role.
 //! - [`client`]: a typed NATS client for Gatehouse (the CLI and tests use it).
 //! - [`cli`]: the `gatehouse` command line.
-//! - [`bench`]: `gatehouse bench`, benchmarks beside the machine's raw limits.
 pub mod audit;
-pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -64,13 +64,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = gatehouse_projections::rebuild(model.as_ref(), &pg, 5_000).await?;
             println!("{report}");
         }
-        Command::Bench(args) => gatehouse::bench::run(settings, args).await?,
+        Command::Bench { args } => return bench(args),
         Command::Policy(cmd) => cli::policy::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Run(cmd) => cli::run::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Catalog(cmd) => cli::catalog::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Audit(cmd) => cli::audit::run(&cli, cmd, &client(&settings).await?).await?,
     }
     Ok(())
+}
+
+/// Runs `gatehouse-bench` with `args`, as git runs its `git-<name>` commands: the one beside
+/// this binary, else the one on `PATH`. Its exit status becomes ours.
+fn bench(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    const BENCH: &str = "gatehouse-bench";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|me| me.parent().map(|dir| dir.join(BENCH)))
+        .filter(|path| path.is_file());
+    let program = beside.unwrap_or_else(|| BENCH.into());
+    let status = std::process::Command::new(&program)
+        .args(args)
+        .status()
+        .with_context(|| {
+            format!(
+                "cannot run {}: build it with `cargo build --release -p gatehouse-bench`",
+                program.display()
+            )
+        })?;
+    std::process::exit(status.code().unwrap_or(2));
 }
 
 async fn client(settings: &Settings) -> anyhow::Result<Client> {

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use gatehouse::bench::{self, BenchArgs, SCENARIOS};
 use gatehouse::settings::Settings;
+use gatehouse_bench::{self as bench, BenchArgs, SCENARIOS};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +61,11 @@ fn assert_figures(json: &Value, scenario: &str) {
     let reps = json["parameters"]["reps"].as_u64().expect("reps");
     assert!(reps >= 3, "at least three repetitions");
     let figures = json["figures"].as_array().expect("figures");
+    let measured = figures
+        .iter()
+        .filter(|f| f["values"].as_array().is_some_and(|v| !v.is_empty()))
+        .count();
+    assert!(measured > 0, "{scenario} measured nothing: {figures:?}");
     let declared = bench::scenario(scenario).expect("scenario").specs;
     assert_eq!(figures.len(), declared.len());
     for (figure, spec) in figures.iter().zip(declared) {
@@ -175,4 +180,30 @@ async fn the_activation_benchmark_runs_quick_with_worker_processes_and_writes_it
         let figure = figures.iter().find(|f| f["name"] == name).unwrap();
         assert_eq!(figure["values"].as_array().unwrap().len(), 3, "{name}");
     }
+}
+
+#[test]
+fn gatehouse_bench_runs_the_bench_binary_beside_it() {
+    // Both binaries are built into target/<profile>/, one level above this test binary.
+    let me = std::env::current_exe().expect("the test binary");
+    let dir = me
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let output = std::process::Command::new(dir.join("gatehouse"))
+        .args(["bench", "list"])
+        .output()
+        .expect("run gatehouse bench list");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for s in SCENARIOS {
+        assert!(stdout.contains(s.name), "{stdout} names {}", s.name);
+    }
+    let unknown = std::process::Command::new(dir.join("gatehouse"))
+        .args(["bench", "--no-such-option"])
+        .output()
+        .expect("run gatehouse bench");
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("--no-such-option"), "{stderr}");
 }

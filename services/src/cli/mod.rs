@@ -66,8 +66,14 @@ pub enum Command {
     /// Read-model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
-    /// Benchmarks, measured side by side with the raw Postgres / JetStream limits.
-    Bench(crate::bench::BenchArgs),
+    /// Benchmarks, measured side by side with the raw Postgres / JetStream limits
+    /// (runs `gatehouse-bench`, found beside this binary; `gatehouse bench --help` lists its options).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// The scenario and its options, passed to `gatehouse-bench`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

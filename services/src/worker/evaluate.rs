@@ -17,7 +17,7 @@ const PARALLEL_FROM: usize = 256;
 
 /// The outcome stored in `eval_results.outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     Allow,
     Deny,
     Quarantine,
@@ -49,7 +49,7 @@ impl From<Decision> for Outcome {
 
 /// A catalog item to evaluate: its id, the catalog change it reflects, and its state then.
 #[derive(Debug)]
-pub(crate) struct Candidate {
+pub struct Candidate {
     pub item_id: String,
     /// The catalog stream sequence of the item's latest change (0: not in the catalog).
     pub item_seq: i64,
@@ -58,7 +58,7 @@ pub(crate) struct Candidate {
 
 /// What decides how an item is evaluated.
 #[derive(Debug)]
-pub(crate) enum ItemState {
+pub enum ItemState {
     /// Ready: its attributes, as JSON text (from Postgres) or parsed (from a catalog message).
     Ready(Attributes),
     /// Deleted, not ready, or gone: the decision is deferred, for this reason.
@@ -66,7 +66,7 @@ pub(crate) enum ItemState {
 }
 
 #[derive(Debug)]
-pub(crate) enum Attributes {
+pub enum Attributes {
     Text(Vec<u8>),
     Json(Json),
 }
@@ -86,7 +86,7 @@ impl ItemState {
 
 /// One item's result.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Verdict {
+pub struct Verdict {
     pub outcome: Outcome,
     pub rule_id: Option<Arc<str>>,
     pub reason: Arc<str>,
@@ -146,11 +146,7 @@ pub(crate) fn evaluate(policy: &CompiledPolicy, state: &ItemState) -> Verdict {
 
 /// Evaluates `items` in order, split across up to `threads` threads. Blocking: call it from a
 /// blocking task.
-pub(crate) fn evaluate_all(
-    policy: &CompiledPolicy,
-    items: &[Candidate],
-    threads: usize,
-) -> Vec<Verdict> {
+pub fn evaluate_all(policy: &CompiledPolicy, items: &[Candidate], threads: usize) -> Vec<Verdict> {
     let one = |part: &[Candidate]| -> Vec<Verdict> {
         part.iter().map(|c| evaluate(policy, &c.state)).collect()
     };

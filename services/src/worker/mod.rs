@@ -30,14 +30,14 @@
 
 mod completion;
 mod delivery;
-pub(crate) mod evaluate;
+pub mod evaluate;
 mod jobs;
 mod live;
 mod policies;
 mod progress;
 mod scheduler;
 mod setup;
-pub(crate) mod store;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;

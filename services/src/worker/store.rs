@@ -23,7 +23,7 @@ use tokio_postgres::{Portal, Row, Transaction};
 use super::evaluate::{Attributes, Candidate, ItemState, Verdict};
 
 /// Results to write for one policy version.
-pub(crate) struct Results<'a> {
+pub struct Results<'a> {
     pub policy_id: &'a str,
     pub version: u32,
     /// The run whose snapshot the items belong to (`None`: live or sweep evaluation).
@@ -189,7 +189,7 @@ pub(crate) async fn upsert(
 /// Binary COPY of `batches` into `table`: `worker_results`, or, when `stamped`, a table shaped
 /// like `eval_results` (itself, or the bench's twin of it) with `evaluated_at` the time of
 /// this call.
-pub(crate) async fn copy_into(
+pub async fn copy_into(
     tx: &Transaction<'_>,
     table: &str,
     batches: &[Results<'_>],

@@ -36,8 +36,8 @@ use super::machine::CpuSample;
 use super::observe::{collect, Headers, ReadModelPoller, Seen, StreamWatcher};
 use super::stats::Latencies;
 use super::Bench;
-use crate::broker;
-use crate::client::Client;
+use gatehouse::broker;
+use gatehouse::client::Client;
 use promotions::{Ready, Subscriber};
 use send::Sent;
 

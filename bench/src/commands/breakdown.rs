@@ -7,8 +7,8 @@ use std::time::Instant;
 use cqrs_es::Aggregate;
 use gatehouse_events::policy::{PolicyEvent, AGGREGATE};
 
-use crate::bench::workload;
-use crate::policy::Policy;
+use crate::workload;
+use gatehouse::policy::Policy;
 
 /// Mean wall time of one validation of the bench's rules document, in µs, over `n` runs.
 pub fn validate_us(n: u32) -> anyhow::Result<f64> {

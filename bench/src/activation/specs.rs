@@ -1,7 +1,7 @@
 //! The figures of the `activation` scenario: per worker-process count the run's rate, time to
 //! success, peak RSS and CPU; the two limits.
 
-use crate::bench::figures::{Spec, Target};
+use crate::figures::{Spec, Target};
 
 /// What a run should reach, in items per second and as a share of the COPY limit.
 const RATE: Target = Target::AtLeast { value: 100_000.0 };

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 
 use super::promotions::Ready;
 use super::RAW_HEADERS;
-use crate::bench::observe::ReadModelPoller;
-use crate::bench::workload;
-use crate::client::Client;
+use crate::observe::ReadModelPoller;
+use crate::workload;
+use gatehouse::client::Client;
 
 /// One command slot in this many is a promotion: 5 promotions/s at the default 500 commands/s,
 /// 50 samples of (c) per 10 s repetition. Promotions are operator decisions, rare in real use;

@@ -3,7 +3,7 @@
 //! worker` processes (`--workers`): items per second, time to success, peak RSS of each
 //! worker, CPU by component.
 //!
-//! The catalog ([`crate::bench::catalog`]) is loaded once by binary COPY straight into
+//! The catalog ([`crate::catalog`]) is loaded once by binary COPY straight into
 //! `catalog_items` (the `ingest` scenario measures the way in); the gateway, relay and
 //! projectors run in this process, the workers as child processes ([`workers`]). A repetition
 //! drafts a version of its own (the rules with another threshold), empties `eval_results`,
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::machine::CpuSample;
 use super::{catalog, workload, Bench};
-use crate::client::Client;
+use gatehouse::client::Client;
 use workers::WorkerProcess;
 
 mod limits;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncBufReadExt;
 
-use crate::bench::catalog;
-use crate::cli::catalog::SIDE_FILE_SUFFIX;
+use crate::catalog;
+use gatehouse::cli::catalog::SIDE_FILE_SUFFIX;
 
 /// The JSON-lines file of the generated items.
 pub struct ItemsFile {

@@ -21,12 +21,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::bench::env::System;
-use crate::bench::observe::Seen;
-use crate::bench::workload;
-use crate::broker;
-use crate::client::Client;
-use crate::settings::Settings;
+use crate::env::System;
+use crate::observe::Seen;
+use crate::workload;
+use gatehouse::broker;
+use gatehouse::client::Client;
+use gatehouse::settings::Settings;
 
 /// Catalog items every prepared run evaluates.
 pub const CATALOG_ITEMS: i64 = 4;

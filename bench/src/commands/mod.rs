@@ -28,8 +28,8 @@ use gatehouse_events::policy::AGGREGATE;
 use super::load::{closed_loop, Outcome, Worker};
 use super::machine::CpuSample;
 use super::{workload, Bench};
-use crate::client::Client;
 use baseline::{Echo, Raw};
+use gatehouse::client::Client;
 
 pub mod baseline;
 mod breakdown;

@@ -2,9 +2,9 @@
 //! with the bench's database and namespace, each watched for its peak RSS and stopped with
 //! SIGTERM (graceful) at the end.
 //!
-//! The binary is `GATEHOUSE_BIN` if set, else this executable when it is `gatehouse`, else
-//! the `gatehouse` next to the directory of this executable (a test binary lives in
-//! `target/<profile>/deps/`, the `gatehouse` binary in `target/<profile>/`).
+//! The binary is `GATEHOUSE_BIN` if set, else the `gatehouse` beside this executable
+//! (`gatehouse-bench` is built into the same `target/<profile>/`), else the one in the directory
+//! above (a test binary lives in `target/<profile>/deps/`).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use crate::settings::Settings;
+use gatehouse::settings::Settings;
 
 /// How long a worker may take to start (connect, set up its consumers).
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -40,20 +40,19 @@ pub fn binary() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(path));
     }
     let me = std::env::current_exe()?;
-    if me.file_stem().is_some_and(|s| s == "gatehouse") {
-        return Ok(me);
-    }
-    let sibling = me
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("gatehouse"));
-    match sibling {
-        Some(path) if path.is_file() => Ok(path),
-        _ => anyhow::bail!(
+    // `gatehouse-bench` sits beside `gatehouse`; a test binary one level down, in `deps/`.
+    let candidates = [me.parent(), me.parent().and_then(|deps| deps.parent())];
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join("gatehouse"))
+        .find(|path| path.is_file());
+    found.ok_or_else(|| {
+        anyhow::anyhow!(
             "worker processes need the gatehouse binary: build it (cargo build --bin gatehouse) \
-             or set GATEHOUSE_BIN"
-        ),
-    }
+                 or set GATEHOUSE_BIN"
+        )
+    })
 }
 
 impl WorkerProcess {

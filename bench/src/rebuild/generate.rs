@@ -9,7 +9,7 @@ use gatehouse_projections::json_text::JsonText;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
-use crate::bench::workload;
+use crate::workload;
 
 /// Events per generated policy.
 const PER_POLICY: u64 = 100;

@@ -1,6 +1,6 @@
 //! The figures of the `commands` scenario: per phase the rate, latencies, errors, and CPU.
 
-use crate::bench::figures::{Spec, Target};
+use crate::figures::{Spec, Target};
 
 const THROUGHPUT: Target = Target::RatioAtLeast { ratio: 0.7 };
 

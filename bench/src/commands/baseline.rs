@@ -5,9 +5,9 @@ use futures::StreamExt;
 use gatehouse_events::policy::AGGREGATE;
 use tokio_postgres::Statement;
 
-use crate::bench::load::Worker;
-use crate::bench::{workload, Bench};
-use crate::client::Client;
+use crate::load::Worker;
+use crate::{workload, Bench};
+use gatehouse::client::Client;
 
 /// The raw append loop of one client, on a connection of its own.
 pub struct Raw {

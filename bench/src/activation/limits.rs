@@ -12,9 +12,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use gatehouse_projections::catalog::{COPY_COLUMNS, COPY_TYPES};
 
-use crate::bench::catalog;
-use crate::worker::evaluate::{evaluate_all, Attributes, Candidate, ItemState, Verdict};
-use crate::worker::store::{self, Results};
+use crate::catalog;
+use gatehouse::worker::evaluate::{evaluate_all, Attributes, Candidate, ItemState, Verdict};
+use gatehouse::worker::store::{self, Results};
 
 /// Items generated, evaluated or written at a time.
 const CHUNK: u64 = 5_000;

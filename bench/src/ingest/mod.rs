@@ -1,7 +1,7 @@
 //! Scenario `ingest`: `--items` generated catalog items (default 1,000,000, see
 //! [`catalog::item`](super::catalog::item)) imported through the catalog stream into
 //! `catalog_items` — `gatehouse catalog import` of a JSON-lines file
-//! ([`import()`](crate::cli::catalog::import())) with the catalog projector running in this
+//! ([`import()`](gatehouse::cli::catalog::import())) with the catalog projector running in this
 //! process — timed from the start of the import until the projector's checkpoint reached the
 //! stream's last message (it commits with the rows it covers). The import alone, until its
 //! last PubAck, is a figure of its own.
@@ -22,10 +22,10 @@ use gatehouse_projections::catalog as projector;
 use super::figures::{Spec, Target};
 use super::machine::{CpuSample, CpuUse};
 use super::Bench;
-use crate::broker;
-use crate::cli::catalog::DEFAULT_IN_FLIGHT;
 use copy::copy_items;
 use file::ItemsFile;
+use gatehouse::broker;
+use gatehouse::cli::catalog::DEFAULT_IN_FLIGHT;
 use import::{ingest_once, Ingested};
 use raw::{publish_lines, scratch_stream_name, trim};
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::figures::{Figure, Verdict};
 use super::machine::{Machine, Versions};
-use crate::cli::output;
+use gatehouse::cli::output;
 
 /// Everything one run measured, and where.
 #[derive(Debug, Clone, Serialize)]

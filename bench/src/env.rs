@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Client;
-use crate::settings::Settings;
-use crate::{broker, db, gateway, notifier, relay, roles, worker, RoleError};
+use gatehouse::client::Client;
+use gatehouse::settings::Settings;
+use gatehouse::{broker, db, gateway, notifier, relay, roles, worker, RoleError};
 
 /// How long a role may take to stop after it was told to.
 const STOP_DEADLINE: Duration = Duration::from_secs(15);

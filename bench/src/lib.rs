@@ -1,6 +1,10 @@
 //! `gatehouse bench <scenario>`: benchmarks of the running system measured side by side with
 //! the raw Postgres / JetStream limits of the same machine, in the same run.
 //!
+//! A workspace crate of its own, so the product library carries no benchmark code. Its binary
+//! `gatehouse-bench` is what `gatehouse bench ...` runs (git-style: the `gatehouse` binary finds
+//! it beside itself); it uses only Gatehouse's public API.
+//!
 //! Each run gets an isolated system ([`env::System`]: its own database and namespace, the
 //! roles in-process), repeats its measurement `--reps` times, prints a table and writes JSON
 //! (`bench/results/<scenario>-<timestamp>.json`, or `--out`). How to run each scenario and the
@@ -38,10 +42,10 @@ use std::path::PathBuf;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::Settings;
 pub use args::{BenchArgs, Params};
 use env::System;
 use figures::{Figures, Spec};
+use gatehouse::settings::Settings;
 use report::Report;
 
 /// A scenario's entry point.

@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture, stream};
 use bytes::Bytes;
 
 use super::file::ItemsFile;
-use crate::bench::catalog;
+use crate::catalog;
 
 /// How long a PubAck may take (as in the import).
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use super::figures::{Spec, Target};
 use super::machine::CpuSample;
 use super::Bench;
-use crate::db;
+use gatehouse::db;
 use generate::{copy_audit_rows, load_events, Generator};
 use whatif::Write;
 

@@ -13,11 +13,11 @@ use gatehouse_projections::catalog::{self as projector, NAME};
 use tokio_util::sync::CancellationToken;
 
 use super::Phase;
-use crate::bench::machine::CpuSample;
-use crate::bench::Bench;
-use crate::broker;
-use crate::cli::catalog::{import, BadLine, ImportOptions, ImportReport};
-use crate::settings::Settings;
+use crate::machine::CpuSample;
+use crate::Bench;
+use gatehouse::broker;
+use gatehouse::cli::catalog::{import, BadLine, ImportOptions, ImportReport};
+use gatehouse::settings::Settings;
 
 /// How often the projector's checkpoint is read while it catches up.
 const POLL: Duration = Duration::from_millis(10);

@@ -4,7 +4,7 @@
 use gatehouse_events::policy::{CreatePolicy, DraftVersion};
 use serde_json::json;
 
-use crate::client::Sender;
+use gatehouse::client::Sender;
 
 /// The actor recorded on every bench command.
 pub const ACTOR: &str = "bench";
