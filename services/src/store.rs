@@ -4,12 +4,20 @@
 //! envelopes, retries optimistic-concurrency conflicts a bounded number of times, and answers a
 //! repeated `command_id` from the durable `command_log` (filled by the `events` trigger in the
 //! writing transaction) instead of executing again.
+//!
+//! Loaded aggregates are kept between commands ([`Loaded`]), so a command's cost does not grow
+//! with its aggregate's history. A kept copy is checked by the stored sequence when its events
+//! are appended: if another writer (another gateway) appended first, the append conflicts on the
+//! `events` primary key, the copy is dropped, and the command runs again on a fresh load. A
+//! command a kept copy *refuses* appends nothing, so it is decided again on a fresh load before
+//! the refusal is answered.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{
     Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore as _,
 };
@@ -24,6 +32,9 @@ pub const MAX_ATTEMPTS: u32 = 6;
 
 /// The SQLSTATE the `events` trigger raises when a command id was recorded by another transaction.
 const COMMAND_ID_TAKEN: &str = "GH001";
+
+/// Most aggregates one store keeps loaded; past it, the cache starts again empty.
+pub const MAX_LOADED: usize = 10_000;
 
 /// Who sent a command and how to recognise it again: becomes every event's metadata.
 #[derive(Debug, Clone)]
@@ -81,11 +92,64 @@ pub trait CommandTarget: Aggregate<Services = ()> {
 pub struct Store<A: Aggregate> {
     events: PersistedEventStore<PostgresEventRepository, A>,
     pg: Pool,
+    loaded: Loaded<A>,
+}
+
+/// Aggregates as the last command on them left them: state and last stored sequence.
+pub struct Loaded<A> {
+    aggregates: Mutex<HashMap<String, (A, usize)>>,
+    capacity: usize,
+}
+
+impl<A: Clone> Loaded<A> {
+    fn new(capacity: usize) -> Self {
+        Loaded {
+            aggregates: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<(A, usize)> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Keeps `state` at `sequence`, unless a newer copy is kept already.
+    fn keep(&self, id: &str, state: A, sequence: usize) {
+        let mut aggregates = self.lock();
+        if aggregates
+            .get(id)
+            .is_some_and(|(_, kept)| *kept >= sequence)
+        {
+            return;
+        }
+        if aggregates.len() >= self.capacity && !aggregates.contains_key(id) {
+            aggregates.clear();
+        }
+        aggregates.insert(id.to_owned(), (state, sequence));
+    }
+
+    fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (A, usize)>> {
+        // A panic while holding the lock leaves only a cache behind: keep using it.
+        self.aggregates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Where a command's starting state came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Kept,
+    Loaded,
 }
 
 impl<A> Store<A>
 where
-    A: CommandTarget,
+    A: CommandTarget + Clone,
     A::Command: Clone,
 {
     pub fn new(sqlx_pool: sqlx::PgPool, pg: Pool) -> Self {
@@ -93,6 +157,7 @@ where
         Store {
             events: PersistedEventStore::new_event_store(repo),
             pg,
+            loaded: Loaded::new(MAX_LOADED),
         }
     }
 
@@ -105,24 +170,44 @@ where
     ) -> Result<CommandAccepted, CommandError<A::Error>> {
         // The common path costs no lookup: the trigger refuses a recorded command id (GH001),
         // and a refusal or rejection is checked against the log before it is answered.
+        let mut fresh = false;
         for attempt in 0..MAX_ATTEMPTS {
-            match self.execute_once(id, command.clone(), ctx.metadata()).await {
-                Ok(envelopes) => return Ok(accepted::<A>(ctx, id, &envelopes)),
-                Err(AggregateError::UserError(e)) => {
+            match self
+                .execute_once(id, command.clone(), ctx.metadata(), fresh)
+                .await
+            {
+                Ok((envelopes, _)) => return Ok(accepted::<A>(ctx, id, &envelopes)),
+                // A kept copy may be behind: decide again on what is stored.
+                Err((AggregateError::UserError(_), Source::Kept)) => {
+                    self.loaded.forget(id);
+                    fresh = true;
+                }
+                Err((AggregateError::UserError(e), Source::Loaded)) => {
                     return match self.recorded(ctx).await? {
                         Some(done) => Ok(done),
                         None => Err(CommandError::Rejected(e)),
                     }
                 }
-                Err(AggregateError::AggregateConflict) => backoff(attempt).await,
-                Err(AggregateError::UnexpectedError(e))
+                // Also a kept copy that decided nothing (see `execute_once`).
+                Err((AggregateError::AggregateConflict, source)) => {
+                    self.loaded.forget(id);
+                    fresh = true;
+                    // A kept copy that was merely behind is no contention: retry at once.
+                    if source == Source::Loaded {
+                        backoff(attempt).await;
+                    }
+                }
+                Err((AggregateError::UnexpectedError(e), _))
                     if has_sqlstate(e.as_ref(), COMMAND_ID_TAKEN) =>
                 {
                     if let Some(done) = self.recorded(ctx).await? {
                         return Ok(done);
                     }
                 }
-                Err(e) => return Err(CommandError::Store(e.to_string())),
+                Err((e, _)) => {
+                    self.loaded.forget(id);
+                    return Err(CommandError::Store(e.to_string()));
+                }
             }
         }
         match self.recorded(ctx).await? {
@@ -149,24 +234,63 @@ where
         self.recorded(ctx).await
     }
 
+    /// Decides `command` on the kept copy of aggregate `id` (unless `fresh` or none is kept, then
+    /// on a fresh load), appends its events, and keeps the resulting state.
     async fn execute_once(
         &self,
         id: &str,
         command: A::Command,
         metadata: HashMap<String, String>,
-    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        let mut context = self.events.load_aggregate(id).await?;
+        fresh: bool,
+    ) -> Result<(Vec<EventEnvelope<A>>, Source), (AggregateError<A::Error>, Source)> {
+        let (mut context, source) = match self.loaded.get(id).filter(|_| !fresh) {
+            Some((aggregate, current_sequence)) => (
+                EventStoreAggregateContext {
+                    aggregate_id: id.to_owned(),
+                    aggregate,
+                    current_sequence,
+                    current_snapshot: None,
+                },
+                Source::Kept,
+            ),
+            None => {
+                let context = self
+                    .events
+                    .load_aggregate(id)
+                    .await
+                    .map_err(|e| (e, Source::Loaded))?;
+                (context, Source::Loaded)
+            }
+        };
         let sink = EventSink::<A>::default();
         context
             .aggregate()
             .handle(command, &(), &sink)
             .await
-            .map_err(AggregateError::UserError)?;
+            .map_err(|e| (AggregateError::UserError(e), source))?;
         let events = sink.collect().await;
         if events.is_empty() {
-            return Ok(Vec::new());
+            // Nothing to append means nothing checks a kept copy: decide again on a fresh load.
+            if source == Source::Kept {
+                return Err((AggregateError::AggregateConflict, source));
+            }
+            self.loaded
+                .keep(id, context.aggregate, context.current_sequence);
+            return Ok((Vec::new(), source));
         }
-        self.events.commit(events, context, metadata).await
+        let mut state = context.aggregate.clone();
+        let envelopes = self
+            .events
+            .commit(events, context, metadata)
+            .await
+            .map_err(|e| (e, source))?;
+        for envelope in &envelopes {
+            state.apply(envelope.payload.clone());
+        }
+        if let Some(last) = envelopes.last() {
+            self.loaded.keep(id, state, last.sequence);
+        }
+        Ok((envelopes, source))
     }
 
     /// The stored outcome of an earlier request with this command id, if any.
@@ -267,4 +391,39 @@ fn has_sqlstate(err: &(dyn std::error::Error + 'static), code: &str) -> bool {
         current = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_copy_is_never_replaced_by_an_older_one() {
+        let loaded = Loaded::new(10);
+        loaded.keep("p", "at 5", 5);
+        loaded.keep("p", "at 3", 3);
+        assert_eq!(loaded.get("p"), Some(("at 5", 5)));
+        loaded.keep("p", "at 6", 6);
+        assert_eq!(loaded.get("p"), Some(("at 6", 6)));
+    }
+
+    #[test]
+    fn a_full_cache_starts_again_rather_than_grow() {
+        let loaded = Loaded::new(2);
+        loaded.keep("a", 1, 1);
+        loaded.keep("b", 1, 1);
+        loaded.keep("a", 2, 2);
+        assert_eq!(loaded.lock().len(), 2, "updating a kept id does not evict");
+        loaded.keep("c", 1, 1);
+        assert_eq!(loaded.lock().len(), 1);
+        assert_eq!(loaded.get("c"), Some((1, 1)));
+    }
+
+    #[test]
+    fn a_forgotten_copy_is_loaded_again() {
+        let loaded = Loaded::new(2);
+        loaded.keep("a", 1, 1);
+        loaded.forget("a");
+        assert_eq!(loaded.get("a"), None);
+    }
 }

@@ -4,6 +4,7 @@
 mod activation;
 mod bench;
 mod catalog;
+mod command_cache;
 mod commands;
 mod fixtures;
 mod helpers;
