@@ -384,7 +384,16 @@ impl Aggregate for Policy {
                 drafted_at: e.drafted_at,
                 restored_from: e.restored_from,
             }),
-            run_event => self.apply_run(run_event),
+            PolicyEvent::RunPrepared(e) => self.run_prepared(e),
+            PolicyEvent::RunSucceeded(e) => {
+                self.end_run(&e.run_id, RunStatus::Success, Some(e.counters))
+            }
+            PolicyEvent::RunFailed(e) => {
+                self.end_run(&e.run_id, RunStatus::Failed, Some(e.counters))
+            }
+            PolicyEvent::RunCancelled(e) => self.end_run(&e.run_id, RunStatus::Cancelled, None),
+            PolicyEvent::RunResumed(e) => self.run_resumed(e),
+            PolicyEvent::PolicyPromoted(e) => self.promoted(e),
         }
     }
 }

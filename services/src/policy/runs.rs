@@ -262,43 +262,35 @@ impl Policy {
     }
 
     /// Folds a run event into the state.
-    pub(super) fn apply_run(&mut self, event: PolicyEvent) {
-        match event {
-            PolicyEvent::RunPrepared(e) => self.runs.push(RunState {
-                run_id: e.run_id,
-                version: e.version,
-                status: RunStatus::Running,
-                epoch: 1,
-                total: e.total_ready_snapshot,
-                coverage_threshold: e.coverage_threshold,
-                max_errors: e.max_errors,
-                counters: None,
-                promoted: false,
-            }),
-            PolicyEvent::RunSucceeded(e) => {
-                self.end_run(&e.run_id, RunStatus::Success, Some(e.counters))
-            }
-            PolicyEvent::RunFailed(e) => {
-                self.end_run(&e.run_id, RunStatus::Failed, Some(e.counters))
-            }
-            PolicyEvent::RunCancelled(e) => self.end_run(&e.run_id, RunStatus::Cancelled, None),
-            PolicyEvent::RunResumed(e) => {
-                if let Some(r) = self.runs.iter_mut().find(|r| r.run_id == e.run_id) {
-                    r.status = RunStatus::Running;
-                    r.epoch = e.epoch;
-                }
-            }
-            PolicyEvent::PolicyPromoted(e) => {
-                self.active_version = Some(e.version);
-                if let Some(r) = self.runs.iter_mut().find(|r| r.run_id == e.run_id) {
-                    r.promoted = true;
-                }
-            }
-            PolicyEvent::PolicyCreated(_) | PolicyEvent::PolicyVersionDrafted(_) => {}
+    pub(super) fn run_prepared(&mut self, e: RunPrepared) {
+        self.runs.push(RunState {
+            run_id: e.run_id,
+            version: e.version,
+            status: RunStatus::Running,
+            epoch: 1,
+            total: e.total_ready_snapshot,
+            coverage_threshold: e.coverage_threshold,
+            max_errors: e.max_errors,
+            counters: None,
+            promoted: false,
+        });
+    }
+
+    pub(super) fn run_resumed(&mut self, e: RunResumed) {
+        if let Some(r) = self.runs.iter_mut().find(|r| r.run_id == e.run_id) {
+            r.status = RunStatus::Running;
+            r.epoch = e.epoch;
         }
     }
 
-    fn end_run(&mut self, id: &str, status: RunStatus, counters: Option<RunCounters>) {
+    pub(super) fn promoted(&mut self, e: PolicyPromoted) {
+        self.active_version = Some(e.version);
+        if let Some(r) = self.runs.iter_mut().find(|r| r.run_id == e.run_id) {
+            r.promoted = true;
+        }
+    }
+
+    pub(super) fn end_run(&mut self, id: &str, status: RunStatus, counters: Option<RunCounters>) {
         if let Some(r) = self.runs.iter_mut().find(|r| r.run_id == id) {
             r.status = status;
             if counters.is_some() {
