@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use gatehouse::worker::WorkerSettings;
-use gatehouse_events::catalog::CatalogChange;
+use gatehouse_events::catalog::{CatalogChange, PublicCatalogPage, PublicCatalogQuery};
 use gatehouse_events::run::{PrepareRun, PromoteRun, RunCounters, RunRef};
 use gatehouse_events::subjects;
 use tokio::task::JoinHandle;
@@ -745,6 +745,107 @@ async fn catalog_changes_after_a_run_are_evaluated_live_for_the_candidate_and_th
         .unwrap();
     let seq = publish(&app, &upsert(&item_id(1), 0.1)).await;
     assert_eq!(wait_result(&app, &item_id(1), seq).await, "deny");
+    worker.stop().await;
+    app.stop().await;
+}
+
+/// Item `i`'s attributes with another quality.
+fn with_quality(i: i64, quality: f64) -> serde_json::Map<String, serde_json::Value> {
+    match attributes(i) {
+        serde_json::Value::Object(mut m) => {
+            m.insert("quality".into(), quality.into());
+            m
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// `(outcome, item_seq)` of `item` under media v1.
+async fn result_of(app: &TestApp, item: &str) -> (String, i64) {
+    let row = app
+        .db
+        .query_one(
+            "SELECT outcome, item_seq FROM eval_results WHERE policy_id = 'media' AND version = 1 AND item_id = $1",
+            &[&item],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Prepares media v1 over items 1..=`n`, waits for its success and promotes it; returns its id.
+async fn promoted_v1(app: &TestApp, n: i64) -> String {
+    create(app, "media", &[0.5]).await;
+    insert_items(app, n).await;
+    let run_id = prepare(app, "media", 1, 50).await;
+    wait_status(app, &run_id, "success").await;
+    let promote = PromoteRun {
+        run_id: run_id.clone(),
+        coverage_threshold: None,
+        max_errors: Some(1_000),
+    };
+    app.client
+        .command("policy", "promote", &app.sender("dave"), promote)
+        .await
+        .expect("promote");
+    eventually(DEADLINE, || async {
+        app.count("SELECT count(*) FROM policies WHERE active_version = 1")
+            .await
+            == 1
+    })
+    .await
+    .expect("promotion projected");
+    run_id
+}
+
+/// The public catalog of media: its item ids.
+async fn public(app: &TestApp) -> Vec<String> {
+    let q = PublicCatalogQuery {
+        policy_id: "media".into(),
+        after: None,
+        limit: Some(1_000),
+    };
+    let page: PublicCatalogPage = app.client.query("catalog", "public", &q).await.unwrap();
+    page.items.into_iter().map(|i| i.item_id).collect()
+}
+
+#[tokio::test]
+async fn a_change_whose_body_names_another_item_than_its_subject_changes_no_result() {
+    let app = spawn_app().await;
+    let worker = Worker::start(&app);
+    promoted_v1(&app, 20).await;
+    let upsert = |id: &str, quality: f64| CatalogChange::Upsert {
+        id: id.into(),
+        status: "ready".into(),
+        attributes: with_quality(3, quality),
+    };
+    let good = publish(&app, &upsert("good", 0.9)).await;
+    assert_eq!(wait_result(&app, "good", good).await, "allow");
+
+    // On another item's subject, a body naming `good` with a quality the rules deny.
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    let body = serde_json::to_vec(&upsert("good", 0.1)).unwrap();
+    let subject = subjects::catalog_item(&app.settings.namespace, "zz-other");
+    js.publish(subject, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Changes are evaluated in stream order: once a later one is, the bad one was handled.
+    let probe = publish(&app, &upsert("probe", 0.9)).await;
+    assert_eq!(wait_result(&app, "probe", probe).await, "allow");
+    eventually(DEADLINE, || async {
+        app.count("SELECT count(*) FROM catalog_rejections").await == 1
+    })
+    .await
+    .expect("the projector rejected the change");
+
+    assert_eq!(result_of(&app, "good").await, ("allow".into(), good));
+    eventually(DEADLINE, || async {
+        public(&app).await.contains(&"good".to_owned())
+    })
+    .await
+    .expect("`good` is public");
     worker.stop().await;
     app.stop().await;
 }
