@@ -561,3 +561,33 @@ async fn attributes_nested_deeper_than_the_limit_are_rejected_naming_the_limit()
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_item_stored_deeper_than_a_reader_can_read_is_answered_internal_not_left_unanswered() {
+    let app = spawn_app().await;
+    // Stored before the limit existed: 1,000 levels, deeper than serde_json reads.
+    let attributes = format!(r#"{{"a":{}1{}}}"#, "[".repeat(999), "]".repeat(999));
+    app.db
+        .execute(
+            "INSERT INTO catalog_items (item_id, status, deleted, attributes, updated_at, stream_seq)
+             VALUES ('deep', 'ready', false, $1::text::jsonb, now(), 1)",
+            &[&attributes],
+        )
+        .await
+        .unwrap();
+    match get_item(&app, "deep").await {
+        Err(ClientError::Rejected(r)) => {
+            assert_eq!(r.code, RejectionCode::Internal);
+            assert!(!r.message.contains("column"), "{}", r.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The gateway still answers.
+    let stats: Value = app
+        .client
+        .query("catalog", "stats", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(stats["items"], 1);
+    app.stop().await;
+}

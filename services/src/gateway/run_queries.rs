@@ -12,7 +12,7 @@ use gatehouse_events::run::{
 };
 use tokio_postgres::Row;
 
-use super::queries::{page, unavailable};
+use super::queries::{column, page, unavailable};
 
 const RUN_SELECT: &str = "SELECT r.*, \
        coalesce(p.processed, 0) AS processed, coalesce(p.eligible, 0) AS eligible, \
@@ -32,9 +32,7 @@ pub async fn get(pg: &Pool, q: GetRun) -> Result<RunView, Rejection> {
         &[&q.run_id],
     )
     .await?;
-    rows.first()
-        .map(run_view)
-        .ok_or_else(|| run_not_found(&q.run_id))
+    run_view(rows.first().ok_or_else(|| run_not_found(&q.run_id))?)
 }
 
 /// `run.list`: newest first, filtered by policy and status.
@@ -46,47 +44,47 @@ pub async fn list(pg: &Pool, q: ListRuns) -> Result<Vec<RunView>, Rejection> {
          ORDER BY r.prepared_at DESC, r.run_id DESC LIMIT $3 OFFSET $4"
     );
     let rows = query(pg, &sql, &[&q.policy_id, &status, &limit, &offset]).await?;
-    Ok(rows.iter().map(run_view).collect())
+    rows.iter().map(run_view).collect()
 }
 
-fn run_view(r: &Row) -> RunView {
-    let n = |c: &str| r.get::<_, i64>(c) as u64;
+fn run_view(r: &Row) -> Result<RunView, Rejection> {
+    let n = |c: &str| column::<i64>(r, c).map(|v| v as u64);
     let counters = RunCounters {
-        total_ready_snapshot: n("total_ready_snapshot"),
-        processed: n("processed"),
-        eligible: n("eligible"),
-        ineligible: n("ineligible"),
-        quarantined: n("quarantined"),
-        pending: n("pending"),
-        errors: n("errors"),
+        total_ready_snapshot: n("total_ready_snapshot")?,
+        processed: n("processed")?,
+        eligible: n("eligible")?,
+        ineligible: n("ineligible")?,
+        quarantined: n("quarantined")?,
+        pending: n("pending")?,
+        errors: n("errors")?,
     };
-    let status = RunStatus::parse(r.get("status")).unwrap_or(RunStatus::Failed);
-    let (threshold, max_errors) = (r.get::<_, f64>("coverage_threshold"), n("max_errors"));
+    let status = RunStatus::parse(column(r, "status")?).unwrap_or(RunStatus::Failed);
+    let (threshold, max_errors) = (column::<f64>(r, "coverage_threshold")?, n("max_errors")?);
     let reasons = blocking_reasons(status, &counters, threshold, max_errors);
-    RunView {
-        run_id: r.get("run_id"),
-        policy_id: r.get("policy_id"),
-        version: r.get::<_, i32>("version") as u32,
+    Ok(RunView {
+        run_id: column(r, "run_id")?,
+        policy_id: column(r, "policy_id")?,
+        version: column::<i32>(r, "version")? as u32,
         status,
-        epoch: r.get::<_, i32>("epoch") as u32,
+        epoch: column::<i32>(r, "epoch")? as u32,
         coverage: counters.coverage(),
         counters,
         coverage_threshold: threshold,
         max_errors,
         ready_to_promote: reasons.is_empty(),
         blocking_reasons: reasons,
-        batches: r.get::<_, i32>("batches") as u32,
-        batches_done: r.get::<_, i32>("batches_done") as u32,
-        cursor: r.get::<_, i32>("cursor") as u32,
-        snapshot_cutoff: r.get("snapshot_cutoff"),
-        error_samples: serde_json::from_value::<Vec<ErrorSample>>(r.get("error_samples"))
+        batches: column::<i32>(r, "batches")? as u32,
+        batches_done: column::<i32>(r, "batches_done")? as u32,
+        cursor: column::<i32>(r, "cursor")? as u32,
+        snapshot_cutoff: column(r, "snapshot_cutoff")?,
+        error_samples: serde_json::from_value::<Vec<ErrorSample>>(column(r, "error_samples")?)
             .unwrap_or_default(),
-        failure: r.get("failure"),
-        promoted: r.get("promoted"),
-        prepared_by: r.get("prepared_by"),
-        prepared_at: r.get("prepared_at"),
-        ended_at: r.get("ended_at"),
-    }
+        failure: column(r, "failure")?,
+        promoted: column(r, "promoted")?,
+        prepared_by: column(r, "prepared_by")?,
+        prepared_at: column(r, "prepared_at")?,
+        ended_at: column(r, "ended_at")?,
+    })
 }
 
 /// `run.diff`: set-based comparison of the run's results with the active version's.
@@ -106,14 +104,17 @@ pub async fn diff(pg: &Pool, q: DiffRun) -> Result<RunDiff, Rejection> {
         );
         return Err(Rejection::new(RejectionCode::InvalidState, message).with_field("run_id"));
     }
-    let active: Option<i32> = query(
+    let active: Option<i32> = match query(
         pg,
         "SELECT active_version FROM policies WHERE policy_id = $1",
         &[&run.policy_id],
     )
     .await?
     .first()
-    .and_then(|r| r.get(0));
+    {
+        Some(r) => column(r, 0)?,
+        None => None,
+    };
     let (policy, version) = (&run.policy_id, run.version as i32);
     let counts = query(
         pg,
@@ -128,17 +129,21 @@ pub async fn diff(pg: &Pool, q: DiffRun) -> Result<RunDiff, Rejection> {
         &[policy, &version, &active],
     )
     .await?;
-    let c = |i: usize| counts.first().map_or(0, |r| r.get::<_, i64>(i) as u64);
+    let c = |i: usize| {
+        counts
+            .first()
+            .map_or(Ok(0), |r| column::<i64>(r, i).map(|v| v as u64))
+    };
     Ok(RunDiff {
         run_id: run.run_id.clone(),
         policy_id: run.policy_id.clone(),
         version: run.version,
         active_version: active.map(|v| v as u32),
-        regressions: c(0),
-        improvements: c(1),
-        unchanged: c(2),
-        other_changes: c(3),
-        newly_evaluated: c(4),
+        regressions: c(0)?,
+        improvements: c(1)?,
+        unchanged: c(2)?,
+        other_changes: c(3)?,
+        newly_evaluated: c(4)?,
         top_regressions: top(
             pg,
             policy,
@@ -173,17 +178,18 @@ async fn top(
           ORDER BY t.score DESC, t.item_id LIMIT {DIFF_TOP}"
     );
     let rows = query(pg, &sql, &[&policy, &version, &active]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| DiffItem {
-            item_id: r.get(0),
-            score: r.get(1),
-            before: r.get(2),
-            after: r.get(3),
-            rule_id: r.get(4),
-            reason: r.get(5),
+    rows.iter()
+        .map(|r| {
+            Ok(DiffItem {
+                item_id: column(r, 0)?,
+                score: column(r, 1)?,
+                before: column(r, 2)?,
+                after: column(r, 3)?,
+                rule_id: column(r, 4)?,
+                reason: column(r, 5)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// `catalog.get`.
@@ -202,11 +208,11 @@ pub async fn item(pg: &Pool, q: GetItem) -> Result<CatalogItem, Rejection> {
         .with_field("item_id")
     })?;
     Ok(CatalogItem {
-        item_id: r.get(0),
-        status: r.get(1),
-        deleted: r.get(2),
-        attributes: r.get(3),
-        updated_at: r.get(4),
+        item_id: column(r, 0)?,
+        status: column(r, 1)?,
+        deleted: column(r, 2)?,
+        attributes: column(r, 3)?,
+        updated_at: column(r, 4)?,
     })
 }
 
@@ -219,11 +225,11 @@ pub async fn stats(pg: &Pool) -> Result<CatalogStats, Rejection> {
         &[],
     )
     .await?;
-    let c = |i: usize| rows.first().map_or(0, |r| r.get::<_, i64>(i));
+    let c = |i: usize| rows.first().map_or(Ok(0), |r| column::<i64>(r, i));
     Ok(CatalogStats {
-        items: c(0),
-        ready: c(1),
-        deleted: c(2),
+        items: c(0)?,
+        ready: c(1)?,
+        deleted: c(2)?,
     })
 }
 
@@ -254,7 +260,7 @@ pub async fn public(pg: &Pool, q: PublicCatalogQuery) -> Result<PublicCatalogPag
             )
             .with_field("policy_id")
         })?;
-    let active: Option<i32> = policy.get(0);
+    let active: Option<i32> = column(&policy, 0)?;
     let after = q.after.clone().unwrap_or_default();
     let rows = tx
         .query(
@@ -266,17 +272,20 @@ pub async fn public(pg: &Pool, q: PublicCatalogQuery) -> Result<PublicCatalogPag
         .await
         .map_err(db)?;
     tx.commit().await.map_err(db)?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            Ok(PublicItem {
+                item_id: column(r, 0)?,
+                score: column(r, 1)?,
+                attributes: column(r, 2)?,
+            })
+        })
+        .collect::<Result<_, Rejection>>()?;
     Ok(PublicCatalogPage {
         policy_id: q.policy_id,
         active_version: active.map(|v| v as u32),
-        items: rows
-            .iter()
-            .map(|r| PublicItem {
-                item_id: r.get(0),
-                score: r.get(1),
-                attributes: r.get(2),
-            })
-            .collect(),
+        items,
     })
 }
 
