@@ -133,7 +133,15 @@ pub struct PublicCatalogPage {
     pub policy_id: String,
     /// The active version the page was read at (`None`: nothing is promoted, nothing is public).
     pub active_version: Option<u32>,
+    /// Only items whose active-version result is of their current catalog change, and that are
+    /// ready and not deleted.
     pub items: Vec<PublicItem>,
+    /// Ready items whose current change has no result of the active version yet, so are left
+    /// out until evaluated: those in this page's id range (after `after`, up to the page's last
+    /// item; to the end of the catalog on a page shorter than `limit`). The pages of one listing
+    /// add up to the whole catalog's. Absent from older gateways' replies: read as 0.
+    #[serde(default)]
+    pub held_back: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

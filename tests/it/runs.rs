@@ -773,10 +773,23 @@ async fn result_of(app: &TestApp, item: &str) -> (String, i64) {
     (row.get(0), row.get(1))
 }
 
-/// Prepares media v1 over items 1..=`n`, waits for its success and promotes it; returns its id.
+/// Publishes items 1..=`n` (item `i` is the catalog stream's message `i`), prepares media v1
+/// over them, waits for its success and promotes it; returns the run's id.
 async fn promoted_v1(app: &TestApp, n: i64) -> String {
     create(app, "media", &[0.5]).await;
-    insert_items(app, n).await;
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    gatehouse::broker::ensure_catalog_stream(&js, &app.settings)
+        .await
+        .expect("catalog stream");
+    for i in 1..=n {
+        let change = CatalogChange::Upsert {
+            id: item_id(i),
+            status: "ready".into(),
+            attributes: with_quality(i, (i % 10) as f64 / 10.0),
+        };
+        assert_eq!(publish(app, &change).await, i);
+    }
+    wait_catalog(app, &item_id(n), n).await;
     let run_id = prepare(app, "media", 1, 50).await;
     wait_status(app, &run_id, "success").await;
     let promote = PromoteRun {
@@ -798,15 +811,16 @@ async fn promoted_v1(app: &TestApp, n: i64) -> String {
     run_id
 }
 
-/// The public catalog of media: its item ids.
-async fn public(app: &TestApp) -> Vec<String> {
+/// The public catalog of media: its item ids and `held_back`.
+async fn public(app: &TestApp) -> (Vec<String>, u64) {
     let q = PublicCatalogQuery {
         policy_id: "media".into(),
         after: None,
         limit: Some(1_000),
     };
     let page: PublicCatalogPage = app.client.query("catalog", "public", &q).await.unwrap();
-    page.items.into_iter().map(|i| i.item_id).collect()
+    let ids = page.items.into_iter().map(|i| i.item_id).collect();
+    (ids, page.held_back)
 }
 
 #[tokio::test]
@@ -842,10 +856,92 @@ async fn a_change_whose_body_names_another_item_than_its_subject_changes_no_resu
 
     assert_eq!(result_of(&app, "good").await, ("allow".into(), good));
     eventually(DEADLINE, || async {
-        public(&app).await.contains(&"good".to_owned())
+        public(&app).await.0.contains(&"good".to_owned())
     })
     .await
     .expect("`good` is public");
+    worker.stop().await;
+    app.stop().await;
+}
+
+/// The public catalog of media read in pages of `limit`: its item ids and the pages' `held_back`
+/// added up.
+async fn public_by_pages(app: &TestApp, limit: u32) -> (Vec<String>, u64) {
+    let (mut ids, mut held_back, mut after) = (Vec::new(), 0, None);
+    loop {
+        let q = PublicCatalogQuery {
+            policy_id: "media".into(),
+            after: after.clone(),
+            limit: Some(limit),
+        };
+        let page: PublicCatalogPage = app.client.query("catalog", "public", &q).await.unwrap();
+        held_back += page.held_back;
+        after = page.items.last().map(|i| i.item_id.clone());
+        ids.extend(page.items.into_iter().map(|i| i.item_id));
+        if after.is_none() {
+            return (ids, held_back);
+        }
+    }
+}
+
+/// Waits until the catalog table holds `item`'s change `seq`.
+async fn wait_catalog(app: &TestApp, item: &str, seq: i64) {
+    eventually(DEADLINE, || async {
+        let row = app
+            .db
+            .query_opt(
+                "SELECT stream_seq FROM catalog_items WHERE item_id = $1",
+                &[&item],
+            )
+            .await
+            .unwrap();
+        row.is_some_and(|r| r.get::<_, i64>(0) == seq)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{item}'s change {seq} never reached the catalog"));
+}
+
+#[tokio::test]
+async fn the_public_catalog_serves_only_results_of_the_current_change_and_counts_the_rest() {
+    let app = spawn_app().await;
+    let worker = Worker::start(&app);
+    promoted_v1(&app, 20).await;
+    let allowed: Vec<String> = (1..=20)
+        .filter(|&i| expected_outcome(i, 0.5) == "allow")
+        .map(item_id)
+        .collect();
+    assert_eq!(public(&app).await, (allowed.clone(), 0));
+
+    // Without live evaluation, two allowed items change: one stays ready, one does not.
+    worker.stop().await;
+    let (changed, unready) = (item_id(9), item_id(19));
+    let upsert = |id: &str, status: &str, i: i64| CatalogChange::Upsert {
+        id: id.into(),
+        status: status.into(),
+        attributes: with_quality(i, 0.95),
+    };
+    let changed_seq = publish(&app, &upsert(&changed, "ready", 9)).await;
+    let unready_seq = publish(&app, &upsert(&unready, "pending", 19)).await;
+    wait_catalog(&app, &changed, changed_seq).await;
+    wait_catalog(&app, &unready, unready_seq).await;
+    let current: Vec<String> = allowed
+        .iter()
+        .filter(|id| ![&changed, &unready].contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        public(&app).await,
+        (current.clone(), 1),
+        "stale results are held back"
+    );
+    assert_eq!(public_by_pages(&app, 2).await, (current, 1));
+
+    // Evaluated: the ready item is served again, the other is not (its result is pending).
+    let worker = Worker::start(&app);
+    wait_result(&app, &changed, changed_seq).await;
+    wait_result(&app, &unready, unready_seq).await;
+    let served: Vec<String> = allowed.into_iter().filter(|id| *id != unready).collect();
+    assert_eq!(public(&app).await, (served, 0));
     worker.stop().await;
     app.stop().await;
 }

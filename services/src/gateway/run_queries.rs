@@ -1,5 +1,6 @@
 //! Queries over runs (`runs`, `run_progress`, `run_batches`, `eval_results`) and the catalog
-//! (`catalog_items`, and the public catalog: the active version's allowed, non-deleted items).
+//! (`catalog_items`, and the public catalog: the active version's allowed, ready, non-deleted
+//! items whose result is of their current catalog change).
 
 use deadpool_postgres::Pool;
 use gatehouse_events::catalog::{
@@ -262,15 +263,25 @@ pub async fn public(pg: &Pool, q: PublicCatalogQuery) -> Result<PublicCatalogPag
         })?;
     let active: Option<i32> = column(&policy, 0)?;
     let after = q.after.clone().unwrap_or_default();
+    // Fail closed: a result is served only while it is of the item's current change.
     let rows = tx
         .query(
             "SELECT r.item_id, r.score, c.attributes FROM eval_results r JOIN catalog_items c USING (item_id)
-              WHERE r.policy_id = $1 AND r.version = $2 AND r.outcome = 'allow' AND NOT c.deleted
+              WHERE r.policy_id = $1 AND r.version = $2 AND r.outcome = 'allow'
+                AND r.item_seq = c.stream_seq AND c.status = 'ready' AND NOT c.deleted
                 AND r.item_id > $3 ORDER BY r.item_id LIMIT $4",
             &[&q.policy_id, &active, &after, &limit],
         )
         .await
         .map_err(db)?;
+    let upto = match rows.last() {
+        Some(last) if rows.len() as i64 == limit => Some(column::<String>(last, 0)?),
+        _ => None,
+    };
+    let held_back = match active {
+        Some(version) => held_back(&tx, &q.policy_id, version, &after, upto.as_deref()).await?,
+        None => 0,
+    };
     tx.commit().await.map_err(db)?;
     let items = rows
         .iter()
@@ -286,7 +297,31 @@ pub async fn public(pg: &Pool, q: PublicCatalogQuery) -> Result<PublicCatalogPag
         policy_id: q.policy_id,
         active_version: active.map(|v| v as u32),
         items,
+        held_back,
     })
+}
+
+/// Ready items with ids in `(after, upto]` (`upto` `None`: to the end) whose current change
+/// has no result of `version` yet.
+async fn held_back(
+    tx: &tokio_postgres::Transaction<'_>,
+    policy_id: &str,
+    version: i32,
+    after: &str,
+    upto: Option<&str>,
+) -> Result<u64, Rejection> {
+    let row = tx
+        .query_one(
+            "SELECT count(*) FROM catalog_items c
+               LEFT JOIN eval_results r ON r.policy_id = $1 AND r.version = $2 AND r.item_id = c.item_id
+              WHERE c.status = 'ready' AND NOT c.deleted AND c.item_id > $3
+                AND ($4::text IS NULL OR c.item_id <= $4)
+                AND r.item_seq IS DISTINCT FROM c.stream_seq",
+            &[&policy_id, &version, &after, &upto],
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(column::<i64>(&row, 0)? as u64)
 }
 
 async fn query(
