@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gatehouse::worker::WorkerSettings;
 use gatehouse_events::catalog::{CatalogChange, PublicCatalogPage, PublicCatalogQuery};
-use gatehouse_events::run::{PrepareRun, PromoteRun, RunCounters, RunRef};
+use gatehouse_events::run::{DiffRun, PrepareRun, PromoteRun, RunCounters, RunDiff, RunRef};
 use gatehouse_events::subjects;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
@@ -942,6 +942,72 @@ async fn the_public_catalog_serves_only_results_of_the_current_change_and_counts
     wait_result(&app, &unready, unready_seq).await;
     let served: Vec<String> = allowed.into_iter().filter(|id| *id != unready).collect();
     assert_eq!(public(&app).await, (served, 0));
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_diff_counts_the_items_of_the_runs_snapshot_and_no_others() {
+    let app = spawn_app().await;
+    let worker = Worker::start(&app);
+    promoted_v1(&app, 20).await;
+    app.client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.6, "v2"),
+        )
+        .await
+        .expect("draft");
+    let run_id = prepare(&app, "media", 2, 50).await;
+    wait_status(&app, &run_id, "success").await;
+
+    // Not ready, after the run: evaluated live (pending) for v1 and v2, outside the snapshot.
+    for i in 1..=3 {
+        let change = CatalogChange::Upsert {
+            id: format!("draft-{i}"),
+            status: "pending".into(),
+            attributes: with_quality(i, 0.9),
+        };
+        publish(&app, &change).await;
+    }
+    eventually(DEADLINE, || async {
+        app.count("SELECT count(*) FROM eval_results WHERE item_id LIKE 'draft-%' AND outcome = 'pending'")
+            .await
+            == 6
+    })
+    .await
+    .expect("the not-ready items evaluated for both versions");
+
+    let diff: RunDiff = app
+        .client
+        .query("run", "diff", &DiffRun { run_id })
+        .await
+        .expect("run.diff");
+    let snapshot = 1..=20;
+    let recount = |from: &str, to: &str| {
+        snapshot
+            .clone()
+            .filter(|&i| from.contains(expected_outcome(i, 0.5)))
+            .filter(|&i| to.contains(expected_outcome(i, 0.6)))
+            .count() as u64
+    };
+    let unchanged = snapshot
+        .clone()
+        .filter(|&i| expected_outcome(i, 0.5) == expected_outcome(i, 0.6))
+        .count() as u64;
+    assert_eq!(diff.regressions, recount("allow", "deny quarantine"));
+    assert!(diff.regressions > 0);
+    assert_eq!(diff.improvements, 0);
+    assert_eq!(diff.unchanged, unchanged);
+    assert_eq!((diff.other_changes, diff.newly_evaluated), (0, 0));
+    let categories = diff.regressions
+        + diff.improvements
+        + diff.unchanged
+        + diff.other_changes
+        + diff.newly_evaluated;
+    assert_eq!(categories, 20, "the categories add up to the snapshot");
     worker.stop().await;
     app.stop().await;
 }

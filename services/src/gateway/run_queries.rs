@@ -88,7 +88,16 @@ fn run_view(r: &Row) -> Result<RunView, Rejection> {
     })
 }
 
-/// `run.diff`: set-based comparison of the run's results with the active version's.
+/// The run's snapshot items (`$4`: its snapshot id) with their result of the run's version
+/// (`t`: policy `$1`, version `$2`) and of the active version (`a`: `$3`), if any.
+const DIFF_FROM: &str = "FROM run_snapshot_batches b
+   CROSS JOIN LATERAL unnest(b.item_ids) AS s (item_id)
+   JOIN eval_results t ON t.policy_id = $1 AND t.version = $2 AND t.item_id = s.item_id
+   LEFT JOIN eval_results a ON a.policy_id = $1 AND a.version = $3 AND a.item_id = s.item_id
+  WHERE b.snapshot_id = $4";
+
+/// `run.diff`: set-based comparison of the run's results with the active version's, over the
+/// run's snapshot (so the categories add up to `total_ready_snapshot`).
 pub async fn diff(pg: &Pool, q: DiffRun) -> Result<RunDiff, Rejection> {
     let run = get(
         pg,
@@ -116,18 +125,34 @@ pub async fn diff(pg: &Pool, q: DiffRun) -> Result<RunDiff, Rejection> {
         Some(r) => column(r, 0)?,
         None => None,
     };
-    let (policy, version) = (&run.policy_id, run.version as i32);
+    let snapshot: String = match query(
+        pg,
+        "SELECT snapshot_id FROM runs WHERE run_id = $1",
+        &[&run.run_id],
+    )
+    .await?
+    .first()
+    {
+        Some(r) => column(r, 0)?,
+        None => return Err(run_not_found(&run.run_id)),
+    };
+    let on = Snapshot {
+        policy: &run.policy_id,
+        version: run.version as i32,
+        active,
+        snapshot: &snapshot,
+    };
     let counts = query(
         pg,
-        "SELECT count(*) FILTER (WHERE a.outcome = 'allow' AND t.outcome IN ('deny', 'quarantine')),
-                count(*) FILTER (WHERE a.outcome IN ('deny', 'quarantine') AND t.outcome = 'allow'),
-                count(*) FILTER (WHERE a.outcome = t.outcome),
-                count(*) FILTER (WHERE a.outcome <> t.outcome AND 'allow' NOT IN (a.outcome, t.outcome)),
-                count(*) FILTER (WHERE a.item_id IS NULL)
-           FROM eval_results t
-           LEFT JOIN eval_results a ON a.policy_id = t.policy_id AND a.version = $3 AND a.item_id = t.item_id
-          WHERE t.policy_id = $1 AND t.version = $2",
-        &[policy, &version, &active],
+        &format!(
+            "SELECT count(*) FILTER (WHERE a.outcome = 'allow' AND t.outcome IN ('deny', 'quarantine')),
+                    count(*) FILTER (WHERE a.outcome IN ('deny', 'quarantine') AND t.outcome = 'allow'),
+                    count(*) FILTER (WHERE a.outcome = t.outcome),
+                    count(*) FILTER (WHERE a.outcome <> t.outcome AND 'allow' NOT IN (a.outcome, t.outcome)),
+                    count(*) FILTER (WHERE a.item_id IS NULL)
+               {DIFF_FROM}"
+        ),
+        &on.params(),
     )
     .await?;
     let c = |i: usize| {
@@ -147,38 +172,40 @@ pub async fn diff(pg: &Pool, q: DiffRun) -> Result<RunDiff, Rejection> {
         newly_evaluated: c(4)?,
         top_regressions: top(
             pg,
-            policy,
-            version,
-            active,
+            &on,
             "a.outcome = 'allow' AND t.outcome IN ('deny', 'quarantine')",
         )
         .await?,
         top_improvements: top(
             pg,
-            policy,
-            version,
-            active,
+            &on,
             "a.outcome IN ('deny', 'quarantine') AND t.outcome = 'allow'",
         )
         .await?,
     })
 }
 
-async fn top(
-    pg: &Pool,
-    policy: &str,
+/// What a diff compares: the parameters of [`DIFF_FROM`].
+struct Snapshot<'a> {
+    policy: &'a str,
     version: i32,
     active: Option<i32>,
-    change: &str,
-) -> Result<Vec<DiffItem>, Rejection> {
+    snapshot: &'a str,
+}
+
+impl Snapshot<'_> {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+        [&self.policy, &self.version, &self.active, &self.snapshot]
+    }
+}
+
+async fn top(pg: &Pool, on: &Snapshot<'_>, change: &str) -> Result<Vec<DiffItem>, Rejection> {
     let sql = format!(
         "SELECT t.item_id, t.score, a.outcome AS before, t.outcome AS after, t.rule_id, t.reason
-           FROM eval_results t
-           JOIN eval_results a ON a.policy_id = t.policy_id AND a.version = $3 AND a.item_id = t.item_id
-          WHERE t.policy_id = $1 AND t.version = $2 AND {change}
+           {DIFF_FROM} AND {change}
           ORDER BY t.score DESC, t.item_id LIMIT {DIFF_TOP}"
     );
-    let rows = query(pg, &sql, &[&policy, &version, &active]).await?;
+    let rows = query(pg, &sql, &on.params()).await?;
     rows.iter()
         .map(|r| {
             Ok(DiffItem {
