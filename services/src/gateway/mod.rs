@@ -8,8 +8,9 @@
 //! Layout:
 //! - [`request`]: parsing and envelope checks (`bad_request`).
 //! - [`commands`]: command execution on the aggregates and the rejection mapping.
-//! - [`queries`]: read-model and event-store queries.
+//! - [`queries`]: read-model and event-store queries ([`run_queries`], [`catalog_queries`]).
 
+pub mod catalog_queries;
 pub mod commands;
 pub mod queries;
 pub mod request;

@@ -11,7 +11,7 @@ use tokio_postgres::row::RowIndex;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
-use super::{request, run_queries};
+use super::{catalog_queries, request, run_queries};
 use crate::audit;
 use crate::policy::diff::diff;
 
@@ -45,10 +45,10 @@ impl Queries {
             "run.get" => json(run_queries::get(&self.pg, request::query(payload)?).await?),
             "run.list" => json(run_queries::list(&self.pg, request::query(payload)?).await?),
             "run.diff" => json(run_queries::diff(&self.pg, request::query(payload)?).await?),
-            "catalog.get" => json(run_queries::item(&self.pg, request::query(payload)?).await?),
-            "catalog.stats" => json(run_queries::stats(&self.pg).await?),
+            "catalog.get" => json(catalog_queries::item(&self.pg, request::query(payload)?).await?),
+            "catalog.stats" => json(catalog_queries::stats(&self.pg).await?),
             "catalog.public" => {
-                json(run_queries::public(&self.pg, request::query(payload)?).await?)
+                json(catalog_queries::public(&self.pg, request::query(payload)?).await?)
             }
             other => Err(Rejection::new(
                 RejectionCode::BadRequest,
