@@ -10,6 +10,10 @@ pub const MAX_ITEM_ID_LEN: usize = 128;
 pub const MAX_STATUS_LEN: usize = 32;
 /// The status that makes an item part of a Prepare snapshot.
 pub const READY: &str = "ready";
+/// Deepest nesting of an item's attributes, in objects and arrays, the attributes object
+/// itself being level 1: `{"a": {"b": [1]}}` is 3 levels deep. Deeper changes are rejected
+/// (readers of JSON such as serde_json stop at 128 levels, and evaluation has no use for more).
+pub const MAX_ATTRIBUTE_DEPTH: usize = 64;
 
 /// Is `id` usable as an item id (and so as a subject token)?
 pub fn is_valid_item_id(id: &str) -> bool {
@@ -51,7 +55,7 @@ impl CatalogChange {
         }
     }
 
-    /// Checks the id and status; the message names the field.
+    /// Checks the id, the status and the attributes' nesting; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         if !is_valid_item_id(self.id()) {
             return Err(format!(
@@ -59,15 +63,39 @@ impl CatalogChange {
                 self.id()
             ));
         }
-        if let CatalogChange::Upsert { status, .. } = self {
+        if let CatalogChange::Upsert {
+            status, attributes, ..
+        } = self
+        {
             if !is_valid_status(status) {
                 return Err(format!(
                     "status: `{status}` is not a valid status (a lowercase token such as `ready`)"
                 ));
             }
+            if !nests_within(attributes.values(), MAX_ATTRIBUTE_DEPTH - 1) {
+                return Err(too_deep());
+            }
         }
         Ok(())
     }
+}
+
+/// The reason a change whose attributes nest deeper than [`MAX_ATTRIBUTE_DEPTH`] is rejected.
+pub fn too_deep() -> String {
+    format!("attributes: nested deeper than {MAX_ATTRIBUTE_DEPTH} levels of objects and arrays")
+}
+
+/// Do `values` nest at most `levels` levels of objects and arrays? Recurses no deeper than
+/// `levels`, whatever the input.
+fn nests_within<'a>(
+    values: impl IntoIterator<Item = &'a serde_json::Value>,
+    levels: usize,
+) -> bool {
+    values.into_iter().all(|value| match value {
+        serde_json::Value::Array(items) => levels > 0 && nests_within(items, levels - 1),
+        serde_json::Value::Object(map) => levels > 0 && nests_within(map.values(), levels - 1),
+        _ => true,
+    })
 }
 
 /// `catalog.get`: one item as the catalog table holds it.
@@ -105,7 +133,15 @@ pub struct PublicCatalogPage {
     pub policy_id: String,
     /// The active version the page was read at (`None`: nothing is promoted, nothing is public).
     pub active_version: Option<u32>,
+    /// Only items whose active-version result is of their current catalog change, and that are
+    /// ready and not deleted.
     pub items: Vec<PublicItem>,
+    /// Ready items whose current change has no result of the active version yet, so are left
+    /// out until evaluated: those in this page's id range (after `after`, up to the page's last
+    /// item; to the end of the catalog on a page shorter than `limit`). The pages of one listing
+    /// add up to the whole catalog's. Absent from older gateways' replies: read as 0.
+    #[serde(default)]
+    pub held_back: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,5 +196,29 @@ mod tests {
             attributes: Default::default(),
         };
         assert!(c.validate().unwrap_err().starts_with("status:"));
+    }
+
+    /// `{"a": [[...[1]...]]}`: the attributes object and `levels - 1` arrays.
+    fn nested(levels: usize) -> CatalogChange {
+        let mut value = json!(1);
+        for _ in 1..levels {
+            value = json!([value]);
+        }
+        CatalogChange::Upsert {
+            id: "x".into(),
+            status: "ready".into(),
+            attributes: serde_json::Map::from_iter([("a".to_owned(), value)]),
+        }
+    }
+
+    #[test]
+    fn attributes_may_nest_as_deep_as_the_limit_and_no_deeper() {
+        assert_eq!(nested(1).validate(), Ok(()));
+        assert_eq!(nested(MAX_ATTRIBUTE_DEPTH).validate(), Ok(()));
+        let error = nested(MAX_ATTRIBUTE_DEPTH + 1).validate().unwrap_err();
+        assert_eq!(
+            error,
+            "attributes: nested deeper than 64 levels of objects and arrays"
+        );
     }
 }

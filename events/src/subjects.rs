@@ -108,6 +108,13 @@ pub fn catalog_item(ns: &str, item_id: &str) -> String {
     format!("{ns}.catalog.items.{item_id}")
 }
 
+/// The item token of a catalog subject `<ns>.catalog.items.<id>`, whatever the namespace (a
+/// single token); not checked as an item id. `None` for any other subject.
+pub fn catalog_item_of(subject: &str) -> Option<&str> {
+    let (_ns, rest) = subject.split_once('.')?;
+    rest.strip_prefix("catalog.items.")
+}
+
 /// `<ns>.catalog.items.>`: every catalog change (the catalog stream's subject).
 pub fn all_catalog_items(ns: &str) -> String {
     format!("{ns}.catalog.items.>")
@@ -177,6 +184,14 @@ mod tests {
         assert_eq!(catalog_stream("gatehouse"), "GATEHOUSE_CATALOG");
         assert_eq!(evaluation_jobs("gatehouse"), "gatehouse.jobs.evaluate");
         assert_eq!(jobs_stream("gatehouse"), "GATEHOUSE_JOBS");
+    }
+
+    #[test]
+    fn a_catalog_subject_names_its_item_token() {
+        assert_eq!(catalog_item_of("t_1.catalog.items.m-1"), Some("m-1"));
+        assert_eq!(catalog_item_of("t_1.catalog.items.m-1.x"), Some("m-1.x"));
+        assert_eq!(catalog_item_of("t_1.events.items.m-1"), None);
+        assert_eq!(catalog_item_of("catalog.items.m-1"), None);
     }
 
     #[test]

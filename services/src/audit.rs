@@ -8,7 +8,7 @@ use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::record::EventRecord;
 use tokio_postgres::types::ToSql;
 
-use crate::gateway::queries::unavailable;
+use crate::gateway::queries::{column, internal, unavailable};
 use crate::gateway::request::bad_request;
 use crate::policy::Policy;
 
@@ -44,22 +44,23 @@ pub async fn log(pg: &Pool, q: AuditLogQuery) -> Result<Vec<AuditEntry>, Rejecti
         .query(&sql, &params)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    Ok(rows
-        .iter()
-        .map(|r| AuditEntry {
-            position: r.get("position"),
-            recorded_at: r.get("recorded_at"),
-            actor: r.get("actor"),
-            aggregate: r.get("aggregate_type"),
-            aggregate_id: r.get("aggregate_id"),
-            sequence: r.get::<_, i64>("sequence") as u64,
-            event_type: r.get("event_type"),
-            command_id: r.get("command_id"),
-            correlation_id: r.get("correlation_id"),
-            causation_id: r.get("causation_id"),
-            payload: r.get("payload"),
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                position: column(r, "position")?,
+                recorded_at: column(r, "recorded_at")?,
+                actor: column(r, "actor")?,
+                aggregate: column(r, "aggregate_type")?,
+                aggregate_id: column(r, "aggregate_id")?,
+                sequence: column::<i64>(r, "sequence")? as u64,
+                event_type: column(r, "event_type")?,
+                command_id: column(r, "command_id")?,
+                correlation_id: column(r, "correlation_id")?,
+                causation_id: column(r, "causation_id")?,
+                payload: column(r, "payload")?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The owned filter values of an audit query, so SQL parameters can borrow them.
@@ -138,18 +139,20 @@ pub async fn replay(pg: &Pool, q: ReplayQuery) -> Result<Replay, Rejection> {
     }
     let events: Vec<EventRecord> = rows
         .iter()
-        .map(|r| EventRecord {
-            position: r.get("global_position"),
-            aggregate: q.aggregate.clone(),
-            aggregate_id: q.aggregate_id.clone(),
-            sequence: r.get("sequence"),
-            event_type: r.get("event_type"),
-            event_version: r.get("event_version"),
-            recorded_at: r.get("recorded_at"),
-            payload: r.get("payload"),
-            metadata: r.get("metadata"),
+        .map(|r| {
+            Ok(EventRecord {
+                position: column(r, "global_position")?,
+                aggregate: q.aggregate.clone(),
+                aggregate_id: q.aggregate_id.clone(),
+                sequence: column(r, "sequence")?,
+                event_type: column(r, "event_type")?,
+                event_version: column(r, "event_version")?,
+                recorded_at: column(r, "recorded_at")?,
+                payload: column(r, "payload")?,
+                metadata: column(r, "metadata")?,
+            })
         })
-        .collect();
+        .collect::<Result<_, Rejection>>()?;
     let state = policy_state(&events)?;
     Ok(Replay {
         aggregate: q.aggregate,
@@ -164,12 +167,8 @@ pub async fn replay(pg: &Pool, q: ReplayQuery) -> Result<Replay, Rejection> {
 fn policy_state(events: &[EventRecord]) -> Result<serde_json::Value, Rejection> {
     let mut policy = Policy::default();
     for e in events {
-        let event = serde_json::from_value(e.payload.clone()).map_err(|err| {
-            Rejection::new(
-                RejectionCode::Internal,
-                format!("event {} cannot be decoded: {err}", e.position),
-            )
-        })?;
+        let event = serde_json::from_value(e.payload.clone())
+            .map_err(|err| internal(format!("event {} cannot be decoded: {err}", e.position)))?;
         policy.apply(event);
     }
     let mut state = serde_json::to_value(&policy).unwrap_or_default();

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use gatehouse::cli::catalog::{import, BadLine, ImportError, ImportOptions, ImportReport};
+use gatehouse::client::ClientError;
+use gatehouse_events::catalog::{CatalogItem, GetItem};
+use gatehouse_events::envelope::RejectionCode;
 use gatehouse_events::subjects;
 use gatehouse_projections::catalog::{self, CatalogSettings};
 use gatehouse_projections::Hooks;
@@ -505,5 +508,86 @@ async fn a_resumed_import_publishes_nothing_twice() {
     })
     .await
     .expect("the last round imported");
+    app.stop().await;
+}
+
+/// An upsert of `id` whose attributes nest `levels` deep: `{"a": [[...[1]...]]}`.
+fn nested(id: &str, levels: usize) -> String {
+    let arrays = levels - 1;
+    format!(
+        r#"{{"op":"upsert","id":"{id}","status":"ready","attributes":{{"a":{}1{}}}}}"#,
+        "[".repeat(arrays),
+        "]".repeat(arrays)
+    )
+}
+
+async fn get_item(app: &TestApp, item_id: &str) -> Result<CatalogItem, ClientError> {
+    let q = GetItem {
+        item_id: item_id.into(),
+    };
+    app.client.query("catalog", "get", &q).await
+}
+
+#[tokio::test]
+async fn attributes_nested_deeper_than_the_limit_are_rejected_naming_the_limit() {
+    let app = spawn_app().await;
+    // The documented limit (`MAX_ATTRIBUTE_DEPTH`).
+    let limit = 64;
+    let deepest = publish(&app, "deepest", &nested("deepest", limit)).await;
+    let deeper = publish(&app, "deeper", &nested("deeper", limit + 1)).await;
+    let deep = publish(&app, "deep", &nested("deep", 1_000)).await;
+    eventually(DEADLINE, || async { checkpoint(&app).await == deep as i64 })
+        .await
+        .expect("every message settled");
+    let rows = app
+        .db
+        .query(
+            "SELECT stream_seq, error FROM catalog_rejections ORDER BY stream_seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rejected: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let reason = "attributes: nested deeper than 64 levels of objects and arrays".to_owned();
+    assert_eq!(
+        rejected,
+        vec![(deeper as i64, reason.clone()), (deep as i64, reason)]
+    );
+    assert_eq!(get_item(&app, "deepest").await.unwrap().item_id, "deepest");
+    assert!(deepest < deeper);
+    match get_item(&app, "deep").await {
+        Err(ClientError::Rejected(r)) => assert_eq!(r.code, RejectionCode::NotFound),
+        other => panic!("{other:?}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_item_stored_deeper_than_a_reader_can_read_is_answered_internal_not_left_unanswered() {
+    let app = spawn_app().await;
+    // Stored before the limit existed: 1,000 levels, deeper than serde_json reads.
+    let attributes = format!(r#"{{"a":{}1{}}}"#, "[".repeat(999), "]".repeat(999));
+    app.db
+        .execute(
+            "INSERT INTO catalog_items (item_id, status, deleted, attributes, updated_at, stream_seq)
+             VALUES ('deep', 'ready', false, $1::text::jsonb, now(), 1)",
+            &[&attributes],
+        )
+        .await
+        .unwrap();
+    match get_item(&app, "deep").await {
+        Err(ClientError::Rejected(r)) => {
+            assert_eq!(r.code, RejectionCode::Internal);
+            assert!(!r.message.contains("column"), "{}", r.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The gateway still answers.
+    let stats: Value = app
+        .client
+        .query("catalog", "stats", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(stats["items"], 1);
     app.stop().await;
 }

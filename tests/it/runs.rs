@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use gatehouse::worker::WorkerSettings;
-use gatehouse_events::catalog::CatalogChange;
-use gatehouse_events::run::{PrepareRun, PromoteRun, RunCounters, RunRef};
+use gatehouse_events::catalog::{CatalogChange, PublicCatalogPage, PublicCatalogQuery};
+use gatehouse_events::run::{DiffRun, PrepareRun, PromoteRun, RunCounters, RunDiff, RunRef};
 use gatehouse_events::subjects;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
@@ -745,6 +745,269 @@ async fn catalog_changes_after_a_run_are_evaluated_live_for_the_candidate_and_th
         .unwrap();
     let seq = publish(&app, &upsert(&item_id(1), 0.1)).await;
     assert_eq!(wait_result(&app, &item_id(1), seq).await, "deny");
+    worker.stop().await;
+    app.stop().await;
+}
+
+/// Item `i`'s attributes with another quality.
+fn with_quality(i: i64, quality: f64) -> serde_json::Map<String, serde_json::Value> {
+    match attributes(i) {
+        serde_json::Value::Object(mut m) => {
+            m.insert("quality".into(), quality.into());
+            m
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// `(outcome, item_seq)` of `item` under media v1.
+async fn result_of(app: &TestApp, item: &str) -> (String, i64) {
+    let row = app
+        .db
+        .query_one(
+            "SELECT outcome, item_seq FROM eval_results WHERE policy_id = 'media' AND version = 1 AND item_id = $1",
+            &[&item],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Publishes items 1..=`n` (item `i` is the catalog stream's message `i`), prepares media v1
+/// over them, waits for its success and promotes it; returns the run's id.
+async fn promoted_v1(app: &TestApp, n: i64) -> String {
+    create(app, "media", &[0.5]).await;
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    gatehouse::broker::ensure_catalog_stream(&js, &app.settings)
+        .await
+        .expect("catalog stream");
+    for i in 1..=n {
+        let change = CatalogChange::Upsert {
+            id: item_id(i),
+            status: "ready".into(),
+            attributes: with_quality(i, (i % 10) as f64 / 10.0),
+        };
+        assert_eq!(publish(app, &change).await, i);
+    }
+    wait_catalog(app, &item_id(n), n).await;
+    let run_id = prepare(app, "media", 1, 50).await;
+    wait_status(app, &run_id, "success").await;
+    let promote = PromoteRun {
+        run_id: run_id.clone(),
+        coverage_threshold: None,
+        max_errors: Some(1_000),
+    };
+    app.client
+        .command("policy", "promote", &app.sender("dave"), promote)
+        .await
+        .expect("promote");
+    eventually(DEADLINE, || async {
+        app.count("SELECT count(*) FROM policies WHERE active_version = 1")
+            .await
+            == 1
+    })
+    .await
+    .expect("promotion projected");
+    run_id
+}
+
+/// The public catalog of media: its item ids and `held_back`.
+async fn public(app: &TestApp) -> (Vec<String>, u64) {
+    let q = PublicCatalogQuery {
+        policy_id: "media".into(),
+        after: None,
+        limit: Some(1_000),
+    };
+    let page: PublicCatalogPage = app.client.query("catalog", "public", &q).await.unwrap();
+    let ids = page.items.into_iter().map(|i| i.item_id).collect();
+    (ids, page.held_back)
+}
+
+#[tokio::test]
+async fn a_change_whose_body_names_another_item_than_its_subject_changes_no_result() {
+    let app = spawn_app().await;
+    let worker = Worker::start(&app);
+    promoted_v1(&app, 20).await;
+    let upsert = |id: &str, quality: f64| CatalogChange::Upsert {
+        id: id.into(),
+        status: "ready".into(),
+        attributes: with_quality(3, quality),
+    };
+    let good = publish(&app, &upsert("good", 0.9)).await;
+    assert_eq!(wait_result(&app, "good", good).await, "allow");
+
+    // On another item's subject, a body naming `good` with a quality the rules deny.
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    let body = serde_json::to_vec(&upsert("good", 0.1)).unwrap();
+    let subject = subjects::catalog_item(&app.settings.namespace, "zz-other");
+    js.publish(subject, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Changes are evaluated in stream order: once a later one is, the bad one was handled.
+    let probe = publish(&app, &upsert("probe", 0.9)).await;
+    assert_eq!(wait_result(&app, "probe", probe).await, "allow");
+    eventually(DEADLINE, || async {
+        app.count("SELECT count(*) FROM catalog_rejections").await == 1
+    })
+    .await
+    .expect("the projector rejected the change");
+
+    assert_eq!(result_of(&app, "good").await, ("allow".into(), good));
+    eventually(DEADLINE, || async {
+        public(&app).await.0.contains(&"good".to_owned())
+    })
+    .await
+    .expect("`good` is public");
+    worker.stop().await;
+    app.stop().await;
+}
+
+/// The public catalog of media read in pages of `limit`: its item ids and the pages' `held_back`
+/// added up.
+async fn public_by_pages(app: &TestApp, limit: u32) -> (Vec<String>, u64) {
+    let (mut ids, mut held_back, mut after) = (Vec::new(), 0, None);
+    loop {
+        let q = PublicCatalogQuery {
+            policy_id: "media".into(),
+            after: after.clone(),
+            limit: Some(limit),
+        };
+        let page: PublicCatalogPage = app.client.query("catalog", "public", &q).await.unwrap();
+        held_back += page.held_back;
+        after = page.items.last().map(|i| i.item_id.clone());
+        ids.extend(page.items.into_iter().map(|i| i.item_id));
+        if after.is_none() {
+            return (ids, held_back);
+        }
+    }
+}
+
+/// Waits until the catalog table holds `item`'s change `seq`.
+async fn wait_catalog(app: &TestApp, item: &str, seq: i64) {
+    eventually(DEADLINE, || async {
+        let row = app
+            .db
+            .query_opt(
+                "SELECT stream_seq FROM catalog_items WHERE item_id = $1",
+                &[&item],
+            )
+            .await
+            .unwrap();
+        row.is_some_and(|r| r.get::<_, i64>(0) == seq)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{item}'s change {seq} never reached the catalog"));
+}
+
+#[tokio::test]
+async fn the_public_catalog_serves_only_results_of_the_current_change_and_counts_the_rest() {
+    let app = spawn_app().await;
+    let worker = Worker::start(&app);
+    promoted_v1(&app, 20).await;
+    let allowed: Vec<String> = (1..=20)
+        .filter(|&i| expected_outcome(i, 0.5) == "allow")
+        .map(item_id)
+        .collect();
+    assert_eq!(public(&app).await, (allowed.clone(), 0));
+
+    // Without live evaluation, two allowed items change: one stays ready, one does not.
+    worker.stop().await;
+    let (changed, unready) = (item_id(9), item_id(19));
+    let upsert = |id: &str, status: &str, i: i64| CatalogChange::Upsert {
+        id: id.into(),
+        status: status.into(),
+        attributes: with_quality(i, 0.95),
+    };
+    let changed_seq = publish(&app, &upsert(&changed, "ready", 9)).await;
+    let unready_seq = publish(&app, &upsert(&unready, "pending", 19)).await;
+    wait_catalog(&app, &changed, changed_seq).await;
+    wait_catalog(&app, &unready, unready_seq).await;
+    let current: Vec<String> = allowed
+        .iter()
+        .filter(|id| ![&changed, &unready].contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        public(&app).await,
+        (current.clone(), 1),
+        "stale results are held back"
+    );
+    assert_eq!(public_by_pages(&app, 2).await, (current, 1));
+
+    // Evaluated: the ready item is served again, the other is not (its result is pending).
+    let worker = Worker::start(&app);
+    wait_result(&app, &changed, changed_seq).await;
+    wait_result(&app, &unready, unready_seq).await;
+    let served: Vec<String> = allowed.into_iter().filter(|id| *id != unready).collect();
+    assert_eq!(public(&app).await, (served, 0));
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_diff_counts_the_items_of_the_runs_snapshot_and_no_others() {
+    let app = spawn_app().await;
+    let worker = Worker::start(&app);
+    promoted_v1(&app, 20).await;
+    app.client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.6, "v2"),
+        )
+        .await
+        .expect("draft");
+    let run_id = prepare(&app, "media", 2, 50).await;
+    wait_status(&app, &run_id, "success").await;
+
+    // Not ready, after the run: evaluated live (pending) for v1 and v2, outside the snapshot.
+    for i in 1..=3 {
+        let change = CatalogChange::Upsert {
+            id: format!("draft-{i}"),
+            status: "pending".into(),
+            attributes: with_quality(i, 0.9),
+        };
+        publish(&app, &change).await;
+    }
+    eventually(DEADLINE, || async {
+        app.count("SELECT count(*) FROM eval_results WHERE item_id LIKE 'draft-%' AND outcome = 'pending'")
+            .await
+            == 6
+    })
+    .await
+    .expect("the not-ready items evaluated for both versions");
+
+    let diff: RunDiff = app
+        .client
+        .query("run", "diff", &DiffRun { run_id })
+        .await
+        .expect("run.diff");
+    let snapshot = 1..=20;
+    let recount = |from: &str, to: &str| {
+        snapshot
+            .clone()
+            .filter(|&i| from.contains(expected_outcome(i, 0.5)))
+            .filter(|&i| to.contains(expected_outcome(i, 0.6)))
+            .count() as u64
+    };
+    let unchanged = snapshot
+        .clone()
+        .filter(|&i| expected_outcome(i, 0.5) == expected_outcome(i, 0.6))
+        .count() as u64;
+    assert_eq!(diff.regressions, recount("allow", "deny quarantine"));
+    assert!(diff.regressions > 0);
+    assert_eq!(diff.improvements, 0);
+    assert_eq!(diff.unchanged, unchanged);
+    assert_eq!((diff.other_changes, diff.newly_evaluated), (0, 0));
+    let categories = diff.regressions
+        + diff.improvements
+        + diff.unchanged
+        + diff.other_changes
+        + diff.newly_evaluated;
+    assert_eq!(categories, 20, "the categories add up to the snapshot");
     worker.stop().await;
     app.stop().await;
 }

@@ -75,8 +75,6 @@ pub(crate) struct CatalogProjector {
     pub js: jetstream::Context,
     pub consumer: PullConsumer,
     pub consumer_name: String,
-    /// `<ns>.catalog.items.`: a subject minus this is the item id.
-    pub prefix: String,
     pub progress: Progress,
 }
 
@@ -139,7 +137,7 @@ impl CatalogProjector {
 
     /// Decodes and writes `batch` with the checkpoint, in one transaction.
     async fn write(&mut self, batch: &[Received]) -> Result<Tally, Failure> {
-        let plan = Plan::of(&self.prefix, batch.iter().map(Received::decoded));
+        let plan = Plan::of(batch.iter().map(Received::decoded));
         self.commit(plan, batch).await
     }
 

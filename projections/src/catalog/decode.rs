@@ -2,18 +2,15 @@
 //! (a [`Row`]), and a [`Rejection`] for every message that is not a valid change. Pure: no
 //! NATS, no SQL, so every rule is unit-tested here.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use gatehouse_events::catalog::{is_valid_item_id, CatalogChange};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
-use super::wire::{self, Change};
+#[cfg(test)]
+use super::change::DELETED_STATUS;
+use super::change::{self, ValidChange};
 
-/// The status a deleted item gets when the catalog never held it.
-pub(crate) const DELETED_STATUS: &str = "deleted";
 /// Longest payload copied into a rejection (the rest is cut).
 const MAX_REJECTED_PAYLOAD: usize = 64 * 1024;
 
@@ -75,14 +72,13 @@ fn carry_content(newer: &mut Row, older: Row) {
 }
 
 impl Plan {
-    /// Decodes `messages` (of the namespace whose subjects start with `prefix`) and keeps the
-    /// last change per item: the one with the highest stream sequence, whatever the delivery
-    /// order (a redelivered message comes after later ones).
-    pub(crate) fn of<'a>(prefix: &str, messages: impl IntoIterator<Item = Message<'a>>) -> Self {
+    /// Decodes `messages` and keeps the last change per item: the one with the highest stream
+    /// sequence, whatever the delivery order (a redelivered message comes after later ones).
+    pub(crate) fn of<'a>(messages: impl IntoIterator<Item = Message<'a>>) -> Self {
         let mut last: HashMap<String, Row> = HashMap::new();
         let mut plan = Plan::default();
         for message in messages {
-            match decode(prefix, message) {
+            match decode(message) {
                 Ok(row) => match last.get_mut(&row.item_id) {
                     Some(kept) => {
                         plan.superseded += 1;
@@ -113,113 +109,25 @@ impl Plan {
     }
 }
 
-/// One message as a row, or why it is none.
-pub(crate) fn decode(prefix: &str, message: Message<'_>) -> Result<Row, Rejection> {
-    let reject = |error: String| rejection(message, error);
-    let subject_id = message
-        .subject
-        .strip_prefix(prefix)
-        .filter(|id| is_valid_item_id(id))
-        .ok_or_else(|| {
-            reject(format!(
-                "subject: `{}` names no valid item id",
-                message.subject
-            ))
-        })?;
-    let change = match wire::read(message.payload) {
-        Some(Change::Upsert {
-            id,
-            status,
-            attributes,
-        }) => Decoded {
-            id: id.into(),
-            status: status.to_owned(),
-            deleted: false,
-            attributes: attributes.to_owned(),
-        },
-        Some(Change::Delete { id }) => Decoded::delete(id.into()),
-        None => by_contract(message.payload).map_err(reject)?,
-    };
-    if change.id != subject_id {
-        return Err(reject(format!(
-            "id: `{}` differs from the subject's item `{subject_id}`",
-            change.id
-        )));
-    }
+/// One message as a row, or why it is none ([`change::read_change`] decides).
+pub(crate) fn decode(message: Message<'_>) -> Result<Row, Rejection> {
+    let ValidChange {
+        id,
+        status,
+        deleted,
+        attributes,
+    } = change::read_change(message.subject, message.payload)
+        .map_err(|error| rejection(message, error))?;
     let stream_seq = to_i64(message.stream_seq);
     Ok(Row {
-        item_id: subject_id.to_owned(),
-        status: change.status,
-        deleted: change.deleted,
-        attributes: change.attributes,
+        item_id: id.into_owned(),
+        status,
+        deleted,
+        attributes,
         updated_at: message.published,
         stream_seq,
-        content_seq: (!change.deleted).then_some(stream_seq),
+        content_seq: (!deleted).then_some(stream_seq),
     })
-}
-
-/// The item id of `payload` if the catalog projector will apply it, or why it will reject it:
-/// the projector's own reading (in place, else by the contract), for `gatehouse catalog
-/// import` to check a line before publishing it. The subject is not checked (the importer
-/// derives it from the id).
-pub fn check_change(payload: &[u8]) -> Result<String, String> {
-    match wire::read(payload) {
-        Some(Change::Upsert { id, .. } | Change::Delete { id }) => Ok(id.to_owned()),
-        None => by_contract(payload).map(|change| change.id.into_owned()),
-    }
-}
-
-/// A change, before it is checked against its subject.
-struct Decoded<'a> {
-    id: Cow<'a, str>,
-    status: String,
-    deleted: bool,
-    attributes: Box<RawValue>,
-}
-
-impl<'a> Decoded<'a> {
-    fn delete(id: Cow<'a, str>) -> Self {
-        Decoded {
-            id,
-            status: DELETED_STATUS.to_owned(),
-            deleted: true,
-            attributes: empty_object(),
-        }
-    }
-}
-
-/// What the fast reading declined, read by the contract: a valid change it could not read in
-/// place, or the contract's reason for refusing it.
-fn by_contract(payload: &[u8]) -> Result<Decoded<'static>, String> {
-    let change: CatalogChange =
-        serde_json::from_slice(payload).map_err(|e| format!("not a catalog change: {e}"))?;
-    change.validate()?;
-    match change {
-        CatalogChange::Upsert {
-            id,
-            status,
-            attributes,
-        } => {
-            if let Some(path) = nul_in(&attributes) {
-                return Err(format!(
-                    "attributes: {path} holds a NUL character (\\u0000), which Postgres cannot store"
-                ));
-            }
-            let attributes = serde_json::value::to_raw_value(&attributes)
-                .map_err(|e| format!("attributes: {e}"))?;
-            Ok(Decoded {
-                id: id.into(),
-                status,
-                deleted: false,
-                attributes,
-            })
-        }
-        CatalogChange::Delete { id } => Ok(Decoded::delete(id.into())),
-    }
-}
-
-fn empty_object() -> Box<RawValue> {
-    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("`{{}}` is JSON"))
 }
 
 /// A rejection of `message` for `error`.
@@ -235,40 +143,6 @@ pub(crate) fn rejection(message: Message<'_>, error: String) -> Rejection {
     }
 }
 
-/// Where a key or string under `attributes` holds a NUL (jsonb refuses `\u0000`), if anywhere.
-fn nul_in(attributes: &Map<String, Value>) -> Option<String> {
-    fn walk(value: &Value, path: &mut String) -> bool {
-        match value {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let found = walk(item, path);
-                if !found {
-                    path.truncate(len);
-                }
-                found
-            }),
-            Value::Object(map) => in_map(map, path),
-            _ => false,
-        }
-    }
-    fn in_map(map: &Map<String, Value>, path: &mut String) -> bool {
-        map.iter().any(|(key, value)| {
-            let len = path.len();
-            path.push('.');
-            path.push_str(&key.replace('\0', "\\u0000"));
-            let found = key.contains('\0') || walk(value, path);
-            if !found {
-                path.truncate(len);
-            }
-            found
-        })
-    }
-    let mut path = String::from("attributes");
-    in_map(attributes, &mut path).then_some(path)
-}
-
 fn to_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
@@ -276,9 +150,7 @@ fn to_i64(seq: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    const PREFIX: &str = "t_1.catalog.items.";
+    use serde_json::{json, Value};
 
     fn at(seq: u64, subject: &'static str, payload: &'static str) -> Message<'static> {
         Message {
@@ -298,12 +170,12 @@ mod tests {
     }
 
     fn error_of(message: Message<'_>) -> String {
-        decode(PREFIX, message).unwrap_err().error
+        decode(message).unwrap_err().error
     }
 
     #[test]
     fn an_upsert_becomes_a_row_stamped_with_its_stream_position_and_time() {
-        let row = decode(PREFIX, upsert(7, "ready")).unwrap();
+        let row = decode(upsert(7, "ready")).unwrap();
         assert_eq!(row.item_id, "m-1");
         assert_eq!(row.status, "ready");
         assert!(!row.deleted);
@@ -317,10 +189,11 @@ mod tests {
 
     #[test]
     fn a_delete_becomes_a_deleted_row_with_no_attributes() {
-        let row = decode(
-            PREFIX,
-            at(3, "t_1.catalog.items.m-1", r#"{"op":"delete","id":"m-1"}"#),
-        );
+        let row = decode(at(
+            3,
+            "t_1.catalog.items.m-1",
+            r#"{"op":"delete","id":"m-1"}"#,
+        ));
         let row = row.unwrap();
         assert!(row.deleted);
         assert_eq!(row.status, DELETED_STATUS);
@@ -329,14 +202,11 @@ mod tests {
 
     #[test]
     fn the_last_change_of_an_item_in_a_batch_wins_whatever_the_delivery_order() {
-        let plan = Plan::of(
-            PREFIX,
-            [
-                upsert(5, "pending"),
-                upsert(9, "ready"),
-                upsert(2, "pending"),
-            ],
-        );
+        let plan = Plan::of([
+            upsert(5, "pending"),
+            upsert(9, "ready"),
+            upsert(2, "pending"),
+        ]);
         assert_eq!(plan.rows.len(), 1);
         assert_eq!(plan.rows[0].stream_seq, 9);
         assert_eq!(plan.rows[0].status, "ready");
@@ -367,7 +237,7 @@ mod tests {
                 upsert(7, "pending"),
             ],
         ] {
-            let plan = Plan::of(PREFIX, order);
+            let plan = Plan::of(order);
             let row = &plan.rows[0];
             assert_eq!((row.stream_seq, row.deleted), (9, true));
             assert_eq!((row.status.as_str(), row.content_seq), ("pending", Some(7)));
@@ -377,16 +247,13 @@ mod tests {
 
     #[test]
     fn a_delete_alone_in_its_batch_carries_no_content() {
-        let plan = Plan::of(PREFIX, [delete(4)]);
+        let plan = Plan::of([delete(4)]);
         assert_eq!(plan.rows[0].content_seq, None);
     }
 
     #[test]
     fn an_upsert_after_a_delete_in_a_batch_is_the_item() {
-        let plan = Plan::of(
-            PREFIX,
-            [upsert(5, "pending"), delete(6), upsert(7, "ready")],
-        );
+        let plan = Plan::of([upsert(5, "pending"), delete(6), upsert(7, "ready")]);
         let row = &plan.rows[0];
         assert_eq!(
             (row.deleted, row.status.as_str(), row.content_seq),
@@ -395,16 +262,8 @@ mod tests {
     }
 
     #[test]
-    fn a_valid_change_the_fast_reading_declines_is_read_by_the_contract() {
-        let body = r#"{"op":"upsert","id":"m\u002d1","status":"ready","attributes":{"q":1}}"#;
-        let row = decode(PREFIX, at(2, "t_1.catalog.items.m-1", body)).unwrap();
-        assert_eq!(row.item_id, "m-1");
-        assert_eq!(row.attributes.get(), r#"{"q":1}"#);
-    }
-
-    #[test]
     fn a_message_that_is_not_json_is_rejected_with_its_position_subject_and_payload() {
-        let r = decode(PREFIX, at(4, "t_1.catalog.items.m-1", "{oops")).unwrap_err();
+        let r = decode(at(4, "t_1.catalog.items.m-1", "{oops")).unwrap_err();
         assert_eq!(r.stream_seq, 4);
         assert_eq!(r.subject, "t_1.catalog.items.m-1");
         assert_eq!(r.payload, "{oops");
@@ -432,53 +291,21 @@ mod tests {
     }
 
     #[test]
-    fn a_body_naming_another_item_than_its_subject_is_rejected() {
-        let body = r#"{"op":"delete","id":"m-2"}"#;
-        let error = error_of(at(1, "t_1.catalog.items.m-1", body));
-        assert_eq!(error, "id: `m-2` differs from the subject's item `m-1`");
-    }
-
-    #[test]
-    fn a_subject_with_more_tokens_names_no_item() {
-        let body = r#"{"op":"delete","id":"m-1"}"#;
-        assert!(error_of(at(1, "t_1.catalog.items.m-1.x", body)).starts_with("subject:"));
-    }
-
-    #[test]
-    fn a_nul_anywhere_in_the_attributes_is_rejected_with_its_path() {
-        let body = r#"{"op":"upsert","id":"m-1","status":"ready","attributes":{"a":{"b":["x","y\u0000"]}}}"#;
-        let error = error_of(at(1, "t_1.catalog.items.m-1", body));
-        assert!(
-            error.starts_with("attributes: attributes.a.b[1] holds a NUL"),
-            "{error}"
-        );
-    }
-
-    #[test]
     fn a_rejected_payload_is_stored_as_text_without_nul() {
-        let r = decode(
-            PREFIX,
-            Message {
-                payload: b"\0\xff",
-                ..upsert(1, "ready")
-            },
-        )
+        let r = decode(Message {
+            payload: b"\0\xff",
+            ..upsert(1, "ready")
+        })
         .unwrap_err();
         assert_eq!(r.payload, "\u{FFFD}\u{FFFD}");
     }
 
     #[test]
     fn changes_at_or_below_the_checkpoint_are_dropped() {
-        let plan = Plan::of(
-            PREFIX,
-            [upsert(5, "ready"), at(6, "t_1.catalog.items.x", "!")],
-        );
+        let plan = Plan::of([upsert(5, "ready"), at(6, "t_1.catalog.items.x", "!")]);
         let plan = plan.after(6);
         assert!(plan.rows.is_empty() && plan.rejections.is_empty());
-        let plan = Plan::of(
-            PREFIX,
-            [upsert(5, "ready"), at(6, "t_1.catalog.items.x", "!")],
-        );
+        let plan = Plan::of([upsert(5, "ready"), at(6, "t_1.catalog.items.x", "!")]);
         let plan = plan.after(5);
         assert!(plan.rows.is_empty());
         assert_eq!(plan.rejections.len(), 1);

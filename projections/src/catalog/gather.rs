@@ -33,17 +33,11 @@ pub(crate) struct Gathered {
 }
 
 /// Gathers and decodes batches into `batches` until the pull fails or the receiver is gone.
-/// `prefix` is the subject prefix of an item (`<ns>.catalog.items.`).
-pub(crate) async fn run(
-    mut batcher: Batcher,
-    idle: Duration,
-    prefix: String,
-    batches: mpsc::Sender<Gathered>,
-) {
+pub(crate) async fn run(mut batcher: Batcher, idle: Duration, batches: mpsc::Sender<Gathered>) {
     loop {
         let gathered = match batcher.gather(idle).await {
             None => Gathered::default(),
-            Some(gathered) => decode(gathered, prefix.clone()).await,
+            Some(gathered) => decode(gathered).await,
         };
         let failed = gathered.failure.is_some();
         if batches.send(gathered).await.is_err() || failed {
@@ -53,10 +47,10 @@ pub(crate) async fn run(
 }
 
 /// Decodes on a blocking thread: thousands of messages take milliseconds of CPU.
-async fn decode(mut gathered: Gathered, prefix: String) -> Gathered {
+async fn decode(mut gathered: Gathered) -> Gathered {
     let batch = std::mem::take(&mut gathered.batch);
     let decoded = tokio::task::spawn_blocking(move || {
-        let plan = Plan::of(&prefix, batch.iter().map(Received::decoded));
+        let plan = Plan::of(batch.iter().map(Received::decoded));
         (batch, plan)
     })
     .await;

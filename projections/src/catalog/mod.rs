@@ -12,9 +12,11 @@
 //!
 //! Layout: this file (settings, stream and consumer, the pull loop); `gather` (batches from the
 //! continuous pull); `batch` (one batch through the projector, and what happens when it fails);
+//! [`change`] (the one reading of a message, shared with live evaluation and the import);
 //! `decode` (messages to rows and rejections); `write` (the SQL).
 
 mod batch;
+pub mod change;
 mod decode;
 mod gather;
 mod wire;
@@ -30,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::batch::CatalogProjector;
-pub use self::decode::check_change;
+pub use self::change::{check_change, read_change, ValidChange};
 use self::gather::{Batcher, Gathered};
 pub use self::write::{COPY_COLUMNS, COPY_TYPES};
 use crate::checkpoint::{ConsumerState, Progress};
@@ -117,7 +119,6 @@ pub async fn run(
     tracing::info!(projector = NAME, consumer = %consumer_name, "projector started");
     let projector = CatalogProjector {
         progress: Progress::resume(ConsumerState::of(consumer.cached_info())),
-        prefix: subjects::catalog_item(&ns, ""),
         consumer,
         consumer_name,
         settings,
@@ -219,7 +220,7 @@ async fn project(
     let batcher = Batcher::new(messages, settings.batch_size);
     let (tx, mut batches) = mpsc::channel(1);
     let idle = settings.projector.fetch_expiry;
-    let gatherer = tokio::spawn(gather::run(batcher, idle, projector.prefix.clone(), tx));
+    let gatherer = tokio::spawn(gather::run(batcher, idle, tx));
     let _gatherer = AbortOnDrop(gatherer);
     loop {
         let gathered = tokio::select! {

@@ -6,7 +6,7 @@
 //!
 //! [`CatalogChange`]: gatehouse_events::catalog::CatalogChange
 
-use gatehouse_events::catalog::{is_valid_item_id, is_valid_status};
+use gatehouse_events::catalog::{is_valid_item_id, is_valid_status, MAX_ATTRIBUTE_DEPTH};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -61,25 +61,51 @@ pub(crate) fn read(payload: &[u8]) -> Option<Change<'_>> {
     }
 }
 
-/// Is `json` (valid JSON) an object holding no `\u0000` escape (jsonb refuses it)?
+/// Is `json` (valid JSON) an object nested at most [`MAX_ATTRIBUTE_DEPTH`] levels, holding no
+/// `\u0000` escape (jsonb refuses it)?
 fn is_plain_object(json: &str) -> bool {
-    if !json.starts_with('{') {
-        return false;
-    }
-    let bytes = json.as_bytes();
-    let mut from = 0;
-    while let Some(at) = json[from..].find("u0000").map(|i| from + i) {
-        let backslashes = bytes[..at]
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b'\\')
-            .count();
-        if backslashes % 2 == 1 {
-            return false;
+    let scan = Scan::of(json.as_bytes());
+    json.starts_with('{') && !scan.nul && scan.depth <= MAX_ATTRIBUTE_DEPTH
+}
+
+/// How deep `json` nests objects and arrays. Lenient: `json` need not be valid JSON.
+pub(crate) fn depth(json: &[u8]) -> usize {
+    Scan::of(json).depth
+}
+
+/// One pass over JSON text, strings skipped.
+struct Scan {
+    /// The deepest nesting of objects and arrays.
+    depth: usize,
+    /// Whether a string holds a `\u0000` escape.
+    nul: bool,
+}
+
+impl Scan {
+    fn of(json: &[u8]) -> Scan {
+        let mut scan = Scan {
+            depth: 0,
+            nul: false,
+        };
+        let (mut level, mut in_string, mut i) = (0usize, false, 0);
+        while i < json.len() {
+            match (in_string, json[i]) {
+                (true, b'\\') => {
+                    scan.nul |= json[i + 1..].starts_with(b"u0000");
+                    i += 1;
+                }
+                (_, b'"') => in_string = !in_string,
+                (false, b'{' | b'[') => {
+                    level += 1;
+                    scan.depth = scan.depth.max(level);
+                }
+                (false, b'}' | b']') => level = level.saturating_sub(1),
+                _ => {}
+            }
+            i += 1;
         }
-        from = at + 1;
+        scan
     }
-    true
 }
 
 #[cfg(test)]
@@ -150,5 +176,12 @@ mod tests {
         assert!(!is_plain_object(r#"{"q":"a\u0000"}"#));
         assert!(!is_plain_object(r#"{"q":"\\\u0000"}"#));
         assert!(is_plain_object(r#"{"q":"\\u0000"}"#));
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings() {
+        assert_eq!(depth(br#"{"a":[1,{"b":"[[{{"}],"c":{}}"#), 3);
+        assert_eq!(depth(br#"{"a":"\"[["}"#), 1);
+        assert_eq!(depth(b"[[[not json"), 3);
     }
 }

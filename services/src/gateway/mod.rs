@@ -8,19 +8,22 @@
 //! Layout:
 //! - [`request`]: parsing and envelope checks (`bad_request`).
 //! - [`commands`]: command execution on the aggregates and the rejection mapping.
-//! - [`queries`]: read-model and event-store queries.
+//! - [`queries`]: read-model and event-store queries ([`run_queries`], [`catalog_queries`]).
 
+pub mod catalog_queries;
 pub mod commands;
 pub mod queries;
 pub mod request;
 pub mod run_queries;
 pub mod runs;
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use gatehouse_events::envelope::{Rejection, RejectionCode, Reply};
 use gatehouse_events::subjects;
 use serde::Serialize;
@@ -132,10 +135,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         tokio::spawn(async move {
             let subject = request.message.subject.to_string();
             let span = tracing::info_span!("request", %subject);
-            let reply = gateway
-                .handle(endpoint, &subject, &request.message.payload)
-                .instrument(span)
-                .await;
+            let handling = gateway.handle(endpoint, &subject, &request.message.payload);
+            let reply = unless_panicked(handling).instrument(span).await;
             if let Err(e) = request.respond(Ok(reply)).await {
                 tracing::warn!(error.message = %e, "cannot send a reply");
             }
@@ -165,6 +166,21 @@ impl Gateway {
     }
 }
 
+/// The reply `handling` makes; if it panics, an `internal` rejection, so that the caller gets
+/// an answer rather than a timeout.
+async fn unless_panicked(handling: impl Future<Output = Bytes>) -> Bytes {
+    match AssertUnwindSafe(handling).catch_unwind().await {
+        Ok(reply) => reply,
+        Err(_) => {
+            tracing::error!("handling the request panicked");
+            reply::<()>(Err(Rejection::new(
+                RejectionCode::Internal,
+                "unexpected server error (details in the server log)",
+            )))
+        }
+    }
+}
+
 /// Serializes a reply; a rejection also carries its code for logs.
 fn reply<T: Serialize>(outcome: Result<T, Rejection>) -> Bytes {
     let reply = match outcome {
@@ -177,4 +193,17 @@ fn reply<T: Serialize>(outcome: Result<T, Rejection>) -> Bytes {
         }
     };
     Bytes::from(serde_json::to_vec(&reply).unwrap_or_else(|_| b"{\"ok\":false}".to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_whose_handling_panics_is_answered_internal() {
+        let reply = unless_panicked(async { panic!("a bug") }).await;
+        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(reply["ok"], false);
+        assert_eq!(reply["error"]["code"], "internal");
+    }
 }

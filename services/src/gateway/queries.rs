@@ -7,9 +7,11 @@ use gatehouse_events::policy::{
     VersionSummary,
 };
 use serde::Serialize;
+use tokio_postgres::row::RowIndex;
+use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
-use super::{request, run_queries};
+use super::{catalog_queries, request, run_queries};
 use crate::audit;
 use crate::policy::diff::diff;
 
@@ -43,10 +45,10 @@ impl Queries {
             "run.get" => json(run_queries::get(&self.pg, request::query(payload)?).await?),
             "run.list" => json(run_queries::list(&self.pg, request::query(payload)?).await?),
             "run.diff" => json(run_queries::diff(&self.pg, request::query(payload)?).await?),
-            "catalog.get" => json(run_queries::item(&self.pg, request::query(payload)?).await?),
-            "catalog.stats" => json(run_queries::stats(&self.pg).await?),
+            "catalog.get" => json(catalog_queries::item(&self.pg, request::query(payload)?).await?),
+            "catalog.stats" => json(catalog_queries::stats(&self.pg).await?),
             "catalog.public" => {
-                json(run_queries::public(&self.pg, request::query(payload)?).await?)
+                json(catalog_queries::public(&self.pg, request::query(payload)?).await?)
             }
             other => Err(Rejection::new(
                 RejectionCode::BadRequest,
@@ -63,7 +65,7 @@ impl Queries {
                 &[&limit, &offset],
             )
             .await?;
-        Ok(rows.iter().map(policy_summary).collect())
+        rows.iter().map(policy_summary).collect()
     }
 
     async fn get(&self, policy_id: &str) -> Result<PolicySummary, Rejection> {
@@ -73,9 +75,7 @@ impl Queries {
                 &[&policy_id],
             )
             .await?;
-        rows.first()
-            .map(policy_summary)
-            .ok_or_else(|| policy_not_found(policy_id))
+        policy_summary(rows.first().ok_or_else(|| policy_not_found(policy_id))?)
     }
 
     async fn versions(&self, q: ListVersions) -> Result<Vec<VersionSummary>, Rejection> {
@@ -87,10 +87,9 @@ impl Queries {
                 &[&q.policy_id, &limit, &offset],
             )
             .await?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| version_summary(r, policy.active_version))
-            .collect())
+            .collect()
     }
 
     async fn version(&self, q: GetVersion) -> Result<PolicyVersion, Rejection> {
@@ -136,10 +135,10 @@ impl Queries {
             .with_field("version")
         })?;
         let rules =
-            serde_json::from_value(row.get("rules")).map_err(|e| internal(e.to_string()))?;
+            serde_json::from_value(column(row, "rules")?).map_err(|e| internal(e.to_string()))?;
         Ok(PolicyVersion {
             policy_id: policy.policy_id.clone(),
-            summary: version_summary(row, policy.active_version),
+            summary: version_summary(row, policy.active_version)?,
             rules,
         })
     }
@@ -167,33 +166,43 @@ const POLICY_SELECT: &str =
 const VERSION_SELECT: &str =
     "SELECT version, author, notes, restored_from, rules_hash, rule_count, drafted_at, rules FROM policy_versions";
 
-fn policy_summary(r: &Row) -> PolicySummary {
-    PolicySummary {
-        policy_id: r.get("policy_id"),
-        name: r.get("name"),
-        description: r.get("description"),
-        attributes: serde_json::from_value(r.get("attributes")).unwrap_or_default(),
-        latest_version: r.get::<_, i32>("latest_version") as u32,
-        active_version: r.get::<_, Option<i32>>("active_version").map(|v| v as u32),
-        created_by: r.get("created_by"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-        sequence: r.get::<_, i64>("last_sequence") as u64,
-    }
+fn policy_summary(r: &Row) -> Result<PolicySummary, Rejection> {
+    Ok(PolicySummary {
+        policy_id: column(r, "policy_id")?,
+        name: column(r, "name")?,
+        description: column(r, "description")?,
+        attributes: serde_json::from_value(column(r, "attributes")?).unwrap_or_default(),
+        latest_version: column::<i32>(r, "latest_version")? as u32,
+        active_version: column::<Option<i32>>(r, "active_version")?.map(|v| v as u32),
+        created_by: column(r, "created_by")?,
+        created_at: column(r, "created_at")?,
+        updated_at: column(r, "updated_at")?,
+        sequence: column::<i64>(r, "last_sequence")? as u64,
+    })
 }
 
-fn version_summary(r: &Row, active: Option<u32>) -> VersionSummary {
-    let version = r.get::<_, i32>("version") as u32;
-    VersionSummary {
+fn version_summary(r: &Row, active: Option<u32>) -> Result<VersionSummary, Rejection> {
+    let version = column::<i32>(r, "version")? as u32;
+    Ok(VersionSummary {
         version,
-        author: r.get("author"),
-        notes: r.get("notes"),
-        restored_from: r.get::<_, Option<i32>>("restored_from").map(|v| v as u32),
-        rules_hash: r.get("rules_hash"),
-        rule_count: r.get::<_, i32>("rule_count") as u32,
-        drafted_at: r.get("drafted_at"),
+        author: column(r, "author")?,
+        notes: column(r, "notes")?,
+        restored_from: column::<Option<i32>>(r, "restored_from")?.map(|v| v as u32),
+        rules_hash: column(r, "rules_hash")?,
+        rule_count: column::<i32>(r, "rule_count")? as u32,
+        drafted_at: column(r, "drafted_at")?,
         active: active == Some(version),
-    }
+    })
+}
+
+/// Column `idx` of `row`. A value that cannot be read (such as JSON nested deeper than
+/// serde_json reads) is an `internal` rejection, never a panic.
+pub fn column<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    idx: impl RowIndex + std::fmt::Display + Copy,
+) -> Result<T, Rejection> {
+    row.try_get(idx)
+        .map_err(|e| internal(format!("cannot read column {idx}: {e}")))
 }
 
 /// Validated `(limit, offset)` as SQL parameters.
@@ -228,6 +237,11 @@ pub fn unavailable(detail: String) -> Rejection {
     )
 }
 
+/// An unexpected failure: `detail` is logged, the caller gets a generic message.
 pub fn internal(detail: String) -> Rejection {
-    Rejection::new(RejectionCode::Internal, detail)
+    tracing::error!(error.message = %detail, "query failed");
+    Rejection::new(
+        RejectionCode::Internal,
+        "unexpected server error (details in the server log)",
+    )
 }

@@ -1,10 +1,7 @@
-//! Queries over runs (`runs`, `run_progress`, `run_batches`, `eval_results`) and the catalog
-//! (`catalog_items`, and the public catalog: the active version's allowed, non-deleted items).
+//! Queries over runs (`runs`, `run_progress`, `run_batches`, `run_snapshot_batches`,
+//! `eval_results`).
 
 use deadpool_postgres::Pool;
-use gatehouse_events::catalog::{
-    CatalogItem, CatalogStats, GetItem, PublicCatalogPage, PublicCatalogQuery, PublicItem,
-};
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::run::{
     blocking_reasons, DiffItem, DiffRun, ErrorSample, GetRun, ListRuns, RunCounters, RunDiff,
@@ -12,7 +9,7 @@ use gatehouse_events::run::{
 };
 use tokio_postgres::Row;
 
-use super::queries::{page, unavailable};
+use super::queries::{column, page, unavailable};
 
 const RUN_SELECT: &str = "SELECT r.*, \
        coalesce(p.processed, 0) AS processed, coalesce(p.eligible, 0) AS eligible, \
@@ -32,9 +29,7 @@ pub async fn get(pg: &Pool, q: GetRun) -> Result<RunView, Rejection> {
         &[&q.run_id],
     )
     .await?;
-    rows.first()
-        .map(run_view)
-        .ok_or_else(|| run_not_found(&q.run_id))
+    run_view(rows.first().ok_or_else(|| run_not_found(&q.run_id))?)
 }
 
 /// `run.list`: newest first, filtered by policy and status.
@@ -46,50 +41,59 @@ pub async fn list(pg: &Pool, q: ListRuns) -> Result<Vec<RunView>, Rejection> {
          ORDER BY r.prepared_at DESC, r.run_id DESC LIMIT $3 OFFSET $4"
     );
     let rows = query(pg, &sql, &[&q.policy_id, &status, &limit, &offset]).await?;
-    Ok(rows.iter().map(run_view).collect())
+    rows.iter().map(run_view).collect()
 }
 
-fn run_view(r: &Row) -> RunView {
-    let n = |c: &str| r.get::<_, i64>(c) as u64;
+fn run_view(r: &Row) -> Result<RunView, Rejection> {
+    let n = |c: &str| column::<i64>(r, c).map(|v| v as u64);
     let counters = RunCounters {
-        total_ready_snapshot: n("total_ready_snapshot"),
-        processed: n("processed"),
-        eligible: n("eligible"),
-        ineligible: n("ineligible"),
-        quarantined: n("quarantined"),
-        pending: n("pending"),
-        errors: n("errors"),
+        total_ready_snapshot: n("total_ready_snapshot")?,
+        processed: n("processed")?,
+        eligible: n("eligible")?,
+        ineligible: n("ineligible")?,
+        quarantined: n("quarantined")?,
+        pending: n("pending")?,
+        errors: n("errors")?,
     };
-    let status = RunStatus::parse(r.get("status")).unwrap_or(RunStatus::Failed);
-    let (threshold, max_errors) = (r.get::<_, f64>("coverage_threshold"), n("max_errors"));
+    let status = RunStatus::parse(column(r, "status")?).unwrap_or(RunStatus::Failed);
+    let (threshold, max_errors) = (column::<f64>(r, "coverage_threshold")?, n("max_errors")?);
     let reasons = blocking_reasons(status, &counters, threshold, max_errors);
-    RunView {
-        run_id: r.get("run_id"),
-        policy_id: r.get("policy_id"),
-        version: r.get::<_, i32>("version") as u32,
+    Ok(RunView {
+        run_id: column(r, "run_id")?,
+        policy_id: column(r, "policy_id")?,
+        version: column::<i32>(r, "version")? as u32,
         status,
-        epoch: r.get::<_, i32>("epoch") as u32,
+        epoch: column::<i32>(r, "epoch")? as u32,
         coverage: counters.coverage(),
         counters,
         coverage_threshold: threshold,
         max_errors,
         ready_to_promote: reasons.is_empty(),
         blocking_reasons: reasons,
-        batches: r.get::<_, i32>("batches") as u32,
-        batches_done: r.get::<_, i32>("batches_done") as u32,
-        cursor: r.get::<_, i32>("cursor") as u32,
-        snapshot_cutoff: r.get("snapshot_cutoff"),
-        error_samples: serde_json::from_value::<Vec<ErrorSample>>(r.get("error_samples"))
+        batches: column::<i32>(r, "batches")? as u32,
+        batches_done: column::<i32>(r, "batches_done")? as u32,
+        cursor: column::<i32>(r, "cursor")? as u32,
+        snapshot_cutoff: column(r, "snapshot_cutoff")?,
+        error_samples: serde_json::from_value::<Vec<ErrorSample>>(column(r, "error_samples")?)
             .unwrap_or_default(),
-        failure: r.get("failure"),
-        promoted: r.get("promoted"),
-        prepared_by: r.get("prepared_by"),
-        prepared_at: r.get("prepared_at"),
-        ended_at: r.get("ended_at"),
-    }
+        failure: column(r, "failure")?,
+        promoted: column(r, "promoted")?,
+        prepared_by: column(r, "prepared_by")?,
+        prepared_at: column(r, "prepared_at")?,
+        ended_at: column(r, "ended_at")?,
+    })
 }
 
-/// `run.diff`: set-based comparison of the run's results with the active version's.
+/// The run's snapshot items (`$4`: its snapshot id) with their result of the run's version
+/// (`t`: policy `$1`, version `$2`) and of the active version (`a`: `$3`), if any.
+const DIFF_FROM: &str = "FROM run_snapshot_batches b
+   CROSS JOIN LATERAL unnest(b.item_ids) AS s (item_id)
+   JOIN eval_results t ON t.policy_id = $1 AND t.version = $2 AND t.item_id = s.item_id
+   LEFT JOIN eval_results a ON a.policy_id = $1 AND a.version = $3 AND a.item_id = s.item_id
+  WHERE b.snapshot_id = $4";
+
+/// `run.diff`: set-based comparison of the run's results with the active version's, over the
+/// run's snapshot (so the categories add up to `total_ready_snapshot`).
 pub async fn diff(pg: &Pool, q: DiffRun) -> Result<RunDiff, Rejection> {
     let run = get(
         pg,
@@ -106,181 +110,113 @@ pub async fn diff(pg: &Pool, q: DiffRun) -> Result<RunDiff, Rejection> {
         );
         return Err(Rejection::new(RejectionCode::InvalidState, message).with_field("run_id"));
     }
-    let active: Option<i32> = query(
+    let active: Option<i32> = match query(
         pg,
         "SELECT active_version FROM policies WHERE policy_id = $1",
         &[&run.policy_id],
     )
     .await?
     .first()
-    .and_then(|r| r.get(0));
-    let (policy, version) = (&run.policy_id, run.version as i32);
+    {
+        Some(r) => column(r, 0)?,
+        None => None,
+    };
+    let snapshot: String = match query(
+        pg,
+        "SELECT snapshot_id FROM runs WHERE run_id = $1",
+        &[&run.run_id],
+    )
+    .await?
+    .first()
+    {
+        Some(r) => column(r, 0)?,
+        None => return Err(run_not_found(&run.run_id)),
+    };
+    let on = Snapshot {
+        policy: &run.policy_id,
+        version: run.version as i32,
+        active,
+        snapshot: &snapshot,
+    };
     let counts = query(
         pg,
-        "SELECT count(*) FILTER (WHERE a.outcome = 'allow' AND t.outcome IN ('deny', 'quarantine')),
-                count(*) FILTER (WHERE a.outcome IN ('deny', 'quarantine') AND t.outcome = 'allow'),
-                count(*) FILTER (WHERE a.outcome = t.outcome),
-                count(*) FILTER (WHERE a.outcome <> t.outcome AND 'allow' NOT IN (a.outcome, t.outcome)),
-                count(*) FILTER (WHERE a.item_id IS NULL)
-           FROM eval_results t
-           LEFT JOIN eval_results a ON a.policy_id = t.policy_id AND a.version = $3 AND a.item_id = t.item_id
-          WHERE t.policy_id = $1 AND t.version = $2",
-        &[policy, &version, &active],
+        &format!(
+            "SELECT count(*) FILTER (WHERE a.outcome = 'allow' AND t.outcome IN ('deny', 'quarantine')),
+                    count(*) FILTER (WHERE a.outcome IN ('deny', 'quarantine') AND t.outcome = 'allow'),
+                    count(*) FILTER (WHERE a.outcome = t.outcome),
+                    count(*) FILTER (WHERE a.outcome <> t.outcome AND 'allow' NOT IN (a.outcome, t.outcome)),
+                    count(*) FILTER (WHERE a.item_id IS NULL)
+               {DIFF_FROM}"
+        ),
+        &on.params(),
     )
     .await?;
-    let c = |i: usize| counts.first().map_or(0, |r| r.get::<_, i64>(i) as u64);
+    let c = |i: usize| {
+        counts
+            .first()
+            .map_or(Ok(0), |r| column::<i64>(r, i).map(|v| v as u64))
+    };
     Ok(RunDiff {
         run_id: run.run_id.clone(),
         policy_id: run.policy_id.clone(),
         version: run.version,
         active_version: active.map(|v| v as u32),
-        regressions: c(0),
-        improvements: c(1),
-        unchanged: c(2),
-        other_changes: c(3),
-        newly_evaluated: c(4),
+        regressions: c(0)?,
+        improvements: c(1)?,
+        unchanged: c(2)?,
+        other_changes: c(3)?,
+        newly_evaluated: c(4)?,
         top_regressions: top(
             pg,
-            policy,
-            version,
-            active,
+            &on,
             "a.outcome = 'allow' AND t.outcome IN ('deny', 'quarantine')",
         )
         .await?,
         top_improvements: top(
             pg,
-            policy,
-            version,
-            active,
+            &on,
             "a.outcome IN ('deny', 'quarantine') AND t.outcome = 'allow'",
         )
         .await?,
     })
 }
 
-async fn top(
-    pg: &Pool,
-    policy: &str,
+/// What a diff compares: the parameters of [`DIFF_FROM`].
+struct Snapshot<'a> {
+    policy: &'a str,
     version: i32,
     active: Option<i32>,
-    change: &str,
-) -> Result<Vec<DiffItem>, Rejection> {
+    snapshot: &'a str,
+}
+
+impl Snapshot<'_> {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+        [&self.policy, &self.version, &self.active, &self.snapshot]
+    }
+}
+
+async fn top(pg: &Pool, on: &Snapshot<'_>, change: &str) -> Result<Vec<DiffItem>, Rejection> {
     let sql = format!(
         "SELECT t.item_id, t.score, a.outcome AS before, t.outcome AS after, t.rule_id, t.reason
-           FROM eval_results t
-           JOIN eval_results a ON a.policy_id = t.policy_id AND a.version = $3 AND a.item_id = t.item_id
-          WHERE t.policy_id = $1 AND t.version = $2 AND {change}
+           {DIFF_FROM} AND {change}
           ORDER BY t.score DESC, t.item_id LIMIT {DIFF_TOP}"
     );
-    let rows = query(pg, &sql, &[&policy, &version, &active]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| DiffItem {
-            item_id: r.get(0),
-            score: r.get(1),
-            before: r.get(2),
-            after: r.get(3),
-            rule_id: r.get(4),
-            reason: r.get(5),
-        })
-        .collect())
-}
-
-/// `catalog.get`.
-pub async fn item(pg: &Pool, q: GetItem) -> Result<CatalogItem, Rejection> {
-    let rows = query(
-        pg,
-        "SELECT item_id, status, deleted, attributes, updated_at FROM catalog_items WHERE item_id = $1",
-        &[&q.item_id],
-    )
-    .await?;
-    let r = rows.first().ok_or_else(|| {
-        Rejection::new(
-            RejectionCode::NotFound,
-            format!("item `{}` is not in the catalog", q.item_id),
-        )
-        .with_field("item_id")
-    })?;
-    Ok(CatalogItem {
-        item_id: r.get(0),
-        status: r.get(1),
-        deleted: r.get(2),
-        attributes: r.get(3),
-        updated_at: r.get(4),
-    })
-}
-
-/// `catalog.stats`.
-pub async fn stats(pg: &Pool) -> Result<CatalogStats, Rejection> {
-    let rows = query(
-        pg,
-        "SELECT count(*), count(*) FILTER (WHERE status = 'ready' AND NOT deleted), count(*) FILTER (WHERE deleted) \
-           FROM catalog_items",
-        &[],
-    )
-    .await?;
-    let c = |i: usize| rows.first().map_or(0, |r| r.get::<_, i64>(i));
-    Ok(CatalogStats {
-        items: c(0),
-        ready: c(1),
-        deleted: c(2),
-    })
-}
-
-/// `catalog.public`: one page of what the policy's active version allows, read in one snapshot
-/// so a promotion is seen entirely or not at all.
-pub async fn public(pg: &Pool, q: PublicCatalogQuery) -> Result<PublicCatalogPage, Rejection> {
-    let (limit, _) = page(q.limit, None)?;
-    let db = |e: tokio_postgres::Error| unavailable(e.to_string());
-    let mut client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(db)?;
-    let policy = tx
-        .query_opt(
-            "SELECT active_version FROM policies WHERE policy_id = $1",
-            &[&q.policy_id],
-        )
-        .await
-        .map_err(db)?
-        .ok_or_else(|| {
-            Rejection::new(
-                RejectionCode::NotFound,
-                format!("policy `{}` does not exist", q.policy_id),
-            )
-            .with_field("policy_id")
-        })?;
-    let active: Option<i32> = policy.get(0);
-    let after = q.after.clone().unwrap_or_default();
-    let rows = tx
-        .query(
-            "SELECT r.item_id, r.score, c.attributes FROM eval_results r JOIN catalog_items c USING (item_id)
-              WHERE r.policy_id = $1 AND r.version = $2 AND r.outcome = 'allow' AND NOT c.deleted
-                AND r.item_id > $3 ORDER BY r.item_id LIMIT $4",
-            &[&q.policy_id, &active, &after, &limit],
-        )
-        .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)?;
-    Ok(PublicCatalogPage {
-        policy_id: q.policy_id,
-        active_version: active.map(|v| v as u32),
-        items: rows
-            .iter()
-            .map(|r| PublicItem {
-                item_id: r.get(0),
-                score: r.get(1),
-                attributes: r.get(2),
+    let rows = query(pg, &sql, &on.params()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DiffItem {
+                item_id: column(r, 0)?,
+                score: column(r, 1)?,
+                before: column(r, 2)?,
+                after: column(r, 3)?,
+                rule_id: column(r, 4)?,
+                reason: column(r, 5)?,
             })
-            .collect(),
-    })
+        })
+        .collect()
 }
 
-async fn query(
+pub(super) async fn query(
     pg: &Pool,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],

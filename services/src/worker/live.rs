@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
-use gatehouse_events::catalog::CatalogChange;
+use gatehouse_projections::catalog;
 use gatehouse_rules::CompiledPolicy;
 use tokio_util::sync::CancellationToken;
 
@@ -82,33 +82,32 @@ async fn handle(worker: &Worker, batch: Vec<Message>) {
     }
 }
 
-/// The newest change of each item in the batch; messages that are not valid changes are left out.
+/// The newest change of each item in the batch; messages that are not valid changes (as the
+/// catalog projector reads them: it records them as rejections) are left out.
 fn latest_changes(batch: &[Message]) -> Vec<Candidate> {
     let mut latest: HashMap<String, Candidate> = HashMap::with_capacity(batch.len());
     for message in batch {
         let Ok(info) = message.info() else { continue };
         let item_seq = info.stream_sequence as i64;
-        let change = match serde_json::from_slice::<CatalogChange>(&message.payload) {
-            Ok(change) if change.validate().is_ok() => change,
-            _ => continue,
+        let Ok(change) = catalog::read_change(&message.subject, &message.payload) else {
+            continue;
         };
-        let (item_id, state) = match change {
-            CatalogChange::Upsert {
-                id,
-                status,
-                attributes,
-            } => {
-                let attributes = Attributes::Json(serde_json::Value::Object(attributes));
-                (id, ItemState::of(&status, false, attributes))
-            }
-            CatalogChange::Delete { id } => (id, ItemState::Pending("deleted")),
+        let state = if change.deleted {
+            ItemState::Pending("deleted")
+        } else {
+            let text = change.attributes.get();
+            // Valid JSON nested within the limit: it parses (as text it would still evaluate).
+            let attributes = serde_json::from_str(text)
+                .map_or_else(|_| Attributes::Text(text.into()), Attributes::Json);
+            ItemState::of(&change.status, false, attributes)
         };
         if latest
-            .get(&item_id)
+            .get(change.id.as_ref())
             .is_some_and(|seen| seen.item_seq > item_seq)
         {
             continue;
         }
+        let item_id = change.id.into_owned();
         latest.insert(
             item_id.clone(),
             Candidate {

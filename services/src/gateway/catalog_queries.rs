@@ -1,0 +1,143 @@
+//! Queries over the catalog (`catalog_items`) and the public catalog: the active version's
+//! allowed, ready, non-deleted items whose result (`eval_results`) is of their current catalog
+//! change.
+
+use deadpool_postgres::Pool;
+use gatehouse_events::catalog::{
+    CatalogItem, CatalogStats, GetItem, PublicCatalogPage, PublicCatalogQuery, PublicItem,
+};
+use gatehouse_events::envelope::{Rejection, RejectionCode};
+
+use super::queries::{column, page, unavailable};
+use super::run_queries::query;
+
+/// `catalog.get`.
+pub async fn item(pg: &Pool, q: GetItem) -> Result<CatalogItem, Rejection> {
+    let rows = query(
+        pg,
+        "SELECT item_id, status, deleted, attributes, updated_at FROM catalog_items WHERE item_id = $1",
+        &[&q.item_id],
+    )
+    .await?;
+    let r = rows.first().ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::NotFound,
+            format!("item `{}` is not in the catalog", q.item_id),
+        )
+        .with_field("item_id")
+    })?;
+    Ok(CatalogItem {
+        item_id: column(r, 0)?,
+        status: column(r, 1)?,
+        deleted: column(r, 2)?,
+        attributes: column(r, 3)?,
+        updated_at: column(r, 4)?,
+    })
+}
+
+/// `catalog.stats`.
+pub async fn stats(pg: &Pool) -> Result<CatalogStats, Rejection> {
+    let rows = query(
+        pg,
+        "SELECT count(*), count(*) FILTER (WHERE status = 'ready' AND NOT deleted), count(*) FILTER (WHERE deleted) \
+           FROM catalog_items",
+        &[],
+    )
+    .await?;
+    let c = |i: usize| rows.first().map_or(Ok(0), |r| column::<i64>(r, i));
+    Ok(CatalogStats {
+        items: c(0)?,
+        ready: c(1)?,
+        deleted: c(2)?,
+    })
+}
+
+/// `catalog.public`: one page of what the policy's active version allows, read in one snapshot
+/// so a promotion is seen entirely or not at all.
+pub async fn public(pg: &Pool, q: PublicCatalogQuery) -> Result<PublicCatalogPage, Rejection> {
+    let (limit, _) = page(q.limit, None)?;
+    let db = |e: tokio_postgres::Error| unavailable(e.to_string());
+    let mut client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db)?;
+    let policy = tx
+        .query_opt(
+            "SELECT active_version FROM policies WHERE policy_id = $1",
+            &[&q.policy_id],
+        )
+        .await
+        .map_err(db)?
+        .ok_or_else(|| {
+            Rejection::new(
+                RejectionCode::NotFound,
+                format!("policy `{}` does not exist", q.policy_id),
+            )
+            .with_field("policy_id")
+        })?;
+    let active: Option<i32> = column(&policy, 0)?;
+    let after = q.after.clone().unwrap_or_default();
+    // Fail closed: a result is served only while it is of the item's current change.
+    let rows = tx
+        .query(
+            "SELECT r.item_id, r.score, c.attributes FROM eval_results r JOIN catalog_items c USING (item_id)
+              WHERE r.policy_id = $1 AND r.version = $2 AND r.outcome = 'allow'
+                AND r.item_seq = c.stream_seq AND c.status = 'ready' AND NOT c.deleted
+                AND r.item_id > $3 ORDER BY r.item_id LIMIT $4",
+            &[&q.policy_id, &active, &after, &limit],
+        )
+        .await
+        .map_err(db)?;
+    let upto = match rows.last() {
+        Some(last) if rows.len() as i64 == limit => Some(column::<String>(last, 0)?),
+        _ => None,
+    };
+    let held_back = match active {
+        Some(version) => held_back(&tx, &q.policy_id, version, &after, upto.as_deref()).await?,
+        None => 0,
+    };
+    tx.commit().await.map_err(db)?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            Ok(PublicItem {
+                item_id: column(r, 0)?,
+                score: column(r, 1)?,
+                attributes: column(r, 2)?,
+            })
+        })
+        .collect::<Result<_, Rejection>>()?;
+    Ok(PublicCatalogPage {
+        policy_id: q.policy_id,
+        active_version: active.map(|v| v as u32),
+        items,
+        held_back,
+    })
+}
+
+/// Ready items with ids in `(after, upto]` (`upto` `None`: to the end) whose current change
+/// has no result of `version` yet.
+async fn held_back(
+    tx: &tokio_postgres::Transaction<'_>,
+    policy_id: &str,
+    version: i32,
+    after: &str,
+    upto: Option<&str>,
+) -> Result<u64, Rejection> {
+    let row = tx
+        .query_one(
+            "SELECT count(*) FROM catalog_items c
+               LEFT JOIN eval_results r ON r.policy_id = $1 AND r.version = $2 AND r.item_id = c.item_id
+              WHERE c.status = 'ready' AND NOT c.deleted AND c.item_id > $3
+                AND ($4::text IS NULL OR c.item_id <= $4)
+                AND r.item_seq IS DISTINCT FROM c.stream_seq",
+            &[&policy_id, &version, &after, &upto],
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(column::<i64>(&row, 0)? as u64)
+}
