@@ -332,6 +332,25 @@ fn a_double_accepts_any_json_number() {
 }
 
 #[test]
+fn a_double_attribute_is_the_nearest_double_to_its_json_text() {
+    // serde_json's default parser may be off by one unit in the last place on such numbers;
+    // the workspace enables its `float_roundtrip` feature. Rust's own parser is exact.
+    for text in [
+        "0.1",
+        "0.30000000000000004",
+        "2.2250738585072011e-308",
+        "1.38e-23",
+        "-5.43e-21",
+        "9007199254740993",
+    ] {
+        let exact: f64 = text.parse().unwrap();
+        let outcome = agreed(&format!(r#"{{"quality": {text}}}"#));
+        let expected = format!("double {exact:?}");
+        assert_eq!(attribute(&outcome, "quality"), Some(expected), "{text}");
+    }
+}
+
+#[test]
 fn a_timestamp_from_text_converts_like_one_from_parsed_json() {
     let outcome = agreed(r#"{"published_at": "2024-02-29T12:30:00\u002B02:00"}"#);
     assert!(attribute(&outcome, "published_at").is_some());
