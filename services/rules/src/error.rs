@@ -128,9 +128,6 @@ pub enum ItemError {
     /// The item's attributes are not a JSON object.
     #[error("item attributes must be a JSON object, got {found}")]
     NotAnObject { found: &'static str },
-    /// An attribute (or a field of an object attribute) the schema does not declare.
-    #[error("unknown attribute `{path}`")]
-    UnknownAttribute { path: String },
     /// A value of the wrong JSON type, or out of range for its type.
     #[error("attribute `{path}`: expected {expected}, got {found}")]
     WrongType {

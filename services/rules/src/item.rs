@@ -29,7 +29,8 @@ mod text;
 /// Strings and keys borrow from the JSON the item was made from (`'a`), so converting an
 /// item copies no text (from JSON text, strings written with escapes are copied unescaped).
 /// An attribute that is absent or `null` in the JSON is absent here: a rule that references
-/// it fails with an [`EvalError`](crate::EvalError) for that item.
+/// it fails with an [`EvalError`](crate::EvalError) for that item. So is one the schema does
+/// not declare, which no rule can reference.
 #[derive(Debug)]
 pub struct Item<'a> {
     attributes: Vec<Attribute<'a>>,
@@ -53,8 +54,10 @@ impl<'a> Item<'a> {
     /// Checks `json` (the attributes object of a catalog item) against `schema` and converts it.
     ///
     /// Ints must be JSON integers; doubles accept any JSON number; timestamps are RFC 3339
-    /// text; object attributes are checked field by field. Unknown attributes and values of
-    /// the wrong type are errors naming the attribute path (`scan.status`, `tags[2]`).
+    /// text; object attributes are checked field by field. A value of the wrong type is an
+    /// error naming the attribute path (`scan.status`, `tags[2]`). Attributes (and fields of
+    /// object attributes) the schema does not declare are left out: one catalog serves
+    /// policies that each declare only what their rules read.
     pub fn from_json(json: &'a Json, schema: &AttributeSchema) -> Result<Item<'a>, ItemError> {
         Item::convert(json, schema, Cow::Borrowed)
     }
@@ -100,14 +103,12 @@ impl<'a> Item<'a> {
         };
         let mut attributes = Vec::with_capacity(fields.len());
         for (name, value) in fields {
-            let path = Path::Root(name);
+            // Undeclared attributes are skipped: rules cannot read them (validation refuses it).
             let Some(ty) = schema.get(name) else {
-                return Err(ItemError::UnknownAttribute {
-                    path: path.render(),
-                });
+                continue;
             };
             if !value.is_null() {
-                attributes.push((text(name), convert(value, ty, &path, text)?));
+                attributes.push((text(name), convert(value, ty, &Path::Root(name), text)?));
             }
         }
         Ok(Item { attributes })
@@ -170,9 +171,7 @@ fn convert<'j, 'a>(
             for (name, value) in fields {
                 let path = Path::Field(path, name);
                 let Some(ty) = schema.get(name) else {
-                    return Err(ItemError::UnknownAttribute {
-                        path: path.render(),
-                    });
+                    continue;
                 };
                 if !value.is_null() {
                     let key = CelMapKey::String(CelString::from(text(name)));
