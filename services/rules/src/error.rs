@@ -135,7 +135,7 @@ pub enum ItemError {
         expected: String,
         found: String,
     },
-    /// A timestamp attribute that is not RFC 3339 text (years 1 to 9999).
+    /// A timestamp attribute that is not RFC 3339 text, or outside years 1 to 9999 in UTC.
     #[error("attribute `{path}`: `{value}` is not an RFC 3339 timestamp")]
     InvalidTimestamp { path: String, value: String },
 }

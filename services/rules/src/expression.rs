@@ -101,6 +101,53 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_durations_their_accessors_and_matches_work_on_attributes() {
+        let item = json!({"published_at": "2025-12-31T23:30:00-01:00"}); // 00:30 UTC, 2026-01-01
+        for (source, expected) in [
+            (
+                r#"published_at > timestamp("2026-01-01T00:00:00Z")"#,
+                Value::Bool(true),
+            ),
+            (
+                r#"published_at - timestamp("2026-01-01T00:00:00Z") == duration("30m")"#,
+                Value::Bool(true),
+            ),
+            (
+                r#"published_at + duration("1h30m") < timestamp("2026-01-01T02:00:01Z")"#,
+                Value::Bool(true),
+            ),
+            ("published_at.getFullYear()", Value::Int(2026)),
+            (r#"published_at.getFullYear("-01:00")"#, Value::Int(2025)),
+            (r#"published_at.getMonth("Europe/Paris")"#, Value::Int(0)),
+            ("published_at.getDayOfYear()", Value::Int(0)),
+            ("published_at.getDayOfMonth()", Value::Int(0)),
+            ("published_at.getDate()", Value::Int(1)),
+            ("published_at.getDayOfWeek()", Value::Int(4)),
+            ("published_at.getHours()", Value::Int(0)),
+            ("published_at.getMinutes()", Value::Int(30)),
+            ("published_at.getSeconds()", Value::Int(0)),
+            ("published_at.getMilliseconds()", Value::Int(0)),
+            (r#"duration("1h30m").getMinutes()"#, Value::Int(90)),
+            (
+                r#"duration("90s").getSeconds() + duration("1.5s").getMilliseconds()"#,
+                Value::Int(1590),
+            ),
+            (r#"duration("2h").getHours()"#, Value::Int(2)),
+            ("int(published_at)", Value::Int(1_767_227_400)),
+            (
+                "string(published_at)",
+                Value::String(Arc::new("2026-01-01T00:30:00Z".into())),
+            ),
+            (
+                r#"string(published_at).matches("^2026-01-01T")"#,
+                Value::Bool(true),
+            ),
+        ] {
+            assert_eq!(evaluate(source, item.clone()), Ok(expected), "{source}");
+        }
+    }
+
+    #[test]
     fn an_attribute_the_item_lacks_is_an_evaluation_error() {
         let error = evaluate("quality", json!({})).unwrap_err();
         assert_eq!(error.message, "the item has no attribute `quality`");

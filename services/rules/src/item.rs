@@ -191,10 +191,13 @@ fn timestamp(text: &str, path: &Path<'_>) -> Result<CelTimestamp, ItemError> {
     })
 }
 
+/// The instant `text` names, in UTC: CEL's accessors without a time zone (`getHours()`) read
+/// UTC, and cel reads the offset the value carries.
 fn parse_timestamp(text: &str) -> Option<CelTimestamp> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
-        .filter(|t| t.year() >= 1) // CEL timestamps span years 1 to 9999
+        .map(|t| t.with_timezone(&chrono::Utc).fixed_offset())
+        .filter(|t| (1..=9999).contains(&t.year())) // CEL's range, in UTC
         .map(CelTimestamp::from)
 }
 

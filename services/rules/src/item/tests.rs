@@ -357,7 +357,13 @@ fn a_double_attribute_is_the_nearest_double_to_its_json_text() {
 fn a_timestamp_from_text_converts_like_one_from_parsed_json() {
     let outcome = agreed(r#"{"published_at": "2024-02-29T12:30:00\u002B02:00"}"#);
     assert!(attribute(&outcome, "published_at").is_some());
-    for bad in ["yesterday", "0000-01-01T00:00:00Z", "2024-02-30T00:00:00Z"] {
+    for bad in [
+        "yesterday",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:30:00+01:00",
+        "9999-12-31T23:30:00-01:00",
+        "2024-02-30T00:00:00Z",
+    ] {
         let outcome = agreed(&format!(r#"{{"published_at": "{bad}"}}"#));
         assert!(matches!(
             outcome,
