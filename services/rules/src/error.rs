@@ -138,6 +138,10 @@ pub enum ItemError {
     /// A timestamp attribute that is not RFC 3339 text, or outside years 1 to 9999 in UTC.
     #[error("attribute `{path}`: `{value}` is not an RFC 3339 timestamp")]
     InvalidTimestamp { path: String, value: String },
+    /// A duration attribute that is not duration text (`"90s"`, `"1h30m"`), or beyond CEL's
+    /// range (about 292 years either way).
+    #[error("attribute `{path}`: `{value}` is not a duration (like \"90s\" or \"1h30m\")")]
+    InvalidDuration { path: String, value: String },
 }
 
 /// `text` cut to at most `max` characters, marked with `…` when cut.

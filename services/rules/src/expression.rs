@@ -148,6 +148,30 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_attribute_equals_what_cel_s_duration_reads_from_the_same_text() {
+        let schema: AttributeSchema = serde_json::from_value(json!({"wait": "duration"})).unwrap();
+        for text in [
+            "0",
+            "-0",
+            "90s",
+            "1h30m",
+            "1.5h",
+            "-2m",
+            "1m1ms1us1ns",
+            "0.5s",
+            "2.25ms",
+        ] {
+            let source = format!(
+                r#"wait == duration("{text}") && wait < duration("{text}") + duration("1ns")"#
+            );
+            let expression = CompiledExpression::compile(&source, &schema).unwrap();
+            let attributes = json!({ "wait": text });
+            let item = Item::from_json(&attributes, &schema).unwrap();
+            assert_eq!(expression.evaluate(&item), Ok(Value::Bool(true)), "{text}");
+        }
+    }
+
+    #[test]
     fn an_attribute_the_item_lacks_is_an_evaluation_error() {
         let error = evaluate("quality", json!({})).unwrap_err();
         assert_eq!(error.message, "the item has no attribute `quality`");

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use cel::common::types::{
-    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelString, CelTimestamp,
+    CelBool, CelDouble, CelDuration, CelInt, CelList, CelMap, CelMapKey, CelString, CelTimestamp,
 };
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
@@ -19,9 +19,11 @@ use chrono::Datelike;
 use gatehouse_events::rules::{AttributeSchema, AttributeType};
 use serde_json::Value as Json;
 
+use self::duration::parse_duration;
 use self::text::one_pass;
 use crate::error::ItemError;
 
+mod duration;
 mod text;
 
 /// An item's attributes as CEL values, ready to evaluate.
@@ -54,7 +56,7 @@ impl<'a> Item<'a> {
     /// Checks `json` (the attributes object of a catalog item) against `schema` and converts it.
     ///
     /// Ints must be JSON integers; doubles accept any JSON number; timestamps are RFC 3339
-    /// text; object attributes are checked field by field. A value of the wrong type is an
+    /// text; durations are text CEL's `duration()` reads (`"1h30m"`); object attributes are checked field by field. A value of the wrong type is an
     /// error naming the attribute path (`scan.status`, `tags[2]`). Attributes (and fields of
     /// object attributes) the schema does not declare are left out: one catalog serves
     /// policies that each declare only what their rules read.
@@ -159,6 +161,7 @@ fn convert<'j, 'a>(
             Box::new(CelDouble::from(n.as_f64().ok_or_else(wrong)?))
         }
         (AttributeType::Timestamp, Json::String(s)) => Box::new(timestamp(s, path)?),
+        (AttributeType::Duration, Json::String(s)) => Box::new(duration(s, path)?),
         (AttributeType::List(element), Json::Array(values)) => {
             let mut list: Vec<Box<dyn Val + 'a>> = Vec::with_capacity(values.len());
             for (i, value) in values.iter().enumerate() {
@@ -186,6 +189,13 @@ fn convert<'j, 'a>(
 
 fn timestamp(text: &str, path: &Path<'_>) -> Result<CelTimestamp, ItemError> {
     parse_timestamp(text).ok_or_else(|| ItemError::InvalidTimestamp {
+        path: path.render(),
+        value: text.chars().take(64).collect(),
+    })
+}
+
+fn duration(text: &str, path: &Path<'_>) -> Result<CelDuration, ItemError> {
+    parse_duration(text).ok_or_else(|| ItemError::InvalidDuration {
         path: path.render(),
         value: text.chars().take(64).collect(),
     })

@@ -156,6 +156,8 @@ fn render(value: &dyn Val) -> String {
         format!("double {:?}", d.inner())
     } else if let Some(t) = value.downcast_ref::<CelTimestamp>() {
         format!("timestamp {:?}", t.inner())
+    } else if let Some(d) = value.downcast_ref::<CelDuration>() {
+        format!("duration {:?}", d.inner().num_nanoseconds())
     } else if let Some(list) = value.downcast_ref::<CelList>() {
         let values: Vec<_> = list.inner().iter().map(|v| render(v.as_ref())).collect();
         format!("[{}]", values.join(", "))
@@ -373,6 +375,31 @@ fn a_timestamp_from_text_converts_like_one_from_parsed_json() {
 }
 
 #[test]
+fn a_duration_attribute_converts_from_duration_text() {
+    let schema = serde_json::from_value(json!({"wait": "duration"})).unwrap();
+    let item = |text: &str| via_text(text, &schema);
+    assert_eq!(
+        item(r#"{"wait": "1h30m"}"#),
+        Outcome::Item(vec![("wait".into(), "duration Some(5400000000000)".into())])
+    );
+    assert_eq!(
+        item(r#"{"wait": "1h30m"}"#),
+        via_value(r#"{"wait": "1h30m"}"#, &schema)
+    );
+    assert_eq!(
+        item(r#"{"wait": "soon"}"#),
+        Outcome::Rejected(ItemError::InvalidDuration {
+            path: "wait".into(),
+            value: "soon".into()
+        })
+    );
+    assert!(matches!(
+        item(r#"{"wait": 90}"#),
+        Outcome::Rejected(ItemError::WrongType { .. })
+    ));
+}
+
+#[test]
 fn a_null_in_a_list_is_a_wrong_type_not_an_absent_value() {
     let outcome = agreed(r#"{"tags": ["a", null]}"#);
     assert_eq!(
@@ -532,7 +559,7 @@ mod properties {
         serde_json::from_value(json!({
             "kind": "string", "quality": "double", "age_days": "int", "nsfw": "bool",
             "published_at": "timestamp", "tags": "list<string>", "sizes": "list<int>",
-            "seen": "list<timestamp>",
+            "seen": "list<timestamp>", "wait": "duration", "waits": "list<duration>",
             "scan": {"status": "string", "critical": "int", "scores": "list<double>",
                      "meta": {"ok": "bool", "at": "timestamp"}}
         }))
@@ -598,6 +625,22 @@ mod properties {
         )
     }
 
+    /// Duration text, mostly valid, in various spellings and sizes.
+    fn duration() -> impl Strategy<Value = Gen> + Clone {
+        let spelled = prop::sample::select(vec![
+            "0", "-0", "1h30m", "1.5h", "90s", "-2m", "1ms", "1us", "1ns", "2562048h", "1.s", "",
+        ]);
+        let text = prop_oneof![
+            spelled.prop_map(str::to_owned),
+            (
+                any::<i32>(),
+                prop::sample::select(vec!["h", "m", "s", "ms", "us", "ns"])
+            )
+                .prop_map(|(n, unit)| format!("{n}{unit}")),
+        ];
+        (text, prop::bool::weighted(0.1)).prop_map(|(s, escaped)| Gen::Str(s, escaped))
+    }
+
     /// Any JSON that is not an object or array, or an empty one.
     fn leaf() -> impl Strategy<Value = Gen> + Clone {
         prop_oneof![
@@ -615,6 +658,7 @@ mod properties {
         let fitting = match ty {
             AttributeType::String => string().boxed(),
             AttributeType::Timestamp => prop_oneof![3 => timestamp(), 1 => string()].boxed(),
+            AttributeType::Duration => prop_oneof![3 => duration(), 1 => string()].boxed(),
             AttributeType::Int => {
                 let int = any::<i64>().prop_map(|n| Gen::Number(n.to_string()));
                 prop_oneof![3 => int, 1 => number()].boxed()

@@ -13,7 +13,7 @@ use cel::common::value::Val;
 use gatehouse_events::rules::{AttributeSchema, AttributeType};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 
-use super::{parse_timestamp, type_name, Attribute};
+use super::{parse_duration, parse_timestamp, type_name, Attribute};
 
 /// A value converted from the text; `None` for `null`.
 type Converted<'de> = Option<Box<dyn Val + 'de>>;
@@ -125,12 +125,16 @@ impl<'de> Visitor<'de> for Typed<'_> {
     }
 
     /// Text serde_json only lends (it had escapes, unescaped into a scratch buffer), or a
-    /// timestamp's text.
+    /// timestamp's or duration's text.
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
         match self.0 {
             AttributeType::String => converted(CelString::from(s.to_owned())),
             AttributeType::Timestamp => match parse_timestamp(s) {
                 Some(t) => converted(t),
+                None => Err(E::invalid_value(Unexpected::Str(s), &self)),
+            },
+            AttributeType::Duration => match parse_duration(s) {
+                Some(d) => converted(d),
                 None => Err(E::invalid_value(Unexpected::Str(s), &self)),
             },
             _ => Err(E::invalid_type(Unexpected::Str(s), &self)),
