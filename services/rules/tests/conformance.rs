@@ -1,5 +1,6 @@
 //! The cel-spec conformance cases that need no protobuf messages (`portable: true` in
-//! `<workspace>/../shared/conformance/cel-spec/celspec_simple.jsonl`, see the README beside it),
+//! `<workspace>/../shared/conformance/cel-spec/celspec_simple.jsonl`; see
+//! `shared/conformance/README.md`),
 //! each compiled and evaluated through Gatehouse's own path ([`CompiledExpression`]: the
 //! parse limits, allow-lists, dry run and evaluation policies get).
 //!
