@@ -73,8 +73,8 @@ fn default_reason() -> String {
 /// The type of one declared item attribute.
 ///
 /// On the wire a scalar or list type is a string (`"string"`, `"int"`, `"double"`, `"bool"`,
-/// `"timestamp"`, `"list<string>"`, `"list<int>"`, `"list<double>"`), and an object is a JSON
-/// object mapping field names to types.
+/// `"timestamp"`, `"duration"`, `"list<string>"`, `"list<int>"`, `"list<double>"`), and an
+/// object is a JSON object mapping field names to types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttributeType {
     String,
@@ -83,6 +83,9 @@ pub enum AttributeType {
     Bool,
     /// RFC 3339 text in items; a CEL timestamp in expressions.
     Timestamp,
+    /// The text CEL's `duration()` reads (`"90s"`, `"1h30m"`) in items; a CEL duration in
+    /// expressions.
+    Duration,
     List(Box<AttributeType>),
     Object(BTreeMap<String, AttributeType>),
 }
@@ -95,6 +98,7 @@ impl AttributeType {
             "double" => AttributeType::Double,
             "bool" => AttributeType::Bool,
             "timestamp" => AttributeType::Timestamp,
+            "duration" => AttributeType::Duration,
             _ => {
                 let inner = name.strip_prefix("list<")?.strip_suffix('>')?;
                 let inner = AttributeType::parse_name(inner)?;
@@ -114,6 +118,7 @@ impl AttributeType {
             AttributeType::Double => "double".into(),
             AttributeType::Bool => "bool".into(),
             AttributeType::Timestamp => "timestamp".into(),
+            AttributeType::Duration => "duration".into(),
             AttributeType::List(inner) => format!("list<{}>", inner.name()?),
             AttributeType::Object(_) => return None,
         })
@@ -141,7 +146,7 @@ impl<'de> Deserialize<'de> for AttributeType {
             Wire::Name(n) => AttributeType::parse_name(&n).ok_or_else(|| {
                 serde::de::Error::custom(format!(
                     "unknown attribute type `{n}` (expected string, int, double, bool, timestamp, \
-                     list<...> or an object)"
+                     duration, list<...> or an object)"
                 ))
             }),
             Wire::Object(fields) => Ok(AttributeType::Object(fields)),
@@ -159,7 +164,8 @@ mod tests {
 
     #[test]
     fn attribute_types_round_trip_through_their_wire_names() {
-        let wire = json!({"kind": "string", "tags": "list<string>", "scan": {"critical": "int"}});
+        let wire = json!({"kind": "string", "tags": "list<string>", "scan": {"critical": "int"},
+                          "waits": "list<duration>"});
         let schema: AttributeSchema = serde_json::from_value(wire.clone()).unwrap();
         assert_eq!(
             schema["tags"],

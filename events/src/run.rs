@@ -422,6 +422,26 @@ mod tests {
     }
 
     #[test]
+    fn a_coverage_threshold_parses_to_the_nearest_double() {
+        // The workspace enables serde_json's `float_roundtrip`: its default parser can be one
+        // unit in the last place off on such text. Rust's own parser is exact.
+        for text in [
+            "0.1",
+            "0.30000000000000004",
+            "1.38e-23",
+            "0.9999999999999999",
+        ] {
+            let json = format!(r#"{{"run_id": "media:1", "coverage_threshold": {text}}}"#);
+            let promote: PromoteRun = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                promote.coverage_threshold,
+                Some(text.parse().unwrap()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn a_run_id_names_its_policy() {
         assert_eq!(policy_of(&run_id("media-v2", 7)), Some("media-v2"));
         assert_eq!(policy_of("media"), None);

@@ -413,9 +413,9 @@ async fn promote_is_refused_above_the_error_threshold_and_from_a_failed_run_chan
     let mut app = spawn_app().await;
     app.policy_with_versions("media", &[0.4, 0.6]).await;
     import(&app, 50).await;
-    // Three items that do not fit the schema: each run counts them as errors.
+    // Three items that do not fit the schema (a string quality): each run counts them as errors.
     let odd = ["odd-1", "odd-2", "odd-3"].map(|id| {
-        let attributes = json!({"kind": "video", "quality": 0.9, "tags": [], "color": "red",
+        let attributes = json!({"kind": "video", "quality": "high", "tags": [], "color": "red",
             "scan": {"status": "clean", "critical": 0}});
         (id.to_owned(), attributes)
     });

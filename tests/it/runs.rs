@@ -61,12 +61,12 @@ impl Worker {
     }
 }
 
-/// Item `i`'s attributes. Every 29th does not fit the schema (an error), every 13th has an
-/// unclean scan (quarantine), quality `i % 10 / 10` (deny below the threshold), every 17th is
-/// banned (deny).
+/// Item `i`'s attributes. Every 29th does not fit the schema (a string quality: an error),
+/// every 13th has an unclean scan (quarantine), quality `i % 10 / 10` (deny below the
+/// threshold), every 17th is banned (deny).
 fn attributes(i: i64) -> serde_json::Value {
     if i % 29 == 0 {
-        return serde_json::json!({"quality": 0.9, "color": "red"});
+        return serde_json::json!({"quality": "high", "color": "red"});
     }
     let scan = if i % 13 == 0 { "infected" } else { "clean" };
     let tags: Vec<&str> = if i % 17 == 0 { vec!["banned"] } else { vec![] };
@@ -645,6 +645,50 @@ async fn a_batch_that_cannot_succeed_fails_the_run_with_its_reason() {
         ))
         .await;
     assert_eq!(counted, 0, "the failed batch counted nothing");
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_policy_declaring_only_quality_evaluates_items_carrying_other_attributes() {
+    let app = spawn_app().await;
+    let mut small = create_policy("small");
+    small.attributes = serde_json::from_value(serde_json::json!({"quality": "double"})).unwrap();
+    let rules = serde_json::json!({
+        "rules": [{"id": "low", "condition": "quality < 0.5", "decision": "deny", "reason": "low"}],
+        "default_decision": "allow", "score": "quality * 10.0"
+    });
+    let mut version = draft("small", 0.5, "only quality");
+    version.rules = serde_json::from_value(rules).unwrap();
+    let c = &app.client;
+    c.command("policy", "create", &app.sender("alice"), small)
+        .await
+        .expect("create");
+    c.command("policy", "draft", &app.sender("bob"), version)
+        .await
+        .expect("draft");
+    // The shared catalog's items carry more than `quality`; a declared attribute of the wrong
+    // type is still an error.
+    app.db
+        .batch_execute(
+            r#"INSERT INTO catalog_items VALUES
+              ('a', 'ready', false, '{"quality": 0.9, "age_days": 3, "tags": ["x"], "scan": {"status": "clean"}}', now() - interval '1 second', 1),
+              ('b', 'ready', false, '{"quality": 0.2, "kind": "video", "nested": {"deep": [1, null]}}', now() - interval '1 second', 2),
+              ('c', 'ready', false, '{"quality": "high", "age_days": 3}', now() - interval '1 second', 3)"#,
+        )
+        .await
+        .unwrap();
+    let run_id = prepare(&app, "small", 1, 10).await;
+    let worker = Worker::start(&app);
+    wait_status(&app, &run_id, "success").await;
+    assert_eq!(
+        results(&app, "small").await,
+        [
+            ("a".into(), "allow".into(), None, 9.0),
+            ("b".into(), "deny".into(), Some("low".into()), 2.0),
+            ("c".into(), "error".into(), None, 0.0),
+        ]
+    );
     worker.stop().await;
     app.stop().await;
 }

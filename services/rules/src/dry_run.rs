@@ -22,6 +22,8 @@ pub(crate) enum Expect {
     Bool,
     /// The score: an int, uint or double.
     Number,
+    /// A standalone expression ([`crate::CompiledExpression`]): any value.
+    Any,
 }
 
 /// The first problem the dry run found; `id` is the node it is at, when known.
@@ -113,6 +115,7 @@ fn is_constant(e: &IdedExpr) -> bool {
 fn mismatch(value: &dyn Val, expect: Expect, operand: bool) -> Option<(RuleErrorCode, String)> {
     let found = value.get_type().name();
     let message = match expect {
+        Expect::Any => return None,
         Expect::Bool if value.downcast_ref::<CelBool>().is_some() => return None,
         Expect::Number if as_number(value).is_some() => return None,
         Expect::Bool if operand => format!("this operand yields {found}, expected bool"),

@@ -128,9 +128,6 @@ pub enum ItemError {
     /// The item's attributes are not a JSON object.
     #[error("item attributes must be a JSON object, got {found}")]
     NotAnObject { found: &'static str },
-    /// An attribute (or a field of an object attribute) the schema does not declare.
-    #[error("unknown attribute `{path}`")]
-    UnknownAttribute { path: String },
     /// A value of the wrong JSON type, or out of range for its type.
     #[error("attribute `{path}`: expected {expected}, got {found}")]
     WrongType {
@@ -138,9 +135,13 @@ pub enum ItemError {
         expected: String,
         found: String,
     },
-    /// A timestamp attribute that is not RFC 3339 text (years 1 to 9999).
+    /// A timestamp attribute that is not RFC 3339 text, or outside years 1 to 9999 in UTC.
     #[error("attribute `{path}`: `{value}` is not an RFC 3339 timestamp")]
     InvalidTimestamp { path: String, value: String },
+    /// A duration attribute that is not duration text (`"90s"`, `"1h30m"`), or beyond CEL's
+    /// range (about 292 years either way).
+    #[error("attribute `{path}`: `{value}` is not a duration (like \"90s\" or \"1h30m\")")]
+    InvalidDuration { path: String, value: String },
 }
 
 /// `text` cut to at most `max` characters, marked with `…` when cut.

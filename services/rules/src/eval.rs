@@ -156,7 +156,7 @@ impl fmt::Debug for CompiledPolicy {
 
 /// A run-time error in the item's terms where cel's wording is obscure: expressions are
 /// validated, so an undeclared reference is an attribute the item lacks.
-fn describe(error: ExecutionError) -> String {
+pub(crate) fn describe(error: ExecutionError) -> String {
     match error {
         ExecutionError::UndeclaredReference(name) => format!("the item has no attribute `{name}`"),
         ExecutionError::NoSuchKey(key) => format!("the item has no field `{key}`"),

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use cel::common::types::{
-    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelString, CelTimestamp,
+    CelBool, CelDouble, CelDuration, CelInt, CelList, CelMap, CelMapKey, CelString, CelTimestamp,
 };
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
@@ -19,9 +19,11 @@ use chrono::Datelike;
 use gatehouse_events::rules::{AttributeSchema, AttributeType};
 use serde_json::Value as Json;
 
+use self::duration::parse_duration;
 use self::text::one_pass;
 use crate::error::ItemError;
 
+mod duration;
 mod text;
 
 /// An item's attributes as CEL values, ready to evaluate.
@@ -29,7 +31,8 @@ mod text;
 /// Strings and keys borrow from the JSON the item was made from (`'a`), so converting an
 /// item copies no text (from JSON text, strings written with escapes are copied unescaped).
 /// An attribute that is absent or `null` in the JSON is absent here: a rule that references
-/// it fails with an [`EvalError`](crate::EvalError) for that item.
+/// it fails with an [`EvalError`](crate::EvalError) for that item. So is one the schema does
+/// not declare, which no rule can reference.
 #[derive(Debug)]
 pub struct Item<'a> {
     attributes: Vec<Attribute<'a>>,
@@ -53,8 +56,10 @@ impl<'a> Item<'a> {
     /// Checks `json` (the attributes object of a catalog item) against `schema` and converts it.
     ///
     /// Ints must be JSON integers; doubles accept any JSON number; timestamps are RFC 3339
-    /// text; object attributes are checked field by field. Unknown attributes and values of
-    /// the wrong type are errors naming the attribute path (`scan.status`, `tags[2]`).
+    /// text; durations are text CEL's `duration()` reads (`"1h30m"`); object attributes are checked field by field. A value of the wrong type is an
+    /// error naming the attribute path (`scan.status`, `tags[2]`). Attributes (and fields of
+    /// object attributes) the schema does not declare are left out: one catalog serves
+    /// policies that each declare only what their rules read.
     pub fn from_json(json: &'a Json, schema: &AttributeSchema) -> Result<Item<'a>, ItemError> {
         Item::convert(json, schema, Cow::Borrowed)
     }
@@ -100,14 +105,12 @@ impl<'a> Item<'a> {
         };
         let mut attributes = Vec::with_capacity(fields.len());
         for (name, value) in fields {
-            let path = Path::Root(name);
+            // Undeclared attributes are skipped: rules cannot read them (validation refuses it).
             let Some(ty) = schema.get(name) else {
-                return Err(ItemError::UnknownAttribute {
-                    path: path.render(),
-                });
+                continue;
             };
             if !value.is_null() {
-                attributes.push((text(name), convert(value, ty, &path, text)?));
+                attributes.push((text(name), convert(value, ty, &Path::Root(name), text)?));
             }
         }
         Ok(Item { attributes })
@@ -158,6 +161,7 @@ fn convert<'j, 'a>(
             Box::new(CelDouble::from(n.as_f64().ok_or_else(wrong)?))
         }
         (AttributeType::Timestamp, Json::String(s)) => Box::new(timestamp(s, path)?),
+        (AttributeType::Duration, Json::String(s)) => Box::new(duration(s, path)?),
         (AttributeType::List(element), Json::Array(values)) => {
             let mut list: Vec<Box<dyn Val + 'a>> = Vec::with_capacity(values.len());
             for (i, value) in values.iter().enumerate() {
@@ -170,9 +174,7 @@ fn convert<'j, 'a>(
             for (name, value) in fields {
                 let path = Path::Field(path, name);
                 let Some(ty) = schema.get(name) else {
-                    return Err(ItemError::UnknownAttribute {
-                        path: path.render(),
-                    });
+                    continue;
                 };
                 if !value.is_null() {
                     let key = CelMapKey::String(CelString::from(text(name)));
@@ -192,10 +194,20 @@ fn timestamp(text: &str, path: &Path<'_>) -> Result<CelTimestamp, ItemError> {
     })
 }
 
+fn duration(text: &str, path: &Path<'_>) -> Result<CelDuration, ItemError> {
+    parse_duration(text).ok_or_else(|| ItemError::InvalidDuration {
+        path: path.render(),
+        value: text.chars().take(64).collect(),
+    })
+}
+
+/// The instant `text` names, in UTC: CEL's accessors without a time zone (`getHours()`) read
+/// UTC, and cel reads the offset the value carries.
 fn parse_timestamp(text: &str) -> Option<CelTimestamp> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
-        .filter(|t| t.year() >= 1) // CEL timestamps span years 1 to 9999
+        .map(|t| t.with_timezone(&chrono::Utc).fixed_offset())
+        .filter(|t| (1..=9999).contains(&t.year())) // CEL's range, in UTC
         .map(CelTimestamp::from)
 }
 

@@ -36,6 +36,8 @@
 //! - [`item`]: an item's attributes checked against the schema and converted to CEL values
 //!   (`item/text.rs`: the one pass from JSON text); [`TextError`] when the text is no item.
 //! - [`eval`]: [`CompiledPolicy`] and [`Evaluation`].
+//! - [`expression`]: [`CompiledExpression`], one expression compiled and evaluated the same
+//!   way, yielding any value (the cel-spec conformance tests run through it).
 //! - [`error`]: [`RuleError`] and its codes, [`EvalError`], [`ItemError`].
 
 mod check;
@@ -43,6 +45,7 @@ mod dry_run;
 pub mod error;
 pub mod eval;
 mod expr;
+pub mod expression;
 pub mod item;
 mod samples;
 pub mod validate;
@@ -54,6 +57,7 @@ pub use check::MAX_MACRO_NESTING;
 pub use error::{EvalError, ItemError, RuleError, RuleErrorCode, MAX_EVAL_MESSAGE_CHARS};
 pub use eval::{CompiledPolicy, Evaluation};
 pub use expr::{MAX_EXPRESSION_CHARS, MAX_NESTING_DEPTH};
+pub use expression::CompiledExpression;
 pub use item::{Item, TextError};
 pub use validate::{validate, MAX_REASON_CHARS, MAX_RULES, MAX_RULE_ID_CHARS};
 

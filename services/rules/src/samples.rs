@@ -13,6 +13,7 @@ const STRINGS: [&str; SAMPLES] = ["", "sample", "1", "2024-01-01T00:00:00Z"];
 const INTS: [i64; SAMPLES] = [0, 42, 1, -1];
 const DOUBLES: [f64; SAMPLES] = [0.0, 2.5, 1.0, -0.5];
 const BOOLS: [bool; SAMPLES] = [false, true, true, false];
+const DURATIONS: [&str; SAMPLES] = ["0", "1h30m", "1s", "-90s"];
 const TIMESTAMPS: [&str; SAMPLES] = [
     "1970-01-01T00:00:00Z",
     "2024-02-29T12:30:00+02:00",
@@ -40,6 +41,7 @@ fn sample(ty: &AttributeType, variant: usize) -> Json {
         AttributeType::Double => json!(DOUBLES[variant]),
         AttributeType::Bool => json!(BOOLS[variant]),
         AttributeType::Timestamp => json!(TIMESTAMPS[variant]),
+        AttributeType::Duration => json!(DURATIONS[variant]),
         AttributeType::List(element) => match variant {
             0 => json!([]),
             1 => json!([sample(element, 1), sample(element, 0)]),
@@ -56,13 +58,16 @@ mod tests {
 
     #[test]
     fn every_sample_gives_each_attribute_a_different_value() {
-        let schema: AttributeSchema =
-            serde_json::from_value(json!({"a": "list<int>", "b": {"c": "timestamp"}})).unwrap();
+        let schema: AttributeSchema = serde_json::from_value(
+            json!({"a": "list<int>", "b": {"c": "timestamp", "d": "duration"}}),
+        )
+        .unwrap();
         let samples = sample_json(&schema);
         for (i, first) in samples.iter().enumerate() {
             for second in &samples[i + 1..] {
                 assert_ne!(first["a"], second["a"]);
                 assert_ne!(first["b"]["c"], second["b"]["c"]);
+                assert_ne!(first["b"]["d"], second["b"]["d"]);
             }
         }
     }

@@ -119,6 +119,17 @@ fn timestamps_compare_across_offsets() {
 }
 
 #[test]
+fn a_policy_declaring_one_attribute_evaluates_items_carrying_more() {
+    let schema: AttributeSchema = serde_json::from_value(json!({"quality": "double"})).unwrap();
+    let policy =
+        CompiledPolicy::compile(&doc(&[("low", "quality < 0.4", Deny)], "quality"), &schema);
+    let policy = policy.unwrap();
+    let attributes = br#"{"quality": 0.25, "age_days": 3, "scan": {"status": "clean"}}"#;
+    let evaluation = policy.evaluate(&policy.item_from_text(attributes).unwrap());
+    assert_eq!(evaluation.map(|e| (e.decision, e.score)), Ok((Deny, 0.25)));
+}
+
+#[test]
 fn an_integer_given_for_a_double_attribute_compares_as_a_double() {
     let policy = policy(&[("low-rated", "rating < 2.0", Deny)], "rating");
     let evaluation = evaluate(&policy, json!({"rating": 1})).unwrap();

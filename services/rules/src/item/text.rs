@@ -1,7 +1,8 @@
 //! [`Item::from_json_text`](super::Item::from_json_text)'s one pass from JSON text to CEL
 //! values, guided by the schema. Each visitor accepts only what `convert` would accept for
 //! the same JSON and fails on anything else; its error is never shown (the caller falls back
-//! to the `Value` path), so the visitors track no path.
+//! to the `Value` path), so the visitors track no path. Values the schema declares nothing
+//! for are read and dropped.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use cel::common::value::Val;
 use gatehouse_events::rules::{AttributeSchema, AttributeType};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 
-use super::{parse_timestamp, type_name, Attribute};
+use super::{parse_duration, parse_timestamp, type_name, Attribute};
 
 /// A value converted from the text; `None` for `null`.
 type Converted<'de> = Option<Box<dyn Val + 'de>>;
@@ -43,7 +44,11 @@ impl<'de> Visitor<'de> for Attributes<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<Self::Value, A::Error> {
         let mut attributes: Self::Value = Vec::with_capacity(self.schema.len());
         while let Some(name) = fields.next_key_seed(Text)? {
-            let value = fields.next_value_seed(Typed(field_type(self.schema, &name)?))?;
+            let Some(ty) = field_type(self.schema, &name)? else {
+                fields.next_value_seed(Skip)?;
+                continue;
+            };
+            let value = fields.next_value_seed(Typed(ty))?;
             // The last of duplicate keys counts, `null` included, as in a parsed `Value`.
             let earlier = attributes.iter().position(|(n, _)| *n == name);
             match (earlier, value) {
@@ -120,12 +125,16 @@ impl<'de> Visitor<'de> for Typed<'_> {
     }
 
     /// Text serde_json only lends (it had escapes, unescaped into a scratch buffer), or a
-    /// timestamp's text.
+    /// timestamp's or duration's text.
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
         match self.0 {
             AttributeType::String => converted(CelString::from(s.to_owned())),
             AttributeType::Timestamp => match parse_timestamp(s) {
                 Some(t) => converted(t),
+                None => Err(E::invalid_value(Unexpected::Str(s), &self)),
+            },
+            AttributeType::Duration => match parse_duration(s) {
+                Some(d) => converted(d),
                 None => Err(E::invalid_value(Unexpected::Str(s), &self)),
             },
             _ => Err(E::invalid_type(Unexpected::Str(s), &self)),
@@ -151,7 +160,10 @@ impl<'de> Visitor<'de> for Typed<'_> {
         };
         let mut map = HashMap::with_capacity(schema.len());
         while let Some(name) = fields.next_key_seed(Text)? {
-            let ty = field_type(schema, &name)?;
+            let Some(ty) = field_type(schema, &name)? else {
+                fields.next_value_seed(Skip)?;
+                continue;
+            };
             let key = CelMapKey::String(CelString::from(name));
             // The last of duplicate keys counts, `null` included, as in a parsed `Value`.
             match fields.next_value_seed(Typed(ty))? {
@@ -167,17 +179,81 @@ fn converted<'de, E>(value: impl Val + 'de) -> Result<Converted<'de>, E> {
     Ok(Some(Box::new(value)))
 }
 
-/// The type `schema` declares for field `name`.
+/// The type `schema` declares for field `name`, or `None` if it declares none.
 ///
-/// Never the type of one of serde_json's private keys: with its `raw_value` or
-/// `arbitrary_precision` feature, a `Value` reads an object with such a key as another value.
+/// Never for one of serde_json's private keys: with its `raw_value` or `arbitrary_precision`
+/// feature, a `Value` reads an object with such a key as another value.
 fn field_type<'s, E: de::Error>(
     schema: &'s AttributeSchema,
     name: &str,
-) -> Result<&'s AttributeType, E> {
-    match schema.get(name) {
-        Some(ty) if !name.starts_with("$serde_json::private::") => Ok(ty),
-        _ => Err(E::unknown_field(name, &[])),
+) -> Result<Option<&'s AttributeType>, E> {
+    if is_private(name) {
+        return Err(E::unknown_field(name, &[]));
+    }
+    Ok(schema.get(name))
+}
+
+fn is_private(key: &str) -> bool {
+    key.starts_with("$serde_json::private::")
+}
+
+/// The value of an attribute or field the schema does not declare: read in full, so that
+/// the text is only accepted if a `Value` would hold it (numbers in range, private keys
+/// left to the `Value` path), and dropped.
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, value: D) -> Result<(), D::Error> {
+        value.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut values: A) -> Result<(), A::Error> {
+        while values.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        while let Some(name) = fields.next_key_seed(Text)? {
+            if is_private(&name) {
+                return Err(de::Error::unknown_field(&name, &[]));
+            }
+            fields.next_value_seed(Skip)?;
+        }
+        Ok(())
     }
 }
 

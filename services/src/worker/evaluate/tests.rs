@@ -91,14 +91,22 @@ fn an_item_no_longer_ready_is_pending() {
 }
 
 #[test]
-fn attributes_outside_the_schema_are_an_error_naming_the_attribute() {
+fn attributes_outside_the_schema_are_ignored() {
     let verdict = evaluate(
         &policy(),
-        &ready(json!({"quality": 1.0, "tags": [], "color": "red"})),
+        &ready(json!({"quality": 1.0, "tags": [], "color": "red", "scan": {"critical": 1}})),
     );
+    assert_eq!((verdict.outcome, verdict.score), (Outcome::Allow, 10.0));
+}
+
+#[test]
+fn a_declared_attribute_of_the_wrong_type_is_an_error_naming_it() {
+    let verdict = evaluate(&policy(), &ready(json!({"quality": "high", "tags": []})));
     assert_eq!(verdict.outcome, Outcome::Error);
-    assert!(verdict.reason.contains("color"), "{}", verdict.reason);
-    assert_eq!(verdict.score, 0.0);
+    assert_eq!(
+        &*verdict.reason,
+        "attribute `quality`: expected double, got a string"
+    );
 }
 
 #[test]
@@ -111,10 +119,17 @@ fn a_failing_evaluation_is_an_error_not_a_dropped_item() {
 
 #[test]
 fn an_error_message_is_capped() {
+    // The message names the attribute, whose name is long.
     let long = "x".repeat(2 * MAX_ERROR_MESSAGE);
-    let text = format!(r#"{{"{long}": 1}}"#).into_bytes();
+    let schema = serde_json::from_value(json!({ &long: "int" })).unwrap();
+    let rules = serde_json::from_value(json!({
+        "rules": [], "default_decision": "allow", "score": format!("{long} * 2")
+    }))
+    .unwrap();
+    let policy = gatehouse_rules::validate(&rules, &schema).unwrap();
+    let text = format!(r#"{{"{long}": "one"}}"#).into_bytes();
     let verdict = evaluate(
-        &policy(),
+        &policy,
         &ItemState::of("ready", false, Attributes::Text(text)),
     );
     assert_eq!(verdict.outcome, Outcome::Error);
