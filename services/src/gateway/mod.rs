@@ -9,8 +9,10 @@
 //! - [`request`]: parsing and envelope checks (`bad_request`).
 //! - [`commands`]: command execution on the aggregates and the rejection mapping.
 //! - [`queries`]: read-model and event-store queries.
+//! - [`consistency`]: a query's `wait_for` (read-your-writes).
 
 pub mod commands;
+pub mod consistency;
 pub mod queries;
 pub mod request;
 pub mod run_queries;
@@ -133,7 +135,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             let subject = request.message.subject.to_string();
             let span = tracing::info_span!("request", %subject);
             let reply = gateway
-                .handle(endpoint, &subject, &request.message.payload)
+                .handle(endpoint, &request.message.payload)
                 .instrument(span)
                 .await;
             if let Err(e) = request.respond(Ok(reply)).await {
@@ -150,13 +152,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 }
 
 impl Gateway {
-    async fn handle(&self, endpoint: Endpoint, subject: &str, payload: &[u8]) -> Bytes {
+    async fn handle(&self, endpoint: Endpoint, payload: &[u8]) -> Bytes {
         match endpoint {
-            Endpoint::Command(name) => reply(
-                self.commands
-                    .handle(&self.namespace, name, subject, payload)
-                    .await,
-            ),
+            Endpoint::Command(name) => {
+                reply(self.commands.handle(&self.namespace, name, payload).await)
+            }
             Endpoint::Query(name) => match self.queries.handle(name, payload).await {
                 Ok(value) => reply(Ok(value)),
                 Err(e) => reply::<()>(Err(e)),

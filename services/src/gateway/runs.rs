@@ -11,7 +11,7 @@ use gatehouse_events::run::{
 };
 
 use super::commands::policy_rejection;
-use super::queries::unavailable;
+use super::queries::{database, unavailable};
 use super::request::{self, bad_request, Parsed};
 use crate::policy::runs::{Prepare, Snapshot};
 use crate::policy::{Policy, PolicyCommand};
@@ -22,14 +22,14 @@ pub async fn handle(
     store: &Store<Policy>,
     pg: &Pool,
     name: &str,
-    subject: &str,
+    namespace: &str,
     payload: &[u8],
 ) -> Result<CommandAccepted, Rejection> {
     let at = Utc::now();
     match name {
-        "policy.prepare" => prepare(store, pg, request::command(subject, name, payload)?).await,
+        "policy.prepare" => prepare(store, pg, request::command(namespace, name, payload)?).await,
         "policy.cancel_run" => {
-            let Parsed { context, command } = request::command::<RunRef>(subject, name, payload)?;
+            let Parsed { context, command } = request::command::<RunRef>(namespace, name, payload)?;
             let cmd = PolicyCommand::CancelRun {
                 run_id: command.run_id.clone(),
                 actor: context.actor.clone(),
@@ -41,7 +41,7 @@ pub async fn handle(
                 .map_err(policy_rejection)
         }
         "policy.resume_run" => {
-            let Parsed { context, command } = request::command::<RunRef>(subject, name, payload)?;
+            let Parsed { context, command } = request::command::<RunRef>(namespace, name, payload)?;
             let cmd = PolicyCommand::ResumeRun {
                 run_id: command.run_id.clone(),
                 actor: context.actor.clone(),
@@ -54,7 +54,7 @@ pub async fn handle(
         }
         "policy.promote" => {
             let Parsed { context, command } =
-                request::command::<PromoteRun>(subject, name, payload)?;
+                request::command::<PromoteRun>(namespace, name, payload)?;
             let cmd = PolicyCommand::Promote {
                 run_id: command.run_id.clone(),
                 coverage_threshold: command.coverage_threshold.unwrap_or(1.0),
@@ -69,7 +69,7 @@ pub async fn handle(
         }
         "policy.complete_run" => {
             let Parsed { context, command } =
-                request::command::<CompleteRun>(subject, name, payload)?;
+                request::command::<CompleteRun>(namespace, name, payload)?;
             let counters = progress(pg, &command.run_id).await?;
             let cmd = PolicyCommand::CompleteRun {
                 run_id: command.run_id.clone(),
@@ -83,7 +83,7 @@ pub async fn handle(
                 .map_err(policy_rejection)
         }
         "policy.fail_run" => {
-            let Parsed { context, command } = request::command::<FailRun>(subject, name, payload)?;
+            let Parsed { context, command } = request::command::<FailRun>(namespace, name, payload)?;
             let counters = progress(pg, &command.run_id).await?;
             let reason: String = command.reason.chars().take(MAX_ERROR_MESSAGE).collect();
             let cmd = PolicyCommand::FailRun {
@@ -159,7 +159,7 @@ async fn prepare(
 /// stores the ids batch by batch (`run_snapshot_batches`: batch `b` holds ordinals
 /// `[b * batch_size, (b + 1) * batch_size)`).
 async fn freeze(pg: &Pool, batch_size: u32) -> Result<Snapshot, Rejection> {
-    let db = |e: tokio_postgres::Error| unavailable(e.to_string());
+    let db = database;
     let mut client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
     let tx = client.transaction().await.map_err(db)?;
     let cutoff: chrono::DateTime<Utc> = tx.query_one("SELECT now()", &[]).await.map_err(db)?.get(0);
@@ -217,7 +217,7 @@ async fn progress(pg: &Pool, run_id: &str) -> Result<RunCounters, Rejection> {
             &[&run_id],
         )
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(database)?;
     let n = |i: usize| row.as_ref().map_or(0, |r| r.get::<_, i64>(i) as u64);
     Ok(RunCounters {
         total_ready_snapshot: 0,
