@@ -168,6 +168,9 @@ pub(super) fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
         PolicyError::VersionAlreadyActive(_) => {
             Rejection::new(RejectionCode::InvalidState, message)
         }
+        PolicyError::RunAlreadyPromoted { .. } => {
+            Rejection::new(RejectionCode::InvalidState, message).with_field("command.run_id")
+        }
         PolicyError::RunNotFound(_) => {
             Rejection::new(RejectionCode::NotFound, message).with_field("command.run_id")
         }

@@ -1,6 +1,7 @@
 //! Run commands: `prepare` (freezes the catalog snapshot first), `cancel_run`, `resume_run`,
-//! `promote`, and the workers' `complete_run` / `fail_run` (whose counters the gateway reads from
-//! `run_progress` itself rather than trusting the sender).
+//! `promote`, and the workers' `complete_run` / `fail_run`. The counters of `complete_run`,
+//! `fail_run` and of promote's refusal of an unfinished run are read from `run_progress` (as
+//! `run.get` reads them) rather than trusted from the sender.
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
@@ -55,10 +56,13 @@ pub async fn handle(
         "policy.promote" => {
             let Parsed { context, command } =
                 request::command::<PromoteRun>(namespace, name, payload)?;
+            // The counters `run.get` shows, for the blocking reasons of an unfinished run.
+            let progress = progress(pg, &command.run_id).await?;
             let cmd = PolicyCommand::Promote {
                 run_id: command.run_id.clone(),
                 coverage_threshold: command.coverage_threshold.unwrap_or(1.0),
                 max_errors: command.max_errors.unwrap_or(0),
+                progress,
                 actor: context.actor.clone(),
                 at,
             };
@@ -83,7 +87,8 @@ pub async fn handle(
                 .map_err(policy_rejection)
         }
         "policy.fail_run" => {
-            let Parsed { context, command } = request::command::<FailRun>(namespace, name, payload)?;
+            let Parsed { context, command } =
+                request::command::<FailRun>(namespace, name, payload)?;
             let counters = progress(pg, &command.run_id).await?;
             let reason: String = command.reason.chars().take(MAX_ERROR_MESSAGE).collect();
             let cmd = PolicyCommand::FailRun {
