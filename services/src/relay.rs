@@ -11,7 +11,8 @@
 //! - No loss, no duplicates: rows are marked only after their PubAck. A crash between PubAck
 //!   and mark is covered by JetStream's dedupe window and, beyond it, by reconciliation: before
 //!   publishing a batch the relay records how far it got (`relay_state`), and a relay taking
-//!   over first checks those rows against the last message on each row's subject.
+//!   over first checks those rows against the last message on each row's subject (a look-up
+//!   that fails, rather than finding no message, ends the session: it is never "not published").
 
 use std::collections::HashSet;
 use std::sync::Arc;
