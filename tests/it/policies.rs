@@ -336,3 +336,42 @@ async fn a_query_waits_for_the_sequence_of_a_command_it_names() {
     assert_eq!(versions[0].version, 2);
     app.stop().await;
 }
+
+/// What the CLI does after a command: `Client::wait_for` returns once queries show it.
+#[tokio::test]
+async fn the_client_waits_until_queries_show_its_command() {
+    let mut app = spawn_app().await;
+    app.policy_with_versions("media", &[0.4]).await;
+    app.projector.take().unwrap().stop().await;
+    let done = app
+        .client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.5, "v2"),
+        )
+        .await
+        .unwrap();
+    let waiting = {
+        let (client, done) = (app.client.clone(), done.clone());
+        tokio::spawn(async move { client.wait_for(&done).await })
+    };
+    app.start_projector();
+    waiting.await.unwrap().expect("queries show the draft");
+    let q = ListVersions {
+        policy_id: "media".into(),
+        limit: None,
+        offset: None,
+    };
+    let versions: Vec<VersionSummary> = app.client.query("policy", "versions", &q).await.unwrap();
+    assert_eq!(versions[0].version, 2);
+    let wait = gatehouse_events::envelope::WaitFor::after(&done);
+    let typed: Vec<VersionSummary> = app
+        .client
+        .query_after("policy", "versions", &q, &wait)
+        .await
+        .unwrap();
+    assert_eq!(typed, versions);
+    app.stop().await;
+}
