@@ -89,6 +89,41 @@ pub struct CommandAccepted {
     pub detail: serde_json::Value,
 }
 
+/// Read-your-writes: any query may carry `"wait_for"` naming the aggregate sequence a command
+/// reply returned. The gateway answers once the read model the query reads reflects that
+/// sequence, waiting at most `timeout_ms` (default [`DEFAULT_WAIT_MS`], at most
+/// [`MAX_WAIT_MS`]); still behind then, it answers `not_caught_up`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitFor {
+    /// The aggregate type, e.g. `policy`.
+    pub aggregate: String,
+    pub aggregate_id: String,
+    /// The aggregate's sequence to wait for (a command reply's `sequence`).
+    pub sequence: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The request field of a query that holds its [`WaitFor`].
+pub const WAIT_FOR_FIELD: &str = "wait_for";
+/// How long a query waits for its `wait_for` unless it says otherwise, in milliseconds.
+pub const DEFAULT_WAIT_MS: u64 = 5_000;
+/// The longest `wait_for.timeout_ms` accepted.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
+impl WaitFor {
+    /// Waits for the effect of the command that `done` answers, with the default timeout.
+    pub fn after(done: &CommandAccepted) -> Self {
+        WaitFor {
+            aggregate: done.aggregate.clone(),
+            aggregate_id: done.aggregate_id.clone(),
+            sequence: done.sequence,
+            timeout_ms: None,
+        }
+    }
+}
+
 /// One event recorded by a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent {
@@ -164,6 +199,8 @@ pub enum RejectionCode {
     AlreadyRunning,
     /// Promote refused: `details` lists every blocking reason with its numbers.
     NotReady,
+    /// A query's `wait_for` was not reached in time: the read model is behind; retry.
+    NotCaughtUp,
     /// The service cannot serve the request right now (database or broker down); retry.
     Unavailable,
     /// An unexpected server error; the details are in the server's log.
@@ -184,6 +221,7 @@ impl RejectionCode {
             RejectionCode::InvalidState => "invalid_state",
             RejectionCode::AlreadyRunning => "already_running",
             RejectionCode::NotReady => "not_ready",
+            RejectionCode::NotCaughtUp => "not_caught_up",
             RejectionCode::Unavailable => "unavailable",
             RejectionCode::Internal => "internal",
         }
@@ -203,6 +241,20 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&reply).unwrap(),
             json!({"ok": false, "error": {"code": "bad_request", "message": "missing field `actor`", "field": "actor"}})
+        );
+    }
+
+    #[test]
+    fn wait_for_has_a_stable_shape() {
+        let wait = WaitFor {
+            aggregate: "policy".into(),
+            aggregate_id: "media".into(),
+            sequence: 3,
+            timeout_ms: Some(1000),
+        };
+        assert_eq!(
+            serde_json::to_value(&wait).unwrap(),
+            json!({"aggregate": "policy", "aggregate_id": "media", "sequence": 3, "timeout_ms": 1000})
         );
     }
 

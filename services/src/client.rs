@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use async_nats::{Request, RequestErrorKind};
-use gatehouse_events::envelope::{CommandAccepted, CommandRequest, Rejection, Reply};
+use gatehouse_events::envelope::{
+    CommandAccepted, CommandRequest, Rejection, Reply, WaitFor, WAIT_FOR_FIELD,
+};
 use gatehouse_events::subjects;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -89,6 +91,42 @@ impl Client {
         let body = serde_json::to_vec(query).map_err(|e| ClientError::Decode(e.to_string()))?;
         self.send_raw(&subjects::query(&self.namespace, model, name), body)
             .await
+    }
+
+    /// Like [`Client::query`], answered once the read model reflects `wait` (read-your-writes;
+    /// `not_caught_up` when it does not in time).
+    pub async fn query_after<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        model: &str,
+        name: &str,
+        query: &Q,
+        wait: &WaitFor,
+    ) -> Result<R, ClientError> {
+        let mut body =
+            serde_json::to_value(query).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let wait = serde_json::to_value(wait).map_err(|e| ClientError::Decode(e.to_string()))?;
+        match body.as_object_mut() {
+            Some(fields) => fields.insert(WAIT_FOR_FIELD.to_owned(), wait),
+            None => return Err(ClientError::Decode("a query is a JSON object".into())),
+        };
+        self.query(model, name, &body).await
+    }
+
+    /// Waits until the queries of the command's aggregate show the command `done` answers
+    /// (`policy.get` for a policy, else the audit log).
+    pub async fn wait_for(&self, done: &CommandAccepted) -> Result<(), ClientError> {
+        let wait = WaitFor::after(done);
+        let (model, name, query) = match done.aggregate.as_str() {
+            "policy" => (
+                "policy",
+                "get",
+                serde_json::json!({"policy_id": done.aggregate_id}),
+            ),
+            _ => ("audit", "log", serde_json::json!({"limit": 1})),
+        };
+        self.query_after::<_, serde_json::Value>(model, name, &query, &wait)
+            .await
+            .map(drop)
     }
 
     /// Sends raw bytes to `subject` and decodes the reply.

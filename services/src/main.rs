@@ -54,7 +54,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
             for model in gatehouse_projections::read_models() {
-                println!("{}", model.name());
+                gatehouse::outln!("{}", model.name());
             }
         }
         Command::Projections(ProjectionsCommand::Rebuild { name }) => {
@@ -62,7 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("unknown read model `{name}`"))?;
             let pg = db::pool(&settings.database_url, 2)?;
             let report = gatehouse_projections::rebuild(model.as_ref(), &pg, 5_000).await?;
-            println!("{report}");
+            gatehouse::outln!("{report}");
         }
         Command::Bench { args } => return bench(args),
         Command::Policy(cmd) => cli::policy::run(&cli, cmd, &client(&settings).await?).await?,

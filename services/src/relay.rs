@@ -11,12 +11,15 @@
 //! - No loss, no duplicates: rows are marked only after their PubAck. A crash between PubAck
 //!   and mark is covered by JetStream's dedupe window and, beyond it, by reconciliation: before
 //!   publishing a batch the relay records how far it got (`relay_state`), and a relay taking
-//!   over first checks those rows against the last message on each row's subject.
+//!   over first checks those rows against the last message on each row's subject (a look-up
+//!   that fails, rather than finding no message, ends the session: it is never "not published").
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind};
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
 use futures::future::BoxFuture;
@@ -107,6 +110,8 @@ pub enum RelayError {
     Publish { message_id: String, detail: String },
     #[error("the database connection closed")]
     ConnectionClosed,
+    #[error("cannot tell whether the event with sequence {sequence} was published: {detail}")]
+    Reconcile { sequence: i64, detail: String },
 }
 
 struct Relay {
@@ -277,17 +282,10 @@ impl Relay {
                 &r.aggregate_id,
                 &r.event_type,
             );
-            let Ok(last) = stream.direct_get_last_for_subject(&subject).await else {
-                continue;
-            };
-            let last_seq = last
-                .headers
-                .get(HEADER_SEQUENCE)
-                .and_then(|v| v.as_str().parse::<i64>().ok())
-                .unwrap_or(0);
-            if last_seq >= r.sequence {
+            let last = stream.direct_get_last_for_subject(&subject).await;
+            if let Some(stream_sequence) = published_copy(last, r.sequence)? {
                 positions.push(r.position);
-                sequences.push(last.sequence as i64);
+                sequences.push(stream_sequence);
             }
         }
         if !positions.is_empty() {
@@ -299,6 +297,32 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// Whether the last message on a row's subject shows the row published (its sequence or a later
+/// one): the message's stream sequence, or `None`. Only "no message on the subject" means not
+/// published; any other failure to read ends the reconciliation (the session restarts and
+/// reconciles again), since publishing such a row could duplicate it past the dedupe window.
+fn published_copy(
+    last: Result<StreamMessage, DirectGetError>,
+    sequence: i64,
+) -> Result<Option<i64>, RelayError> {
+    let last = match last {
+        Ok(last) => last,
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(RelayError::Reconcile {
+                sequence,
+                detail: e.to_string(),
+            })
+        }
+    };
+    let last_seq = last
+        .headers
+        .get(HEADER_SEQUENCE)
+        .and_then(|v| v.as_str().parse::<i64>().ok())
+        .unwrap_or(0);
+    Ok((last_seq >= sequence).then_some(last.sequence as i64))
 }
 
 fn headers(r: &EventRecord) -> HeaderMap {
@@ -404,4 +428,27 @@ async fn connect_listening(url: &str) -> Result<(Client, mpsc::UnboundedReceiver
         }
     });
     Ok((client, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_with_no_message_is_not_published() {
+        let last = Err(DirectGetError::new(DirectGetErrorKind::NotFound));
+        assert!(matches!(published_copy(last, 3), Ok(None)));
+    }
+
+    #[test]
+    fn a_failed_look_up_is_an_error_not_an_unpublished_row() {
+        for kind in [
+            DirectGetErrorKind::TimedOut,
+            DirectGetErrorKind::Request,
+            DirectGetErrorKind::Other,
+        ] {
+            let last = Err(DirectGetError::new(kind.clone()));
+            assert!(published_copy(last, 3).is_err(), "{kind}");
+        }
+    }
 }

@@ -45,8 +45,22 @@ pub struct CommandContext {
     pub causation_id: String,
     /// e.g. `policy.draft`.
     pub command_type: String,
-    /// SHA-256 of the subject and the canonical command body.
+    /// `v2:` + SHA-256 of the command type and the canonical command body; stored.
     pub request_hash: String,
+    /// The hash before it was versioned (over the NATS subject): matched against stored rows
+    /// without the `v2:` tag only.
+    pub legacy_request_hash: String,
+}
+
+impl CommandContext {
+    /// Is `stored`, a hash from the command log, this request's?
+    fn same_request(&self, stored: &str) -> bool {
+        if stored.starts_with(crate::gateway::request::REQUEST_HASH_V2) {
+            stored == self.request_hash
+        } else {
+            stored == self.legacy_request_hash
+        }
+    }
 }
 
 impl CommandContext {
@@ -77,9 +91,51 @@ pub enum CommandError<E: std::error::Error> {
     /// Conflicts persisted after every retry.
     #[error("the aggregate kept changing concurrently; retry with the same command_id")]
     Conflict,
-    /// The database failed.
+    /// The database cannot be reached or is overloaded: worth a retry.
     #[error("event store failure: {0}")]
     Store(String),
+    /// The database refused a value of the command (SQLSTATE class 22): a retry fails again.
+    #[error("the database refused a value of the command: {0}")]
+    InvalidData(String),
+    /// Any other database error: a server fault, not worth a retry.
+    #[error("unexpected event store error: {0}")]
+    Unexpected(String),
+}
+
+/// How a database failure is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No SQLSTATE (connection, pool, I/O) or one of the transient classes: retry.
+    Unavailable,
+    /// SQLSTATE class 22, a data exception: the request carried a value the database refuses.
+    InvalidData,
+    /// Any other SQLSTATE: a server fault.
+    Internal,
+}
+
+/// Classifies a database error by the SQLSTATE anywhere in its chain.
+pub fn failure(err: &(dyn std::error::Error + 'static)) -> Failure {
+    match sqlstate(err) {
+        None => Failure::Unavailable,
+        Some(code) if code.starts_with("22") => Failure::InvalidData,
+        // Connection exceptions, transaction rollbacks (serialization, deadlock), insufficient
+        // resources, operator intervention (shutdown).
+        Some(code) if ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c)) => {
+            Failure::Unavailable
+        }
+        Some(_) => Failure::Internal,
+    }
+}
+
+impl<E: std::error::Error> CommandError<E> {
+    fn database(err: &(dyn std::error::Error + 'static)) -> Self {
+        let detail = err.to_string();
+        match failure(err) {
+            Failure::Unavailable => CommandError::Store(detail),
+            Failure::InvalidData => CommandError::InvalidData(detail),
+            Failure::Internal => CommandError::Unexpected(detail),
+        }
+    }
 }
 
 /// The aggregates the gateway can execute commands on.
@@ -204,6 +260,14 @@ where
                         return Ok(done);
                     }
                 }
+                Err((AggregateError::UnexpectedError(e), _)) => {
+                    self.loaded.forget(id);
+                    return Err(CommandError::database(e.as_ref()));
+                }
+                Err((AggregateError::DeserializationError(e), _)) => {
+                    self.loaded.forget(id);
+                    return Err(CommandError::Unexpected(e.to_string()));
+                }
                 Err((e, _)) => {
                     self.loaded.forget(id);
                     return Err(CommandError::Store(e.to_string()));
@@ -298,7 +362,7 @@ where
         &self,
         ctx: &CommandContext,
     ) -> Result<Option<CommandAccepted>, CommandError<A::Error>> {
-        let store = |e: tokio_postgres::Error| CommandError::Store(e.to_string());
+        let store = |e: tokio_postgres::Error| CommandError::database(&e);
         let client = self
             .pg
             .get()
@@ -314,7 +378,7 @@ where
             .map_err(store)?;
         let Some(row) = row else { return Ok(None) };
         let (hash, aggregate, id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        if hash != ctx.request_hash || aggregate != A::TYPE {
+        if !ctx.same_request(&hash) || aggregate != A::TYPE {
             return Err(CommandError::IdempotencyConflict(ctx.command_id.clone()));
         }
         let rows = client
@@ -383,19 +447,57 @@ async fn backoff(attempt: u32) {
 
 /// Does a database error with SQLSTATE `code` appear anywhere in `err`'s chain?
 fn has_sqlstate(err: &(dyn std::error::Error + 'static), code: &str) -> bool {
+    sqlstate(err).as_deref() == Some(code)
+}
+
+/// The SQLSTATE of the first database error in `err`'s chain (sqlx or tokio-postgres).
+fn sqlstate(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>() {
-            return db.code().as_deref() == Some(code);
+            return db.code().map(|c| c.into_owned());
+        }
+        if let Some(code) = e
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.code())
+        {
+            return Some(code.code().to_owned());
         }
         current = e.source();
     }
-    false
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapped")]
+    struct Wrapped(#[source] sqlx::Error);
+
+    #[test]
+    fn a_context_matches_a_stored_hash_by_its_version() {
+        let ctx = CommandContext {
+            command_id: "c".into(),
+            actor: "a".into(),
+            correlation_id: "c".into(),
+            causation_id: "c".into(),
+            command_type: "policy.create".into(),
+            request_hash: "v2:abc".into(),
+            legacy_request_hash: "def".into(),
+        };
+        assert!(ctx.same_request("v2:abc"));
+        assert!(ctx.same_request("def"));
+        assert!(!ctx.same_request("v2:def"));
+        assert!(!ctx.same_request("abc"));
+    }
+
+    #[test]
+    fn an_error_without_a_sqlstate_is_worth_a_retry() {
+        let e = Wrapped(sqlx::Error::PoolTimedOut);
+        assert_eq!(failure(&e), Failure::Unavailable);
+    }
 
     #[test]
     fn a_kept_copy_is_never_replaced_by_an_older_one() {

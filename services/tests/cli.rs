@@ -50,3 +50,23 @@ fn an_unknown_command_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("promote-everything"));
 }
+
+/// `gatehouse ... | head -1`: once the reader is gone, the CLI stops quietly with exit code 0
+/// instead of panicking with a backtrace.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    // The reader is gone before the CLI writes its first line.
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["projections", "list"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("NATS_URL", "nats://127.0.0.1:1")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(writer)
+        .output()
+        .expect("the gatehouse binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}

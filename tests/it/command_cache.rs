@@ -25,6 +25,7 @@ fn context(command_type: &str) -> CommandContext {
         causation_id: id,
         command_type: command_type.into(),
         request_hash: uuid::Uuid::new_v4().to_string(),
+        legacy_request_hash: String::new(),
     }
 }
 

@@ -279,13 +279,31 @@ async fn every_bad_input_gets_its_code_and_persists_nothing() {
             "draft",
             request(json!({"policy_id": "media", "notes": "x"})),
             RejectionCode::BadRequest,
-            Some("command"),
+            Some("command.rules"),
+        ),
+        (
+            "draft",
+            request(json!({"policy_id": "media", "rules": good_rules})),
+            RejectionCode::BadRequest,
+            Some("command.notes"),
         ),
         (
             "draft",
             serde_json::to_vec(&json!({"actor": "eve", "command": {}})).unwrap(),
             RejectionCode::BadRequest,
-            None,
+            Some("command_id"),
+        ),
+        (
+            "draft",
+            serde_json::to_vec(&json!({"command_id": "c-no-actor", "command": {}})).unwrap(),
+            RejectionCode::BadRequest,
+            Some("actor"),
+        ),
+        (
+            "draft",
+            serde_json::to_vec(&json!({"command_id": "c-no-command", "actor": "eve"})).unwrap(),
+            RejectionCode::BadRequest,
+            Some("command"),
         ),
         (
             "draft",
@@ -362,6 +380,125 @@ async fn every_bad_input_gets_its_code_and_persists_nothing() {
         )
         .await
         .unwrap();
+    app.stop().await;
+}
+
+/// Postgres cannot store U+0000: a request holding one is the sender's error, never an outage
+/// (`unavailable` would have a conforming client retry it forever).
+#[tokio::test]
+async fn a_nul_character_anywhere_in_a_command_is_a_bad_request_naming_the_field() {
+    let app = spawn_app().await;
+    app.policy_with_versions("media", &[0.4]).await;
+    let mut nul_reason = crate::fixtures::rules(0.4);
+    nul_reason["rules"][0]["reason"] = json!("low\u{0}");
+    let cases = [
+        (
+            "draft",
+            json!({"policy_id": "media", "rules": crate::fixtures::rules(0.5), "notes": "a\u{0}b"}),
+            "command.notes",
+        ),
+        (
+            "draft",
+            json!({"policy_id": "media", "rules": nul_reason, "notes": "x"}),
+            "command.rules.rules[0].reason",
+        ),
+        (
+            "create",
+            json!({"policy_id": "other", "name": "\u{0}", "attributes": {}}),
+            "command.name",
+        ),
+        (
+            "create",
+            json!({"policy_id": "other", "name": "n", "description": "d\u{0}", "attributes": {}}),
+            "command.description",
+        ),
+        (
+            "complete_run",
+            json!({"run_id": "media\u{0}:1", "epoch": 1}),
+            "command.run_id",
+        ),
+        (
+            "fail_run",
+            json!({"run_id": "media:1", "epoch": 1, "reason": "\u{0}"}),
+            "command.reason",
+        ),
+        (
+            "promote",
+            json!({"run_id": "media:1\u{0}"}),
+            "command.run_id",
+        ),
+    ];
+    let events = app.count("SELECT count(*) FROM events").await;
+    for (command, body, field) in cases {
+        let (code, got) = rejected(&app, command, request(body)).await;
+        assert_eq!(
+            (code, got.as_deref()),
+            (RejectionCode::BadRequest, Some(field)),
+            "{command}"
+        );
+    }
+    assert_eq!(app.count("SELECT count(*) FROM events").await, events);
+    app.stop().await;
+}
+
+/// The request hash the gateway stored before it was versioned: SHA-256 of the subject, a
+/// newline and the canonical command JSON, in lowercase hex.
+fn legacy_request_hash(subject: &str, command: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(subject.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(serde_json::to_vec(command).unwrap());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_command_logged_with_the_legacy_request_hash_is_still_recognised() {
+    let app = spawn_app().await;
+    let sender = app.sender("alice");
+    let create = create_policy("media");
+    let first = app
+        .client
+        .command("policy", "create", &sender, create.clone())
+        .await
+        .unwrap();
+    let stored: String = app
+        .db
+        .query_one("SELECT request_hash FROM command_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(stored.starts_with("v2:"), "{stored}");
+    // A row written by a gateway from before the versioned hash.
+    let subject = subjects::command(&app.settings.namespace, "policy", "create");
+    let legacy = legacy_request_hash(&subject, &serde_json::to_value(&create).unwrap());
+    app.db
+        .execute("UPDATE command_log SET request_hash = $1", &[&legacy])
+        .await
+        .unwrap();
+
+    let again = app
+        .client
+        .command("policy", "create", &sender, create.clone())
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, first.sequence);
+    let mut changed = create;
+    changed.name = "Another name".into();
+    match app
+        .client
+        .command("policy", "create", &sender, changed)
+        .await
+    {
+        Err(ClientError::Rejected(r)) => assert_eq!(r.code, RejectionCode::IdempotencyConflict),
+        other => panic!("expected idempotency_conflict, got {other:?}"),
+    }
+    assert_eq!(app.count("SELECT count(*) FROM events").await, 1);
     app.stop().await;
 }
 

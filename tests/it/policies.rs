@@ -286,3 +286,92 @@ async fn the_audit_log_filters_and_replay_answers_as_of_a_time() {
     assert_eq!(then.state["latest_version"], 1);
     app.stop().await;
 }
+
+/// Read-your-writes: a query that names the sequence a command reply carried answers from a
+/// read model that reflects it, waiting (bounded) for the projector.
+#[tokio::test]
+async fn a_query_waits_for_the_sequence_of_a_command_it_names() {
+    let mut app = spawn_app().await;
+    app.policy_with_versions("media", &[0.4]).await;
+    // With the projector stopped, the read model cannot catch up on its own.
+    app.projector.take().unwrap().stop().await;
+    let done = app
+        .client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.5, "v2"),
+        )
+        .await
+        .unwrap();
+    let query = |timeout_ms: u64| {
+        serde_json::json!({"policy_id": "media", "wait_for": {
+            "aggregate": "policy", "aggregate_id": "media", "sequence": done.sequence,
+            "timeout_ms": timeout_ms}})
+    };
+    let behind = app
+        .client
+        .query::<_, Vec<VersionSummary>>("policy", "versions", &query(200))
+        .await;
+    match behind {
+        Err(ClientError::Rejected(r)) => assert_eq!(r.code, RejectionCode::NotCaughtUp),
+        other => panic!("expected not_caught_up, got {other:?}"),
+    }
+
+    let waiting = {
+        let client = app.client.clone();
+        let query = query(20_000);
+        tokio::spawn(async move {
+            client
+                .query::<_, Vec<VersionSummary>>("policy", "versions", &query)
+                .await
+        })
+    };
+    app.start_projector();
+    let versions = waiting
+        .await
+        .unwrap()
+        .expect("the versions, once caught up");
+    assert_eq!(versions[0].version, 2);
+    app.stop().await;
+}
+
+/// What the CLI does after a command: `Client::wait_for` returns once queries show it.
+#[tokio::test]
+async fn the_client_waits_until_queries_show_its_command() {
+    let mut app = spawn_app().await;
+    app.policy_with_versions("media", &[0.4]).await;
+    app.projector.take().unwrap().stop().await;
+    let done = app
+        .client
+        .command(
+            "policy",
+            "draft",
+            &app.sender("bob"),
+            draft("media", 0.5, "v2"),
+        )
+        .await
+        .unwrap();
+    let waiting = {
+        let (client, done) = (app.client.clone(), done.clone());
+        tokio::spawn(async move { client.wait_for(&done).await })
+    };
+    app.start_projector();
+    waiting.await.unwrap().expect("queries show the draft");
+    let q = ListVersions {
+        policy_id: "media".into(),
+        limit: None,
+        offset: None,
+    };
+    let versions: Vec<VersionSummary> = app.client.query("policy", "versions", &q).await.unwrap();
+    assert_eq!(versions[0].version, 2);
+    let wait = gatehouse_events::envelope::WaitFor::after(&done);
+    let typed: Vec<VersionSummary> = app
+        .client
+        .query_after("policy", "versions", &q, &wait)
+        .await
+        .unwrap();
+    assert_eq!(typed, versions);
+    app.stop().await;
+}

@@ -1055,3 +1055,68 @@ async fn a_run_diff_counts_the_items_of_the_runs_snapshot_and_no_others() {
     worker.stop().await;
     app.stop().await;
 }
+
+/// Promote's refusal of an unfinished run reports the run's real progress, the numbers
+/// `run.get` shows, not zeros.
+#[tokio::test]
+async fn promote_of_a_cancelled_run_reports_the_counters_run_get_shows() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 1_000).await;
+    let run_id = prepare(&app, "media", 1, 2).await;
+    let worker = Worker::start(&app);
+    eventually(DEADLINE, || async {
+        progress(&app.db, &run_id).await.1 >= 3
+    })
+    .await
+    .expect("some batches done");
+    run_command(&app, "cancel_run", &run_id).await;
+    wait_status(&app, &run_id, "cancelled").await;
+    eventually(DEADLINE, || async { queued_jobs(&app).await == 0 })
+        .await
+        .expect("the jobs of the cancelled run are dropped");
+    // No worker may commit a batch between the two reads below.
+    worker.stop().await;
+
+    let view: gatehouse_events::run::RunView = app
+        .client
+        .query(
+            "run",
+            "get",
+            &gatehouse_events::run::GetRun {
+                run_id: run_id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(view.counters.processed > 0);
+    let promote = PromoteRun {
+        run_id: run_id.clone(),
+        coverage_threshold: None,
+        max_errors: None,
+    };
+    let refusal = match app
+        .client
+        .command("policy", "promote", &app.sender("dave"), promote)
+        .await
+    {
+        Err(gatehouse::client::ClientError::Rejected(r)) => r,
+        other => panic!("expected not_ready, got {other:?}"),
+    };
+    assert_eq!(
+        refusal.code,
+        gatehouse_events::envelope::RejectionCode::NotReady
+    );
+    let coverage = refusal
+        .details
+        .iter()
+        .find(|d| d["condition"] == "coverage")
+        .expect("a coverage reason");
+    assert_eq!(coverage["processed"], view.counters.processed);
+    assert_eq!(
+        coverage["total_ready_snapshot"],
+        view.counters.total_ready_snapshot
+    );
+    assert_eq!(coverage["coverage"], view.coverage);
+    app.stop().await;
+}

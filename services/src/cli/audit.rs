@@ -94,7 +94,7 @@ pub async fn run(cli: &Cli, cmd: &AuditCommand, client: &Client) -> anyhow::Resu
                     clip(&r.correlation_id, 20),
                 ]);
             }
-            println!("{t}");
+            crate::outln!("{t}");
         }
         AuditCommand::Replay {
             aggregate,
@@ -110,7 +110,7 @@ pub async fn run(cli: &Cli, cmd: &AuditCommand, client: &Client) -> anyhow::Resu
             output::json_lines(&replay.events);
             if as_of.is_some() {
                 let state = serde_json::json!({"as_of": replay.as_of, "state": replay.state});
-                println!("{}", serde_json::to_string(&state)?);
+                crate::outln!("{}", serde_json::to_string(&state)?);
             }
         }
     }

@@ -79,11 +79,11 @@ pub async fn run(cli: &Cli, cmd: &CatalogCommand, client: &Client) -> anyhow::Re
                 output::json(&item);
                 return Ok(());
             }
-            println!("item:       {}", item.item_id);
-            println!("status:     {}", item.status);
-            println!("deleted:    {}", if item.deleted { "yes" } else { "no" });
-            println!("updated:    {}", time(&item.updated_at));
-            println!("attributes: {}", serde_json::to_string(&item.attributes)?);
+            crate::outln!("item:       {}", item.item_id);
+            crate::outln!("status:     {}", item.status);
+            crate::outln!("deleted:    {}", if item.deleted { "yes" } else { "no" });
+            crate::outln!("updated:    {}", time(&item.updated_at));
+            crate::outln!("attributes: {}", serde_json::to_string(&item.attributes)?);
         }
         CatalogCommand::Stats => {
             let stats: CatalogStats = client.query(MODEL, "stats", &serde_json::json!({})).await?;
@@ -97,7 +97,7 @@ pub async fn run(cli: &Cli, cmd: &CatalogCommand, client: &Client) -> anyhow::Re
                 stats.ready.to_string(),
                 stats.deleted.to_string(),
             ]);
-            println!("{t}");
+            crate::outln!("{t}");
         }
         CatalogCommand::Public {
             policy_id,
@@ -170,7 +170,7 @@ async fn import_file(
                 report.bad_lines - MAX_BAD_LINES_SHOWN
             );
         }
-        println!("{}", summary(&report));
+        crate::outln!("{}", summary(&report));
     }
     if !report.complete {
         anyhow::bail!(
@@ -206,12 +206,12 @@ fn summary(r: &ImportReport) -> String {
 
 fn print_page(page: &PublicCatalogPage, limit: Option<u32>) {
     let Some(version) = page.active_version else {
-        return println!(
+        return crate::outln!(
             "policy {} has no active version: nothing is public",
             page.policy_id
         );
     };
-    println!("policy {} at active version {version}", page.policy_id);
+    crate::outln!("policy {} at active version {version}", page.policy_id);
     let mut t = table(&["ITEM", "SCORE", "ATTRIBUTES"]);
     for item in &page.items {
         t.add_row(vec![
@@ -220,10 +220,10 @@ fn print_page(page: &PublicCatalogPage, limit: Option<u32>) {
             clip(&item.attributes.to_string(), 60),
         ]);
     }
-    println!("{t}");
+    crate::outln!("{t}");
     let full = limit.is_some_and(|l| page.items.len() >= l as usize);
     if full {
         let last = page.items.last().map(|i| i.item_id.as_str());
-        println!("next page: --after {}", opt(last));
+        crate::outln!("next page: --after {}", opt(last));
     }
 }

@@ -13,6 +13,9 @@ pub mod policy;
 pub mod run;
 
 use clap::{Parser, Subcommand};
+use gatehouse_events::envelope::CommandAccepted;
+
+use crate::client::Client;
 
 /// Gatehouse: safe, auditable policy change.
 #[derive(Debug, Parser)]
@@ -27,6 +30,10 @@ pub struct Cli {
     /// The idempotency key of the command (default: a new random id). Reuse it to retry safely.
     #[arg(long, global = true)]
     pub command_id: Option<String>,
+    /// Return as soon as a command is recorded, without waiting (up to 5 s) until queries
+    /// show its effect.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -107,4 +114,28 @@ impl Cli {
             correlation_id: None,
         }
     }
+}
+
+/// Prints a command's outcome once queries show its effect (read-your-writes: the next
+/// `gatehouse` command sees it), unless `--no-wait`. The command is recorded either way: a
+/// read model still behind after the wait is a warning on stderr, not a failure.
+pub async fn accepted(cli: &Cli, client: &Client, done: &CommandAccepted, message: &str) {
+    if !cli.no_wait {
+        if let Err(e) = client.wait_for(done).await {
+            eprintln!("warning: recorded, but queries may not show it yet: {e}");
+        }
+    }
+    if cli.json {
+        return output::json(done);
+    }
+    let again = if done.duplicate {
+        " (already done: this command id was seen before)"
+    } else {
+        ""
+    };
+    crate::outln!(
+        "{message}{again} [sequence {}, command {}]",
+        done.sequence,
+        done.command_id
+    );
 }

@@ -95,7 +95,7 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
             let done = client
                 .command(AGGREGATE, "create", &cli.sender(), body)
                 .await?;
-            accepted(cli, &done, &format!("policy {policy_id} created"));
+            super::accepted(cli, client, &done, &format!("policy {policy_id} created")).await;
         }
         PolicyCommand::Draft {
             policy_id,
@@ -114,11 +114,13 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
             let done = client
                 .command(AGGREGATE, "draft", &cli.sender(), body)
                 .await?;
-            accepted(
+            super::accepted(
                 cli,
+                client,
                 &done,
                 &format!("policy {policy_id}: version {} drafted", version_of(&done)),
-            );
+            )
+            .await;
         }
         PolicyCommand::Restore {
             policy_id,
@@ -137,7 +139,7 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
                 "policy {policy_id}: version {} restores version {version}",
                 version_of(&done)
             );
-            accepted(cli, &done, &message);
+            super::accepted(cli, client, &done, &message).await;
         }
         PolicyCommand::List { limit, offset } => {
             let q = ListPolicies {
@@ -159,7 +161,7 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
                     time(&p.updated_at),
                 ]);
             }
-            println!("{t}");
+            crate::outln!("{t}");
         }
         PolicyCommand::Show {
             policy_id,
@@ -178,24 +180,25 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
                 output::json(&p);
                 return Ok(());
             }
-            println!(
+            crate::outln!(
                 "policy:         {}\nname:           {}",
-                p.policy_id, p.name
+                p.policy_id,
+                p.name
             );
             if !p.description.is_empty() {
-                println!("description:    {}", p.description);
+                crate::outln!("description:    {}", p.description);
             }
-            println!(
+            crate::outln!(
                 "latest version: {}\nactive version: {}",
                 p.latest_version,
                 opt(p.active_version)
             );
-            println!(
+            crate::outln!(
                 "created:        {} by {}",
                 time(&p.created_at),
                 p.created_by
             );
-            println!("attributes:     {}", serde_json::to_string(&p.attributes)?);
+            crate::outln!("attributes:     {}", serde_json::to_string(&p.attributes)?);
         }
         PolicyCommand::Show {
             policy_id,
@@ -251,7 +254,7 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
                     clip(&v.notes, 50),
                 ]);
             }
-            println!("{t}");
+            crate::outln!("{t}");
         }
         PolicyCommand::Diff {
             policy_id,
@@ -274,21 +277,6 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
     Ok(())
 }
 
-fn accepted(cli: &Cli, done: &CommandAccepted, message: &str) {
-    if cli.json {
-        return output::json(done);
-    }
-    let again = if done.duplicate {
-        " (already done: this command id was seen before)"
-    } else {
-        ""
-    };
-    println!(
-        "{message}{again} [sequence {}, command {}]",
-        done.sequence, done.command_id
-    );
-}
-
 fn version_of(done: &CommandAccepted) -> String {
     done.detail
         .get("version")
@@ -304,20 +292,20 @@ fn read_inline_or_file(arg: &str) -> anyhow::Result<String> {
 
 fn print_version(v: &PolicyVersion) {
     let s = &v.summary;
-    println!(
+    crate::outln!(
         "policy {} version {}{}",
         v.policy_id,
         s.version,
         if s.active { " (active)" } else { "" }
     );
-    println!(
+    crate::outln!(
         "drafted {} by {}: {}",
         time(&s.drafted_at),
         s.author,
         s.notes
     );
     if let Some(from) = s.restored_from {
-        println!("restored from version {from}");
+        crate::outln!("restored from version {from}");
     }
     let mut t = table(&["#", "RULE", "DECISION", "CONDITION", "REASON"]);
     for (i, r) in v.rules.rules.iter().enumerate() {
@@ -336,26 +324,31 @@ fn print_version(v: &PolicyVersion) {
         String::new(),
         v.rules.default_reason.clone(),
     ]);
-    println!("{t}\nscore: {}", v.rules.score);
+    crate::outln!("{t}\nscore: {}", v.rules.score);
 }
 
 fn print_diff(d: &PolicyDiff) {
-    println!("policy {}: version {} → {}", d.policy_id, d.from, d.to);
+    crate::outln!("policy {}: version {} → {}", d.policy_id, d.from, d.to);
     if d.is_empty() {
-        return println!("no differences");
+        return crate::outln!("no differences");
     }
     for change in &d.rules {
         match change {
             RuleChange::Added { position, rule } => {
-                println!(
+                crate::outln!(
                     "+ rule {} at #{position}: {} when {} ({})",
-                    rule.id, rule.decision, rule.condition, rule.reason
+                    rule.id,
+                    rule.decision,
+                    rule.condition,
+                    rule.reason
                 )
             }
             RuleChange::Removed { position, rule } => {
-                println!(
+                crate::outln!(
                     "- rule {} (was #{position}): {} when {}",
-                    rule.id, rule.decision, rule.condition
+                    rule.id,
+                    rule.decision,
+                    rule.condition
                 )
             }
             RuleChange::Modified {
@@ -366,15 +359,15 @@ fn print_diff(d: &PolicyDiff) {
                 decision,
                 reason,
             } => {
-                println!("~ rule {id} (#{from_position} → #{to_position})");
+                crate::outln!("~ rule {id} (#{from_position} → #{to_position})");
                 if let Some(c) = condition {
-                    println!("    condition: {}  →  {}", c.from, c.to);
+                    crate::outln!("    condition: {}  →  {}", c.from, c.to);
                 }
                 if let Some(c) = decision {
-                    println!("    decision:  {}  →  {}", c.from, c.to);
+                    crate::outln!("    decision:  {}  →  {}", c.from, c.to);
                 }
                 if let Some(c) = reason {
-                    println!("    reason:    {}  →  {}", c.from, c.to);
+                    crate::outln!("    reason:    {}  →  {}", c.from, c.to);
                 }
             }
             RuleChange::Moved {
@@ -382,18 +375,18 @@ fn print_diff(d: &PolicyDiff) {
                 from_position,
                 to_position,
             } => {
-                println!("↕ rule {id} moved #{from_position} → #{to_position}")
+                crate::outln!("↕ rule {id} moved #{from_position} → #{to_position}")
             }
         }
     }
     if let Some(c) = &d.default_decision {
-        println!("~ default decision: {} → {}", c.from, c.to);
+        crate::outln!("~ default decision: {} → {}", c.from, c.to);
     }
     if let Some(c) = &d.default_reason {
-        println!("~ default reason: {} → {}", c.from, c.to);
+        crate::outln!("~ default reason: {} → {}", c.from, c.to);
     }
     if let Some(c) = &d.score {
-        println!("~ score: {} → {}", c.from, c.to);
+        crate::outln!("~ score: {} → {}", c.from, c.to);
     }
-    println!("unchanged rules: {}", d.unchanged.len());
+    crate::outln!("unchanged rules: {}", d.unchanged.len());
 }

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use gatehouse_events::envelope::CommandAccepted;
 use gatehouse_events::run::{
     DiffRun, GetRun, ListRuns, PrepareRun, PromoteRun, RunDiff, RunRef, RunStatus, RunView,
 };
@@ -86,11 +85,13 @@ pub async fn run(cli: &Cli, cmd: &RunCommand, client: &Client) -> anyhow::Result
                 .and_then(|v| v.as_str())
                 .unwrap_or("?")
                 .to_owned();
-            accepted(
+            super::accepted(
                 cli,
+                client,
                 &done,
                 &format!("run {run_id} prepared: policy {policy_id} version {version}"),
-            );
+            )
+            .await;
         }
         RunCommand::Show { run_id } => {
             let view = get(client, run_id).await?;
@@ -153,7 +154,7 @@ pub async fn run(cli: &Cli, cmd: &RunCommand, client: &Client) -> anyhow::Result
                     time(&r.prepared_at),
                 ]);
             }
-            println!("{t}");
+            crate::outln!("{t}");
         }
         RunCommand::Diff { run_id } => {
             let diff: RunDiff = client
@@ -182,7 +183,7 @@ pub async fn run(cli: &Cli, cmd: &RunCommand, client: &Client) -> anyhow::Result
                     },
                 )
                 .await?;
-            accepted(cli, &done, &format!("run {run_id} cancelled"));
+            super::accepted(cli, client, &done, &format!("run {run_id} cancelled")).await;
         }
         RunCommand::Resume { run_id } => {
             let done = client
@@ -195,7 +196,7 @@ pub async fn run(cli: &Cli, cmd: &RunCommand, client: &Client) -> anyhow::Result
                     },
                 )
                 .await?;
-            accepted(cli, &done, &format!("run {run_id} resumed"));
+            super::accepted(cli, client, &done, &format!("run {run_id} resumed")).await;
         }
         RunCommand::Promote {
             run_id,
@@ -214,11 +215,13 @@ pub async fn run(cli: &Cli, cmd: &RunCommand, client: &Client) -> anyhow::Result
                 .detail
                 .get("active_version")
                 .map_or_else(|| "?".into(), |v| v.to_string());
-            accepted(
+            super::accepted(
                 cli,
+                client,
                 &done,
                 &format!("run {run_id} promoted: version {version} is active"),
-            );
+            )
+            .await;
         }
     }
     Ok(())
@@ -269,36 +272,21 @@ async fn watch(cli: &Cli, client: &Client, run_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn accepted(cli: &Cli, done: &CommandAccepted, message: &str) {
-    if cli.json {
-        return output::json(done);
-    }
-    let again = if done.duplicate {
-        " (already done: this command id was seen before)"
-    } else {
-        ""
-    };
-    println!(
-        "{message}{again} [sequence {}, command {}]",
-        done.sequence, done.command_id
-    );
-}
-
 fn print_run(r: &RunView) {
     let c = &r.counters;
-    println!(
+    crate::outln!(
         "run {} — policy {} version {} — {}",
         r.run_id,
         r.policy_id,
         r.version,
         r.status.as_str()
     );
-    println!(
+    crate::outln!(
         "snapshot:  {} items ready at {}",
         c.total_ready_snapshot,
         time(&r.snapshot_cutoff)
     );
-    println!(
+    crate::outln!(
         "processed: {} ({:.2}% coverage), batches {}/{}, cursor {}",
         c.processed,
         r.coverage * 100.0,
@@ -306,11 +294,15 @@ fn print_run(r: &RunView) {
         r.batches,
         r.cursor
     );
-    println!(
+    crate::outln!(
         "outcomes:  {} eligible, {} ineligible, {} quarantined, {} pending, {} errors",
-        c.eligible, c.ineligible, c.quarantined, c.pending, c.errors
+        c.eligible,
+        c.ineligible,
+        c.quarantined,
+        c.pending,
+        c.errors
     );
-    println!(
+    crate::outln!(
         "promote:   {}",
         if r.ready_to_promote {
             "ready".to_owned()
@@ -319,15 +311,15 @@ fn print_run(r: &RunView) {
         }
     );
     for reason in &r.blocking_reasons {
-        println!("  - {reason}");
+        crate::outln!("  - {reason}");
     }
     if let Some(f) = &r.failure {
-        println!("failure:   {f}");
+        crate::outln!("failure:   {f}");
     }
     for s in &r.error_samples {
-        println!("  error {}: {}", s.item_id, s.message);
+        crate::outln!("  error {}: {}", s.item_id, s.message);
     }
-    println!(
+    crate::outln!(
         "prepared:  {} by {}; ended {}; promoted {}",
         time(&r.prepared_at),
         r.prepared_by,
@@ -337,15 +329,19 @@ fn print_run(r: &RunView) {
 }
 
 fn print_diff(d: &RunDiff) {
-    println!(
+    crate::outln!(
         "run {} (version {}) against active version {}",
         d.run_id,
         d.version,
         opt(d.active_version)
     );
-    println!(
+    crate::outln!(
         "regressions {}  improvements {}  unchanged {}  other changes {}  newly evaluated {}",
-        d.regressions, d.improvements, d.unchanged, d.other_changes, d.newly_evaluated
+        d.regressions,
+        d.improvements,
+        d.unchanged,
+        d.other_changes,
+        d.newly_evaluated
     );
     for (title, items) in [
         ("top regressions", &d.top_regressions),
@@ -365,6 +361,6 @@ fn print_diff(d: &RunDiff) {
                 i.reason.clone(),
             ]);
         }
-        println!("{title}:\n{t}");
+        crate::outln!("{title}:\n{t}");
     }
 }

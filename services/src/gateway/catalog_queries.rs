@@ -8,7 +8,7 @@ use gatehouse_events::catalog::{
 };
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 
-use super::queries::{column, page, unavailable};
+use super::queries::{column, database, page, unavailable};
 use super::run_queries::query;
 
 /// `catalog.get`.
@@ -56,7 +56,7 @@ pub async fn stats(pg: &Pool) -> Result<CatalogStats, Rejection> {
 /// so a promotion is seen entirely or not at all.
 pub async fn public(pg: &Pool, q: PublicCatalogQuery) -> Result<PublicCatalogPage, Rejection> {
     let (limit, _) = page(q.limit, None)?;
-    let db = |e: tokio_postgres::Error| unavailable(e.to_string());
+    let db = database;
     let mut client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
     let tx = client
         .build_transaction()
@@ -138,6 +138,6 @@ async fn held_back(
             &[&policy_id, &version, &after, &upto],
         )
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(database)?;
     Ok(column::<i64>(&row, 0)? as u64)
 }

@@ -23,18 +23,17 @@ impl Commands {
         }
     }
 
-    /// Executes the command `name` (e.g. `policy.draft`) sent on `subject`.
+    /// Executes the command `name` (e.g. `policy.draft`) sent in `namespace`.
     pub async fn handle(
         &self,
-        _namespace: &str,
+        namespace: &str,
         name: &str,
-        subject: &str,
         payload: &[u8],
     ) -> Result<CommandAccepted, Rejection> {
         match name {
             "policy.create" => {
                 let Parsed { context, command } =
-                    request::command::<CreatePolicy>(subject, name, payload)?;
+                    request::command::<CreatePolicy>(namespace, name, payload)?;
                 let id = command.policy_id.clone();
                 let cmd = PolicyCommand::Create {
                     policy_id: command.policy_id,
@@ -51,7 +50,7 @@ impl Commands {
             }
             "policy.draft" => {
                 let Parsed { context, command } =
-                    request::command::<DraftVersion>(subject, name, payload)?;
+                    request::command::<DraftVersion>(namespace, name, payload)?;
                 let cmd = PolicyCommand::Draft {
                     rules: command.rules,
                     notes: command.notes,
@@ -65,7 +64,7 @@ impl Commands {
             }
             "policy.restore" => {
                 let Parsed { context, command } =
-                    request::command::<RestoreVersion>(subject, name, payload)?;
+                    request::command::<RestoreVersion>(namespace, name, payload)?;
                 let cmd = PolicyCommand::Restore {
                     version: command.version,
                     notes: command.notes,
@@ -78,7 +77,7 @@ impl Commands {
                     .map_err(policy_rejection)
             }
             run if run.starts_with("policy.") => {
-                super::runs::handle(&self.policies, &self.pg, run, subject, payload).await
+                super::runs::handle(&self.policies, &self.pg, run, namespace, payload).await
             }
             other => Err(Rejection::new(
                 RejectionCode::BadRequest,
@@ -169,6 +168,9 @@ pub(super) fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
         PolicyError::VersionAlreadyActive(_) => {
             Rejection::new(RejectionCode::InvalidState, message)
         }
+        PolicyError::RunAlreadyPromoted { .. } => {
+            Rejection::new(RejectionCode::InvalidState, message).with_field("command.run_id")
+        }
         PolicyError::RunNotFound(_) => {
             Rejection::new(RejectionCode::NotFound, message).with_field("command.run_id")
         }
@@ -210,5 +212,16 @@ pub fn infrastructure_rejection<E: std::error::Error>(error: CommandError<E>) ->
                 "the event store is unavailable; retry with the same command_id",
             )
         }
+        CommandError::InvalidData(detail) => {
+            tracing::warn!(error.message = %detail, "the database refused a value of a command");
+            Rejection::new(
+                RejectionCode::BadRequest,
+                "the database refused a value of this command; sent again unchanged it fails again",
+            )
+        }
+        CommandError::Unexpected(detail) => Rejection::new(
+            RejectionCode::Internal,
+            format!("event store error: {detail}"),
+        ),
     }
 }

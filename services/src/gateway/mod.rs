@@ -9,9 +9,11 @@
 //! - [`request`]: parsing and envelope checks (`bad_request`).
 //! - [`commands`]: command execution on the aggregates and the rejection mapping.
 //! - [`queries`]: read-model and event-store queries ([`run_queries`], [`catalog_queries`]).
+//! - [`consistency`]: a query's `wait_for` (read-your-writes).
 
 pub mod catalog_queries;
 pub mod commands;
+pub mod consistency;
 pub mod queries;
 pub mod request;
 pub mod run_queries;
@@ -135,7 +137,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         tokio::spawn(async move {
             let subject = request.message.subject.to_string();
             let span = tracing::info_span!("request", %subject);
-            let handling = gateway.handle(endpoint, &subject, &request.message.payload);
+            let handling = gateway.handle(endpoint, &request.message.payload);
             let reply = unless_panicked(handling).instrument(span).await;
             if let Err(e) = request.respond(Ok(reply)).await {
                 tracing::warn!(error.message = %e, "cannot send a reply");
@@ -151,13 +153,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 }
 
 impl Gateway {
-    async fn handle(&self, endpoint: Endpoint, subject: &str, payload: &[u8]) -> Bytes {
+    async fn handle(&self, endpoint: Endpoint, payload: &[u8]) -> Bytes {
         match endpoint {
-            Endpoint::Command(name) => reply(
-                self.commands
-                    .handle(&self.namespace, name, subject, payload)
-                    .await,
-            ),
+            Endpoint::Command(name) => {
+                reply(self.commands.handle(&self.namespace, name, payload).await)
+            }
             Endpoint::Query(name) => match self.queries.handle(name, payload).await {
                 Ok(value) => reply(Ok(value)),
                 Err(e) => reply::<()>(Err(e)),

@@ -11,7 +11,7 @@ use tokio_postgres::row::RowIndex;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
-use super::{catalog_queries, request, run_queries};
+use super::{catalog_queries, consistency, request, run_queries};
 use crate::audit;
 use crate::policy::diff::diff;
 
@@ -29,8 +29,14 @@ impl Queries {
         Queries { pg }
     }
 
-    /// Answers the query `name` (e.g. `policy.versions`).
+    /// Answers the query `name` (e.g. `policy.versions`), once its read model reflects the
+    /// request's `wait_for`, if any.
     pub async fn handle(&self, name: &str, payload: &[u8]) -> Result<serde_json::Value, Rejection> {
+        let (payload, wait_for) = request::split_wait(payload)?;
+        if let Some(wait_for) = &wait_for {
+            consistency::wait(&self.pg, name, wait_for).await?;
+        }
+        let payload = payload.as_slice();
         match name {
             "policy.list" => json(self.list(request::query(payload)?).await?),
             "policy.get" => json(
@@ -153,10 +159,7 @@ impl Queries {
             .get()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        client
-            .query(sql, params)
-            .await
-            .map_err(|e| unavailable(e.to_string()))
+        client.query(sql, params).await.map_err(database)
     }
 }
 
@@ -235,6 +238,21 @@ pub fn unavailable(detail: String) -> Rejection {
         RejectionCode::Unavailable,
         "the database is unavailable; retry",
     )
+}
+
+/// The answer to a failed read: `unavailable` (retry) only when retrying can help.
+pub fn database(e: tokio_postgres::Error) -> Rejection {
+    match crate::store::failure(&e) {
+        crate::store::Failure::Unavailable => unavailable(e.to_string()),
+        crate::store::Failure::InvalidData => {
+            tracing::warn!(error.message = %e, "the database refused a value of a request");
+            request::bad_request("the database refused a value of this request")
+        }
+        crate::store::Failure::Internal => {
+            tracing::error!(error.message = %e, "read model query failed");
+            internal("the read model query failed".into())
+        }
+    }
 }
 
 /// An unexpected failure: `detail` is logged, the caller gets a generic message.

@@ -9,7 +9,7 @@ use gatehouse_events::run::{
 };
 use tokio_postgres::Row;
 
-use super::queries::{column, page, unavailable};
+use super::queries::{column, database, page, unavailable};
 
 const RUN_SELECT: &str = "SELECT r.*, \
        coalesce(p.processed, 0) AS processed, coalesce(p.eligible, 0) AS eligible, \
@@ -222,10 +222,7 @@ pub(super) async fn query(
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<Row>, Rejection> {
     let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
-    client
-        .query(sql, params)
-        .await
-        .map_err(|e| unavailable(e.to_string()))
+    client.query(sql, params).await.map_err(database)
 }
 
 fn run_not_found(run_id: &str) -> Rejection {

@@ -1,6 +1,7 @@
 //! Run commands: `prepare` (freezes the catalog snapshot first), `cancel_run`, `resume_run`,
-//! `promote`, and the workers' `complete_run` / `fail_run` (whose counters the gateway reads from
-//! `run_progress` itself rather than trusting the sender).
+//! `promote`, and the workers' `complete_run` / `fail_run`. The counters of `complete_run`,
+//! `fail_run` and of promote's refusal of an unfinished run are read from `run_progress` (as
+//! `run.get` reads them) rather than trusted from the sender.
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
@@ -11,7 +12,7 @@ use gatehouse_events::run::{
 };
 
 use super::commands::policy_rejection;
-use super::queries::unavailable;
+use super::queries::{database, unavailable};
 use super::request::{self, bad_request, Parsed};
 use crate::policy::runs::{Prepare, Snapshot};
 use crate::policy::{Policy, PolicyCommand};
@@ -22,14 +23,14 @@ pub async fn handle(
     store: &Store<Policy>,
     pg: &Pool,
     name: &str,
-    subject: &str,
+    namespace: &str,
     payload: &[u8],
 ) -> Result<CommandAccepted, Rejection> {
     let at = Utc::now();
     match name {
-        "policy.prepare" => prepare(store, pg, request::command(subject, name, payload)?).await,
+        "policy.prepare" => prepare(store, pg, request::command(namespace, name, payload)?).await,
         "policy.cancel_run" => {
-            let Parsed { context, command } = request::command::<RunRef>(subject, name, payload)?;
+            let Parsed { context, command } = request::command::<RunRef>(namespace, name, payload)?;
             let cmd = PolicyCommand::CancelRun {
                 run_id: command.run_id.clone(),
                 actor: context.actor.clone(),
@@ -41,7 +42,7 @@ pub async fn handle(
                 .map_err(policy_rejection)
         }
         "policy.resume_run" => {
-            let Parsed { context, command } = request::command::<RunRef>(subject, name, payload)?;
+            let Parsed { context, command } = request::command::<RunRef>(namespace, name, payload)?;
             let cmd = PolicyCommand::ResumeRun {
                 run_id: command.run_id.clone(),
                 actor: context.actor.clone(),
@@ -54,11 +55,14 @@ pub async fn handle(
         }
         "policy.promote" => {
             let Parsed { context, command } =
-                request::command::<PromoteRun>(subject, name, payload)?;
+                request::command::<PromoteRun>(namespace, name, payload)?;
+            // The counters `run.get` shows, for the blocking reasons of an unfinished run.
+            let progress = progress(pg, &command.run_id).await?;
             let cmd = PolicyCommand::Promote {
                 run_id: command.run_id.clone(),
                 coverage_threshold: command.coverage_threshold.unwrap_or(1.0),
                 max_errors: command.max_errors.unwrap_or(0),
+                progress,
                 actor: context.actor.clone(),
                 at,
             };
@@ -69,7 +73,7 @@ pub async fn handle(
         }
         "policy.complete_run" => {
             let Parsed { context, command } =
-                request::command::<CompleteRun>(subject, name, payload)?;
+                request::command::<CompleteRun>(namespace, name, payload)?;
             let counters = progress(pg, &command.run_id).await?;
             let cmd = PolicyCommand::CompleteRun {
                 run_id: command.run_id.clone(),
@@ -83,7 +87,8 @@ pub async fn handle(
                 .map_err(policy_rejection)
         }
         "policy.fail_run" => {
-            let Parsed { context, command } = request::command::<FailRun>(subject, name, payload)?;
+            let Parsed { context, command } =
+                request::command::<FailRun>(namespace, name, payload)?;
             let counters = progress(pg, &command.run_id).await?;
             let reason: String = command.reason.chars().take(MAX_ERROR_MESSAGE).collect();
             let cmd = PolicyCommand::FailRun {
@@ -159,7 +164,7 @@ async fn prepare(
 /// stores the ids batch by batch (`run_snapshot_batches`: batch `b` holds ordinals
 /// `[b * batch_size, (b + 1) * batch_size)`).
 async fn freeze(pg: &Pool, batch_size: u32) -> Result<Snapshot, Rejection> {
-    let db = |e: tokio_postgres::Error| unavailable(e.to_string());
+    let db = database;
     let mut client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
     let tx = client.transaction().await.map_err(db)?;
     let cutoff: chrono::DateTime<Utc> = tx.query_one("SELECT now()", &[]).await.map_err(db)?.get(0);
@@ -217,7 +222,7 @@ async fn progress(pg: &Pool, run_id: &str) -> Result<RunCounters, Rejection> {
             &[&run_id],
         )
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(database)?;
     let n = |i: usize| row.as_ref().map_or(0, |r| r.get::<_, i64>(i) as u64);
     Ok(RunCounters {
         total_ready_snapshot: 0,

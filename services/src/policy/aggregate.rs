@@ -74,6 +74,9 @@ pub enum PolicyCommand {
         run_id: String,
         coverage_threshold: f64,
         max_errors: u64,
+        /// The run's progress as its workers committed it (`run_progress`, as `run.get` shows
+        /// it): the numbers of an unfinished run's blocking reasons.
+        progress: RunCounters,
         actor: String,
         at: DateTime<Utc>,
     },
@@ -108,6 +111,13 @@ pub enum PolicyError {
     /// `prepare` or `promote` of the version that is already active.
     #[error("version {0} is already active")]
     VersionAlreadyActive(u32),
+    /// `promote` of a run that was promoted before (its version may no longer be active).
+    #[error("run {run_id} was already promoted ({})", super::runs::describe_promoted(*version, *active))]
+    RunAlreadyPromoted {
+        run_id: String,
+        version: u32,
+        active: Option<u32>,
+    },
     /// A run command naming a run this policy does not have.
     #[error("run `{0}` does not exist")]
     RunNotFound(String),
@@ -356,10 +366,12 @@ impl Aggregate for Policy {
                 run_id,
                 coverage_threshold,
                 max_errors,
+                progress,
                 actor,
                 at,
             } => {
-                vec![self.promote(&run_id, coverage_threshold, max_errors, actor, at)?]
+                let thresholds = (coverage_threshold, max_errors);
+                vec![self.promote(&run_id, thresholds, progress, actor, at)?]
             }
         };
         for event in events {

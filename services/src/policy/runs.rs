@@ -210,23 +210,31 @@ impl Policy {
         }))
     }
 
-    /// Promote: only from `success` and only when the thresholds hold.
+    /// Promote: only from `success` and only when the thresholds `(coverage, max_errors)` hold.
+    /// `progress` counts an unfinished run (whose counters are recorded only when it ends).
     pub(super) fn promote(
         &self,
         id: &str,
-        threshold: f64,
-        max_errors: u64,
+        (threshold, max_errors): (f64, u64),
+        progress: RunCounters,
         actor: String,
         at: DateTime<Utc>,
     ) -> Result<PolicyEvent, PolicyError> {
         let run = self.run(id)?;
         check_thresholds(threshold, 1)?;
-        if run.promoted || self.active_version == Some(run.version) {
+        if run.promoted {
+            return Err(PolicyError::RunAlreadyPromoted {
+                run_id: id.to_owned(),
+                version: run.version,
+                active: self.active_version,
+            });
+        }
+        if self.active_version == Some(run.version) {
             return Err(PolicyError::VersionAlreadyActive(run.version));
         }
         let counters = run.counters.unwrap_or(RunCounters {
             total_ready_snapshot: run.total,
-            ..Default::default()
+            ..progress
         });
         let reasons = blocking_reasons(run.status, &counters, threshold, max_errors);
         if !reasons.is_empty() {
@@ -308,6 +316,15 @@ fn check_thresholds(coverage_threshold: f64, batch_size: u32) -> Result<(), Poli
         return Err(PolicyError::InvalidBatchSize(batch_size));
     }
     Ok(())
+}
+
+/// `version 1; version 2 is active now`, or `version 1 is active`, for error messages.
+pub fn describe_promoted(version: u32, active: Option<u32>) -> String {
+    match active {
+        Some(a) if a == version => format!("version {version} is active"),
+        Some(a) => format!("version {version}; version {a} is active now"),
+        None => format!("version {version}; no version is active now"),
+    }
 }
 
 /// The reasons, for error messages.

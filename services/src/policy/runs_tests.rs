@@ -105,10 +105,19 @@ fn succeeded(total: u64, errors: u64) -> PolicyEvent {
 }
 
 fn promote(coverage_threshold: f64, max_errors: u64) -> PolicyCommand {
+    promote_with_progress(coverage_threshold, max_errors, RunCounters::default())
+}
+
+fn promote_with_progress(
+    coverage_threshold: f64,
+    max_errors: u64,
+    progress: RunCounters,
+) -> PolicyCommand {
     PolicyCommand::Promote {
         run_id: "media:1".into(),
         coverage_threshold,
         max_errors,
+        progress,
         actor: "dave".into(),
         at: at(),
     }
@@ -349,13 +358,87 @@ async fn a_promoted_run_cannot_be_promoted_again() {
     for e in given.clone() {
         policy.apply(e);
     }
-    let promoted = policy.promote("media:1", 1.0, 0, "d".into(), at()).unwrap();
+    let promoted = policy
+        .promote(
+            "media:1",
+            (1.0, 0),
+            RunCounters::default(),
+            "d".into(),
+            at(),
+        )
+        .unwrap();
     given.push(promoted);
     PolicyTest::with(())
         .given(given)
         .when_async(promote(1.0, 0))
         .await
-        .then_expect_error(PolicyError::VersionAlreadyActive(1));
+        .then_expect_error(PolicyError::RunAlreadyPromoted {
+            run_id: "media:1".into(),
+            version: 1,
+            active: Some(1),
+        });
+}
+
+#[tokio::test]
+async fn promote_of_a_run_promoted_before_says_so_while_another_version_is_active() {
+    let mut given = history(2);
+    given.extend([prepared(1, 1, 10), succeeded(10, 0)]);
+    given.push(promoted("media:1", 1, None));
+    given.extend([
+        prepared(2, 2, 10),
+        PolicyEvent::RunSucceeded(RunSucceeded {
+            run_id: "media:2".into(),
+            counters: counters(10, 10, 0),
+            completed_at: at(),
+        }),
+    ]);
+    given.push(promoted("media:2", 2, Some(1)));
+    PolicyTest::with(())
+        .given(given)
+        .when_async(promote(1.0, 0))
+        .await
+        .then_expect_error_message(
+            "run media:1 was already promoted (version 1; version 2 is active now)",
+        );
+}
+
+#[tokio::test]
+async fn promote_of_a_cancelled_run_blocks_with_the_progress_it_made() {
+    let mut given = history(1);
+    given.push(prepared(1, 1, 10));
+    given.push(PolicyEvent::RunCancelled(RunCancelled {
+        run_id: "media:1".into(),
+        cancelled_by: "carol".into(),
+        cancelled_at: at(),
+    }));
+    PolicyTest::with(())
+        .given(given)
+        .when_async(promote_with_progress(1.0, 0, counters(0, 4, 0)))
+        .await
+        .then_expect_error(PolicyError::PromoteBlocked(vec![
+            BlockingReason::Status {
+                status: RunStatus::Cancelled,
+            },
+            BlockingReason::Coverage {
+                coverage: 0.4,
+                threshold: 1.0,
+                processed: 4,
+                total_ready_snapshot: 10,
+            },
+        ]));
+}
+
+fn promoted(run_id: &str, version: u32, previous_version: Option<u32>) -> PolicyEvent {
+    PolicyEvent::PolicyPromoted(PolicyPromoted {
+        version,
+        previous_version,
+        run_id: run_id.into(),
+        counters: counters(10, 10, 0),
+        coverage_threshold: 1.0,
+        max_errors: 0,
+        promoted_by: "dave".into(),
+        promoted_at: at(),
+    })
 }
 
 /// Builds a policy whose run 1 ended in `status` with `errors` errors out of 10 items.
@@ -403,7 +486,7 @@ proptest! {
         max_errors in 0u64..10,
     ) {
         let policy = with_run(status, errors);
-        let outcome = policy.promote("media:1", threshold, max_errors, "d".into(), at());
+        let outcome = policy.promote("media:1", (threshold, max_errors), RunCounters::default(), "d".into(), at());
         if status != RunStatus::Success {
             prop_assert!(outcome.is_err());
         }

@@ -1,0 +1,109 @@
+//! Read-your-writes: a query's `wait_for` names an aggregate sequence (a command reply's
+//! `sequence`), and the query is answered only once the read model it reads reflects it.
+//!
+//! Each aggregate's read model has a per-aggregate guard the projector moves in the same
+//! transaction as the rows: `policies.last_sequence` for the `policy` aggregate (it covers
+//! `policies`, `policy_versions` and `runs`, one projector), the stored sequences in
+//! `audit_log` for the audit queries. The wait polls that guard, at most `timeout_ms`.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use gatehouse_events::envelope::{Rejection, RejectionCode, WaitFor, DEFAULT_WAIT_MS};
+use serde_json::json;
+
+use super::queries::database;
+use super::request::bad_request;
+
+/// The first pause between two looks at the guard; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_millis(100);
+
+/// How far a read model reflects one aggregate.
+enum Guard {
+    /// `policies.last_sequence`: policy, run and public-catalog queries.
+    Policies,
+    /// Every event up to the sequence is in `audit_log`.
+    Audit,
+}
+
+/// Waits until the read model of query `name` reflects `wait`, or answers `not_caught_up`.
+pub async fn wait(pg: &Pool, name: &str, wait: &WaitFor) -> Result<(), Rejection> {
+    let guard = guard(name, &wait.aggregate)?;
+    let timeout = Duration::from_millis(wait.timeout_ms.unwrap_or(DEFAULT_WAIT_MS));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let reached = reached(pg, &guard, wait).await?;
+        if reached >= wait.sequence {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(not_caught_up(wait, reached));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// Which guard answers for `aggregate` in the read model of query `name`.
+fn guard(name: &str, aggregate: &str) -> Result<Guard, Rejection> {
+    let model = name.split('.').next().unwrap_or_default();
+    match (model, aggregate) {
+        ("policy" | "run", "policy") => Ok(Guard::Policies),
+        ("catalog", "policy") if name == "catalog.public" => Ok(Guard::Policies),
+        ("audit", _) => Ok(Guard::Audit),
+        _ => Err(bad_request(format!(
+            "`{name}` does not read a model of the `{aggregate}` aggregate: nothing to wait for"
+        ))
+        .with_field("wait_for.aggregate")),
+    }
+}
+
+/// The sequence up to which the guard reflects the aggregate (0 before its first event).
+async fn reached(pg: &Pool, guard: &Guard, wait: &WaitFor) -> Result<u64, Rejection> {
+    let client = pg
+        .get()
+        .await
+        .map_err(|e| super::queries::unavailable(e.to_string()))?;
+    let sequence = i64::try_from(wait.sequence).unwrap_or(i64::MAX);
+    let row = match guard {
+        Guard::Policies => {
+            client
+                .query_opt(
+                    "SELECT last_sequence FROM policies WHERE policy_id = $1",
+                    &[&wait.aggregate_id],
+                )
+                .await
+        }
+        // The rows at or below the sequence, which are all there once it is reached.
+        Guard::Audit => {
+            client
+                .query_opt(
+                    "SELECT count(*) FROM audit_log \
+                      WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3",
+                    &[&wait.aggregate, &wait.aggregate_id, &sequence],
+                )
+                .await
+        }
+    }
+    .map_err(database)?;
+    Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+}
+
+fn not_caught_up(wait: &WaitFor, reached: u64) -> Rejection {
+    Rejection::new(
+        RejectionCode::NotCaughtUp,
+        format!(
+            "the read model reflects {} `{}` up to sequence {reached}, not yet {}; retry",
+            wait.aggregate, wait.aggregate_id, wait.sequence
+        ),
+    )
+    .with_field("wait_for.sequence")
+    .with_details(vec![json!({
+        "aggregate": wait.aggregate,
+        "aggregate_id": wait.aggregate_id,
+        "sequence": wait.sequence,
+        "reached": reached,
+    })])
+}
