@@ -151,6 +151,10 @@ pub struct PublicItem {
     pub attributes: serde_json::Value,
 }
 
+/// `catalog.stats` takes no parameters (any JSON object, usually `{}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsQuery {}
+
 /// `catalog.stats`: counts of the catalog table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogStats {

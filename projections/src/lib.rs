@@ -11,7 +11,8 @@
 //! - [`settings`]: [`ProjectorSettings`] and the test hooks.
 //! - [`rebuild`](mod@rebuild): [`rebuild()`] a model from `events` into shadow tables, then swap.
 //! - [`audit`]: the `audit` read model (`audit_log`).
-//! - [`policies`]: the `policies` read model (`policies`, `policy_versions`).
+//! - [`policy`]: the `policies` read model (`policies`, `policy_versions`, and `runs` through
+//!   `run`): the policy and run contexts.
 //! - [`catalog`]: the catalog projector (`catalog_items`, `catalog_rejections`), fed from the
 //!   catalog stream `<NS>_CATALOG` rather than the events stream.
 //! - [`dead_letter`]: the dead-letter stream and the headers of a dead letter.
@@ -28,9 +29,9 @@ pub mod error;
 mod fallback;
 pub mod json_text;
 pub mod model;
-pub mod policies;
+pub mod policy;
 pub mod rebuild;
-mod runs;
+mod run;
 pub mod runtime;
 pub mod settings;
 
@@ -46,7 +47,7 @@ pub use audit::AuditLog;
 pub use catalog::CatalogSettings;
 pub use error::ProjectorError;
 pub use model::{ApplyError, Interest, ReadModel, Tables};
-pub use policies::Policies;
+pub use policy::Policies;
 pub use rebuild::{rebuild, RebuildReport};
 pub use runtime::run;
 pub use settings::ProjectorSettings;

@@ -3,21 +3,27 @@
 //! Every role is `run(settings, shutdown)`: tests start roles in-process, `gatehouse up` runs
 //! them all in one process, and `gatehouse gateway|relay|projector` run one each for scale-out.
 //!
-//! Layout:
-//! - [`settings`]: typed settings from the environment.
-//! - [`db`], [`broker`]: Postgres pools and migrations; NATS connections and streams.
-//! - [`store`]: the event store executor (conflict retries, durable command dedupe).
-//! - [`policy`]: the `policy` aggregate.
-//! - [`gateway`]: commands and queries over the NATS services API.
+//! Layout — the contexts, each the same name in every layer (the protocol in
+//! `gatehouse_events`, the read models in `gatehouse_projections`, the CLI in [`cli`]):
+//! - [`policy`]: versioned policies (the `policy` aggregate, its commands and queries).
+//! - [`run`]: evaluation runs (the run half of the policy aggregate, Prepare, Promote, diffs).
+//! - [`catalog`]: the host's items and each policy's public catalog.
+//! - [`audit`]: the audit log and replays from the event store.
+//!
+//! And what serves them:
+//! - [`api`]: the operations every context declares, and what they share (parsing, waits).
+//! - [`gateway`]: the NATS adapter over [`api`] (services API, queue group).
+//! - [`store`]: the event store executor (kept aggregates, conflict retries, durable dedupe).
 //! - [`relay`]: the transactional outbox relay onto JetStream.
-//! - [`notifier`]: `policy.promoted` announcements for external subscribers.
 //! - [`worker`]: evaluation workers (batch jobs of Prepare runs, live evaluation of changes).
-//! - [`audit`]: audit-log and replay queries.
-//! - [`roles`]: `up` and the projector role.
+//! - [`notifier`]: `policy.promoted` announcements for external subscribers.
+//! - [`roles`]: `up` and the projector role; [`settings`], [`db`], [`broker`]: set-up.
 //! - [`client`]: a typed NATS client for Gatehouse (the CLI and tests use it).
 //! - [`cli`]: the `gatehouse` command line.
+pub mod api;
 pub mod audit;
 pub mod broker;
+pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod db;
@@ -26,6 +32,7 @@ pub mod notifier;
 pub mod policy;
 pub mod relay;
 pub mod roles;
+pub mod run;
 pub mod settings;
 pub mod store;
 pub mod worker;

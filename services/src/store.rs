@@ -55,7 +55,7 @@ pub struct CommandContext {
 impl CommandContext {
     /// Is `stored`, a hash from the command log, this request's?
     fn same_request(&self, stored: &str) -> bool {
-        if stored.starts_with(crate::gateway::request::REQUEST_HASH_V2) {
+        if stored.starts_with(crate::api::request::REQUEST_HASH_V2) {
             stored == self.request_hash
         } else {
             stored == self.legacy_request_hash

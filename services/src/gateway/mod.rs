@@ -1,23 +1,11 @@
-//! The command gateway: every command and query arrives here as a NATS request.
+//! The NATS adapter: every command and query arrives here as a NATS request.
 //!
 //! It registers with the NATS services API as `gatehouse` (queue group `gatehouse`, so any
 //! number of instances share the load; discoverable with `$SRV.PING|INFO|STATS`), with one
-//! endpoint per command (`<ns>.cmd.<aggregate>.<command>`) and per query
-//! (`<ns>.query.<model>.<query>`). Every reply is JSON ([`gatehouse_events::envelope::Reply`]).
-//!
-//! Layout:
-//! - [`request`]: parsing and envelope checks (`bad_request`).
-//! - [`commands`]: command execution on the aggregates and the rejection mapping.
-//! - [`queries`]: read-model and event-store queries ([`run_queries`], [`catalog_queries`]).
-//! - [`consistency`]: a query's `wait_for` (read-your-writes).
-
-pub mod catalog_queries;
-pub mod commands;
-pub mod consistency;
-pub mod queries;
-pub mod request;
-pub mod run_queries;
-pub mod runs;
+//! endpoint per operation the contexts declare ([`crate::api::operations`]): commands on
+//! `<ns>.cmd.<context>.<name>`, queries on `<ns>.query.<context>.<name>`. It keeps no list of
+//! its own; every reply is JSON ([`gatehouse_events::envelope::Reply`]), and a request whose
+//! handling panics is answered `internal` rather than left to time out.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -33,61 +21,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::api::{self, App, Kind, Operation};
 use crate::settings::Settings;
 use crate::{broker, db, RoleError};
-
-/// Every endpoint: (group, name within the group). The subject is `<ns>.<group>.<name>`.
-pub const COMMANDS: &[&str] = &[
-    "policy.create",
-    "policy.draft",
-    "policy.restore",
-    "policy.prepare",
-    "policy.cancel_run",
-    "policy.resume_run",
-    "policy.promote",
-    "policy.complete_run",
-    "policy.fail_run",
-];
-pub const QUERIES: &[&str] = &[
-    "policy.list",
-    "policy.get",
-    "policy.versions",
-    "policy.version",
-    "policy.diff",
-    "audit.log",
-    "audit.replay",
-    "run.get",
-    "run.list",
-    "run.diff",
-    "catalog.get",
-    "catalog.stats",
-    "catalog.public",
-];
-
-/// What one gateway instance shares between its requests.
-pub struct Gateway {
-    pub(crate) commands: commands::Commands,
-    pub(crate) queries: queries::Queries,
-    namespace: String,
-}
-
-/// Which endpoint a request arrived on.
-#[derive(Debug, Clone, Copy)]
-enum Endpoint {
-    Command(&'static str),
-    Query(&'static str),
-}
 
 /// Runs a gateway until `shutdown`; requests in hand are answered before it returns.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     let pg = db::pool(&settings.database_url, settings.db_pool_size)?;
     let sqlx = db::sqlx_pool(&settings.database_url, settings.db_pool_size as u32).await?;
     let client = broker::connect(&settings, "gateway").await?;
-    let gateway = Arc::new(Gateway {
-        commands: commands::Commands::new(sqlx, pg.clone()),
-        queries: queries::Queries::new(pg),
-        namespace: settings.namespace.clone(),
-    });
+    let app = Arc::new(App::new(sqlx, pg, settings.namespace.clone()));
     let service = client
         .service_builder()
         .description("Gatehouse command gateway: commands and queries")
@@ -96,34 +39,26 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         .await
         .map_err(|e| RoleError::Broker(e.to_string()))?;
     let mut streams = Vec::new();
-    for (group, names, kind) in [
-        (
-            subjects::command_group(&settings.namespace),
-            COMMANDS,
-            Endpoint::Command as fn(&'static str) -> Endpoint,
-        ),
-        (
-            subjects::query_group(&settings.namespace),
-            QUERIES,
-            Endpoint::Query,
-        ),
-    ] {
-        let group = service.group(group);
-        for name in names {
-            let endpoint = group
-                .endpoint_builder()
-                .name(name.replace('.', "-"))
-                .add(*name)
-                .await
-                .map_err(|e| RoleError::Broker(e.to_string()))?;
-            streams.push(endpoint.map(move |req| (kind(name), req)).boxed());
-        }
+    let commands = service.group(subjects::command_group(&settings.namespace));
+    let queries = service.group(subjects::query_group(&settings.namespace));
+    for op in api::operations() {
+        let group = match op.kind {
+            Kind::Command => &commands,
+            Kind::Query => &queries,
+        };
+        let endpoint = group
+            .endpoint_builder()
+            .name(op.name.replace('.', "-"))
+            .add(op.name)
+            .await
+            .map_err(|e| RoleError::Broker(e.to_string()))?;
+        streams.push(endpoint.map(move |req| (op, req)).boxed());
     }
     tracing::info!(namespace = %settings.namespace, "gateway serving");
     let mut requests = futures::stream::select_all(streams);
     let limit = Arc::new(Semaphore::new(settings.max_inflight));
     loop {
-        let (endpoint, request) = tokio::select! {
+        let (op, request) = tokio::select! {
             _ = shutdown.cancelled() => break,
             next = requests.next() => match next {
                 Some(r) => r,
@@ -133,11 +68,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
-        let gateway = gateway.clone();
+        let app = app.clone();
         tokio::spawn(async move {
             let subject = request.message.subject.to_string();
             let span = tracing::info_span!("request", %subject);
-            let handling = gateway.handle(endpoint, &request.message.payload);
+            let handling = answer(&app, op, &request.message.payload);
             let reply = unless_panicked(handling).instrument(span).await;
             if let Err(e) = request.respond(Ok(reply)).await {
                 tracing::warn!(error.message = %e, "cannot send a reply");
@@ -152,18 +87,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     Ok(())
 }
 
-impl Gateway {
-    async fn handle(&self, endpoint: Endpoint, payload: &[u8]) -> Bytes {
-        match endpoint {
-            Endpoint::Command(name) => {
-                reply(self.commands.handle(&self.namespace, name, payload).await)
-            }
-            Endpoint::Query(name) => match self.queries.handle(name, payload).await {
-                Ok(value) => reply(Ok(value)),
-                Err(e) => reply::<()>(Err(e)),
-            },
-        }
-    }
+/// The reply to one request for `op`.
+async fn answer(app: &App, op: &Operation, payload: &[u8]) -> Bytes {
+    reply(op.call(app, payload).await)
 }
 
 /// The reply `handling` makes; if it panics, an `internal` rejection, so that the caller gets

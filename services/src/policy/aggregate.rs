@@ -15,8 +15,8 @@ use gatehouse_events::rules::{AttributeSchema, RulesDocument};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::runs::{Prepare, RunState};
 use super::validation::{self, FieldError};
+use crate::run::aggregate::{Prepare, RunState};
 use gatehouse_events::run::{BlockingReason, RunCounters, RunStatus};
 
 /// A command to the policy aggregate, with the context the gateway adds (actor, time).
@@ -112,7 +112,7 @@ pub enum PolicyError {
     #[error("version {0} is already active")]
     VersionAlreadyActive(u32),
     /// `promote` of a run that was promoted before (its version may no longer be active).
-    #[error("run {run_id} was already promoted ({})", super::runs::describe_promoted(*version, *active))]
+    #[error("run {run_id} was already promoted ({})", crate::run::aggregate::describe_promoted(*version, *active))]
     RunAlreadyPromoted {
         run_id: String,
         version: u32,
@@ -137,7 +137,7 @@ pub enum PolicyError {
     #[error("inconsistent counters: {0:?}")]
     InconsistentCounters(RunCounters),
     /// `promote` while a condition of `ready_to_promote` fails.
-    #[error("the run is not ready to promote: {}", super::runs::describe(.0))]
+    #[error("the run is not ready to promote: {}", crate::run::aggregate::describe(.0))]
     PromoteBlocked(Vec<BlockingReason>),
     /// A coverage threshold outside [0, 1].
     #[error("coverage_threshold {0} is not between 0 and 1")]
@@ -267,7 +267,7 @@ impl Policy {
         })
     }
 
-    pub(super) fn require_exists(&self) -> Result<(), PolicyError> {
+    pub(crate) fn require_exists(&self) -> Result<(), PolicyError> {
         self.policy_id
             .as_ref()
             .map(|_| ())

@@ -1,13 +1,84 @@
-//! Versioned policies: the aggregate, its field rules and version diffs.
+//! The `policy` context: versioned policies.
+//!
+//! Commands `policy.create`, `policy.draft`, `policy.restore`; queries `policy.list`,
+//! `policy.get`, `policy.versions`, `policy.version`, `policy.diff` (declared in
+//! [`OPERATIONS`]). Runs live in the same aggregate but are their own context ([`crate::run`]).
 //!
 //! Layout:
 //! - [`aggregate`]: the `policy` aggregate (commands, state, handle/apply).
 //! - [`validation`]: field formats and sizes.
 //! - [`diff`]: rule-by-rule differences between two versions.
-//! - [`runs`]: the run lifecycle (Prepare, complete/fail, cancel/resume, Promote).
+//! - [`commands`], [`queries`]: the handlers of the operations.
 pub mod aggregate;
+pub mod commands;
 pub mod diff;
-pub mod runs;
+pub mod queries;
 pub mod validation;
 
 pub use aggregate::{Policy, PolicyCommand, PolicyError};
+
+use gatehouse_events::envelope::CommandAccepted;
+use gatehouse_events::policy::{
+    CreatePolicy, DiffVersions, DraftVersion, GetPolicy, GetVersion, ListPolicies, ListVersions,
+    PolicyDiff, PolicySummary, PolicyVersion, RestoreVersion, VersionSummary,
+};
+
+use crate::api::{Operation, ReadModel};
+use crate::{command, query};
+
+/// The policy context's commands and queries.
+pub const OPERATIONS: &[Operation] = &[
+    command!(
+        "policy.create",
+        "create a policy with the attributes its rules may read",
+        CreatePolicy => CommandAccepted,
+        commands::create
+    ),
+    command!(
+        "policy.draft",
+        "draft a new immutable version from a rules document",
+        DraftVersion => CommandAccepted,
+        commands::draft
+    ),
+    command!(
+        "policy.restore",
+        "draft a new version with an earlier version's rules",
+        RestoreVersion => CommandAccepted,
+        commands::restore
+    ),
+    query!(
+        "policy.list",
+        "policies by id",
+        ListPolicies => Vec<PolicySummary>,
+        queries::list,
+        Some(ReadModel::Policies)
+    ),
+    query!(
+        "policy.get",
+        "one policy: versions, the active one, its schema",
+        GetPolicy => PolicySummary,
+        queries::get,
+        Some(ReadModel::Policies)
+    ),
+    query!(
+        "policy.versions",
+        "a policy's versions, newest first",
+        ListVersions => Vec<VersionSummary>,
+        queries::versions,
+        Some(ReadModel::Policies)
+    ),
+    query!(
+        "policy.version",
+        "one version with its rules",
+        GetVersion => PolicyVersion,
+        queries::version,
+        Some(ReadModel::Policies)
+    ),
+    query!(
+        "policy.diff",
+        "rule-by-rule differences between two versions",
+        DiffVersions => PolicyDiff,
+        queries::diff,
+        Some(ReadModel::Policies)
+    ),
+];

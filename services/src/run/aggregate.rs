@@ -1,4 +1,6 @@
-//! The run lifecycle inside the policy aggregate: Prepare, complete/fail, cancel/resume, Promote.
+//! The run half of the policy aggregate: Prepare, complete/fail, cancel/resume, Promote. A run
+//! lives in its policy's stream (one running run per policy is decided there), so these are
+//! inherent methods of [`Policy`].
 //!
 //! Only coarse facts are events here (a run over a million items records a handful); per-batch
 //! progress is committed by workers with the results, and its final counters come back with
@@ -12,7 +14,7 @@ use gatehouse_events::run::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::{Policy, PolicyError};
+use crate::policy::{Policy, PolicyError};
 
 /// The frozen snapshot the gateway materialized for a Prepare.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +50,7 @@ pub struct RunState {
 }
 
 impl Policy {
-    pub(super) fn run(&self, id: &str) -> Result<&RunState, PolicyError> {
+    pub(crate) fn run(&self, id: &str) -> Result<&RunState, PolicyError> {
         self.runs
             .iter()
             .find(|r| r.run_id == id)
@@ -75,7 +77,7 @@ impl Policy {
         check_thresholds(p.coverage_threshold, p.batch_size)
     }
 
-    pub(super) fn prepare(
+    pub(crate) fn prepare(
         &self,
         p: Prepare,
         actor: String,
@@ -111,7 +113,7 @@ impl Policy {
     }
 
     /// Every snapshot item is processed: the run succeeds with these counters.
-    pub(super) fn complete(
+    pub(crate) fn complete(
         &self,
         id: &str,
         epoch: u32,
@@ -140,7 +142,7 @@ impl Policy {
     }
 
     /// A fatal error: the run fails; its cursor and counters stay for a resume.
-    pub(super) fn fail(
+    pub(crate) fn fail(
         &self,
         id: &str,
         epoch: u32,
@@ -161,7 +163,7 @@ impl Policy {
         }))
     }
 
-    pub(super) fn cancel(
+    pub(crate) fn cancel(
         &self,
         id: &str,
         actor: String,
@@ -182,7 +184,7 @@ impl Policy {
     }
 
     /// Resume a failed or cancelled run whose version is still a candidate (not active).
-    pub(super) fn resume(
+    pub(crate) fn resume(
         &self,
         id: &str,
         actor: String,
@@ -212,7 +214,7 @@ impl Policy {
 
     /// Promote: only from `success` and only when the thresholds `(coverage, max_errors)` hold.
     /// `progress` counts an unfinished run (whose counters are recorded only when it ends).
-    pub(super) fn promote(
+    pub(crate) fn promote(
         &self,
         id: &str,
         (threshold, max_errors): (f64, u64),
@@ -270,7 +272,7 @@ impl Policy {
     }
 
     /// Folds a run event into the state.
-    pub(super) fn run_prepared(&mut self, e: RunPrepared) {
+    pub(crate) fn run_prepared(&mut self, e: RunPrepared) {
         self.runs.push(RunState {
             run_id: e.run_id,
             version: e.version,
@@ -284,21 +286,21 @@ impl Policy {
         });
     }
 
-    pub(super) fn run_resumed(&mut self, e: RunResumed) {
+    pub(crate) fn run_resumed(&mut self, e: RunResumed) {
         if let Some(r) = self.runs.iter_mut().find(|r| r.run_id == e.run_id) {
             r.status = RunStatus::Running;
             r.epoch = e.epoch;
         }
     }
 
-    pub(super) fn promoted(&mut self, e: PolicyPromoted) {
+    pub(crate) fn promoted(&mut self, e: PolicyPromoted) {
         self.active_version = Some(e.version);
         if let Some(r) = self.runs.iter_mut().find(|r| r.run_id == e.run_id) {
             r.promoted = true;
         }
     }
 
-    pub(super) fn end_run(&mut self, id: &str, status: RunStatus, counters: Option<RunCounters>) {
+    pub(crate) fn end_run(&mut self, id: &str, status: RunStatus, counters: Option<RunCounters>) {
         if let Some(r) = self.runs.iter_mut().find(|r| r.run_id == id) {
             r.status = status;
             if counters.is_some() {
@@ -337,5 +339,5 @@ pub fn describe(reasons: &[BlockingReason]) -> String {
 }
 
 #[cfg(test)]
-#[path = "runs_tests.rs"]
+#[path = "aggregate_tests.rs"]
 mod tests;

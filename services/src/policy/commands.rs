@@ -1,90 +1,64 @@
-//! Command execution: parse, execute on the aggregate's store, map the outcome to a reply.
+//! Policy commands: execute on the policy's event store, map a refusal to its wire rejection.
 
 use chrono::Utc;
 use gatehouse_events::envelope::{CommandAccepted, Rejection, RejectionCode};
 use gatehouse_events::policy::{CreatePolicy, DraftVersion, PolicyEvent, RestoreVersion};
 use serde_json::json;
 
-use super::request::{self, Parsed};
+use crate::api::request::Parsed;
+use crate::api::{infrastructure_rejection, App};
 use crate::policy::{Policy, PolicyCommand, PolicyError};
-use crate::store::{CommandError, CommandTarget, Store};
+use crate::store::{CommandError, CommandTarget};
 
-/// The stores of every aggregate that takes commands.
-pub struct Commands {
-    policies: Store<Policy>,
-    pg: deadpool_postgres::Pool,
+/// `policy.create`: a new policy with its attribute schema.
+pub async fn create(app: &App, parsed: Parsed<CreatePolicy>) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let id = command.policy_id.clone();
+    let cmd = PolicyCommand::Create {
+        policy_id: command.policy_id,
+        name: command.name,
+        description: command.description,
+        attributes: command.attributes,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
+    app.policies
+        .execute(&context, &id, cmd)
+        .await
+        .map_err(policy_rejection)
 }
 
-impl Commands {
-    pub fn new(sqlx: sqlx::PgPool, pg: deadpool_postgres::Pool) -> Self {
-        Commands {
-            policies: Store::new(sqlx, pg.clone()),
-            pg,
-        }
-    }
+/// `policy.draft`: a new immutable version with these rules.
+pub async fn draft(app: &App, parsed: Parsed<DraftVersion>) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let cmd = PolicyCommand::Draft {
+        rules: command.rules,
+        notes: command.notes,
+        author: context.actor.clone(),
+        at: Utc::now(),
+    };
+    app.policies
+        .execute(&context, &command.policy_id, cmd)
+        .await
+        .map_err(policy_rejection)
+}
 
-    /// Executes the command `name` (e.g. `policy.draft`) sent in `namespace`.
-    pub async fn handle(
-        &self,
-        namespace: &str,
-        name: &str,
-        payload: &[u8],
-    ) -> Result<CommandAccepted, Rejection> {
-        match name {
-            "policy.create" => {
-                let Parsed { context, command } =
-                    request::command::<CreatePolicy>(namespace, name, payload)?;
-                let id = command.policy_id.clone();
-                let cmd = PolicyCommand::Create {
-                    policy_id: command.policy_id,
-                    name: command.name,
-                    description: command.description,
-                    attributes: command.attributes,
-                    actor: context.actor.clone(),
-                    at: Utc::now(),
-                };
-                self.policies
-                    .execute(&context, &id, cmd)
-                    .await
-                    .map_err(policy_rejection)
-            }
-            "policy.draft" => {
-                let Parsed { context, command } =
-                    request::command::<DraftVersion>(namespace, name, payload)?;
-                let cmd = PolicyCommand::Draft {
-                    rules: command.rules,
-                    notes: command.notes,
-                    author: context.actor.clone(),
-                    at: Utc::now(),
-                };
-                self.policies
-                    .execute(&context, &command.policy_id, cmd)
-                    .await
-                    .map_err(policy_rejection)
-            }
-            "policy.restore" => {
-                let Parsed { context, command } =
-                    request::command::<RestoreVersion>(namespace, name, payload)?;
-                let cmd = PolicyCommand::Restore {
-                    version: command.version,
-                    notes: command.notes,
-                    author: context.actor.clone(),
-                    at: Utc::now(),
-                };
-                self.policies
-                    .execute(&context, &command.policy_id, cmd)
-                    .await
-                    .map_err(policy_rejection)
-            }
-            run if run.starts_with("policy.") => {
-                super::runs::handle(&self.policies, &self.pg, run, namespace, payload).await
-            }
-            other => Err(Rejection::new(
-                RejectionCode::BadRequest,
-                format!("unknown command `{other}`"),
-            )),
-        }
-    }
+/// `policy.restore`: a new version with an earlier version's rules.
+pub async fn restore(
+    app: &App,
+    parsed: Parsed<RestoreVersion>,
+) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let cmd = PolicyCommand::Restore {
+        version: command.version,
+        notes: command.notes,
+        author: context.actor.clone(),
+        at: Utc::now(),
+    };
+    app.policies
+        .execute(&context, &command.policy_id, cmd)
+        .await
+        .map_err(policy_rejection)
 }
 
 impl CommandTarget for Policy {
@@ -125,7 +99,7 @@ impl CommandTarget for Policy {
 }
 
 /// The wire rejection for a failed policy command.
-pub(super) fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
+pub(crate) fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
     let domain = match error {
         CommandError::Rejected(e) => e,
         other => return infrastructure_rejection(other),
@@ -193,35 +167,5 @@ pub(super) fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
         | PolicyError::InconsistentCounters(_) => {
             Rejection::new(RejectionCode::InvalidState, message)
         }
-    }
-}
-
-/// Rejections every aggregate shares: idempotency, conflicts, infrastructure.
-pub fn infrastructure_rejection<E: std::error::Error>(error: CommandError<E>) -> Rejection {
-    match error {
-        CommandError::Rejected(e) => Rejection::new(RejectionCode::InvalidState, e.to_string()),
-        CommandError::IdempotencyConflict(_) => {
-            Rejection::new(RejectionCode::IdempotencyConflict, error.to_string())
-                .with_field("command_id")
-        }
-        CommandError::Conflict => Rejection::new(RejectionCode::Conflict, error.to_string()),
-        CommandError::Store(detail) => {
-            tracing::error!(error.message = %detail, "event store failure");
-            Rejection::new(
-                RejectionCode::Unavailable,
-                "the event store is unavailable; retry with the same command_id",
-            )
-        }
-        CommandError::InvalidData(detail) => {
-            tracing::warn!(error.message = %detail, "the database refused a value of a command");
-            Rejection::new(
-                RejectionCode::BadRequest,
-                "the database refused a value of this command; sent again unchanged it fails again",
-            )
-        }
-        CommandError::Unexpected(detail) => Rejection::new(
-            RejectionCode::Internal,
-            format!("event store error: {detail}"),
-        ),
     }
 }

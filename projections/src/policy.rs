@@ -85,11 +85,11 @@ impl ReadModel for Policies {
                 },
                 Some(_),
             ) => {
-                crate::runs::apply(tx, tables, event, &promoted).await?;
+                crate::run::apply(tx, tables, event, &promoted).await?;
                 write.promote(version, at).await
             }
             (Change::Run(run_event), Some(_)) => {
-                crate::runs::apply(tx, tables, event, &run_event).await?;
+                crate::run::apply(tx, tables, event, &run_event).await?;
                 write.advance().await
             }
             (Change::Ignored, Some(_)) => write.advance().await,

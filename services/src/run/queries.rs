@@ -9,7 +9,8 @@ use gatehouse_events::run::{
 };
 use tokio_postgres::Row;
 
-use super::queries::{column, database, page, unavailable};
+use crate::api::read::{column, page, query};
+use crate::api::App;
 
 const RUN_SELECT: &str = "SELECT r.*, \
        coalesce(p.processed, 0) AS processed, coalesce(p.eligible, 0) AS eligible, \
@@ -22,7 +23,8 @@ const RUN_SELECT: &str = "SELECT r.*, \
   FROM runs r LEFT JOIN run_progress p ON p.run_id = r.run_id";
 
 /// `run.get`.
-pub async fn get(pg: &Pool, q: GetRun) -> Result<RunView, Rejection> {
+pub async fn get(app: &App, q: GetRun) -> Result<RunView, Rejection> {
+    let pg = &app.pg;
     let rows = query(
         pg,
         &format!("{RUN_SELECT} WHERE r.run_id = $1"),
@@ -33,7 +35,8 @@ pub async fn get(pg: &Pool, q: GetRun) -> Result<RunView, Rejection> {
 }
 
 /// `run.list`: newest first, filtered by policy and status.
-pub async fn list(pg: &Pool, q: ListRuns) -> Result<Vec<RunView>, Rejection> {
+pub async fn list(app: &App, q: ListRuns) -> Result<Vec<RunView>, Rejection> {
+    let pg = &app.pg;
     let (limit, offset) = page(q.limit, q.offset)?;
     let status = q.status.map(RunStatus::as_str);
     let sql = format!(
@@ -94,9 +97,10 @@ const DIFF_FROM: &str = "FROM run_snapshot_batches b
 
 /// `run.diff`: set-based comparison of the run's results with the active version's, over the
 /// run's snapshot (so the categories add up to `total_ready_snapshot`).
-pub async fn diff(pg: &Pool, q: DiffRun) -> Result<RunDiff, Rejection> {
+pub async fn diff(app: &App, q: DiffRun) -> Result<RunDiff, Rejection> {
+    let pg = &app.pg;
     let run = get(
-        pg,
+        app,
         GetRun {
             run_id: q.run_id.clone(),
         },
@@ -214,15 +218,6 @@ async fn top(pg: &Pool, on: &Snapshot<'_>, change: &str) -> Result<Vec<DiffItem>
             })
         })
         .collect()
-}
-
-pub(super) async fn query(
-    pg: &Pool,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<Row>, Rejection> {
-    let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
-    client.query(sql, params).await.map_err(database)
 }
 
 fn run_not_found(run_id: &str) -> Rejection {

@@ -2,17 +2,18 @@
 //! allowed, ready, non-deleted items whose result (`eval_results`) is of their current catalog
 //! change.
 
-use deadpool_postgres::Pool;
 use gatehouse_events::catalog::{
     CatalogItem, CatalogStats, GetItem, PublicCatalogPage, PublicCatalogQuery, PublicItem,
+    StatsQuery,
 };
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 
-use super::queries::{column, database, page, unavailable};
-use super::run_queries::query;
+use crate::api::read::{column, database, page, query, unavailable};
+use crate::api::App;
 
 /// `catalog.get`.
-pub async fn item(pg: &Pool, q: GetItem) -> Result<CatalogItem, Rejection> {
+pub async fn item(app: &App, q: GetItem) -> Result<CatalogItem, Rejection> {
+    let pg = &app.pg;
     let rows = query(
         pg,
         "SELECT item_id, status, deleted, attributes, updated_at FROM catalog_items WHERE item_id = $1",
@@ -36,7 +37,8 @@ pub async fn item(pg: &Pool, q: GetItem) -> Result<CatalogItem, Rejection> {
 }
 
 /// `catalog.stats`.
-pub async fn stats(pg: &Pool) -> Result<CatalogStats, Rejection> {
+pub async fn stats(app: &App, _: StatsQuery) -> Result<CatalogStats, Rejection> {
+    let pg = &app.pg;
     let rows = query(
         pg,
         "SELECT count(*), count(*) FILTER (WHERE status = 'ready' AND NOT deleted), count(*) FILTER (WHERE deleted) \
@@ -54,7 +56,8 @@ pub async fn stats(pg: &Pool) -> Result<CatalogStats, Rejection> {
 
 /// `catalog.public`: one page of what the policy's active version allows, read in one snapshot
 /// so a promotion is seen entirely or not at all.
-pub async fn public(pg: &Pool, q: PublicCatalogQuery) -> Result<PublicCatalogPage, Rejection> {
+pub async fn public(app: &App, q: PublicCatalogQuery) -> Result<PublicCatalogPage, Rejection> {
+    let pg = &app.pg;
     let (limit, _) = page(q.limit, None)?;
     let db = database;
     let mut client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;

@@ -2,18 +2,19 @@
 //! store (`events`), including an aggregate's state as of a time.
 
 use cqrs_es::Aggregate;
-use deadpool_postgres::Pool;
 use gatehouse_events::audit::{AuditEntry, AuditLogQuery, Replay, ReplayQuery, MAX_LOG_LIMIT};
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::record::EventRecord;
 use tokio_postgres::types::ToSql;
 
-use crate::gateway::queries::{column, internal, unavailable};
-use crate::gateway::request::bad_request;
+use crate::api::read::{column, internal, unavailable};
+use crate::api::request::bad_request;
+use crate::api::App;
 use crate::policy::Policy;
 
 /// Audit rows matching every given filter, oldest first.
-pub async fn log(pg: &Pool, q: AuditLogQuery) -> Result<Vec<AuditEntry>, Rejection> {
+pub async fn log(app: &App, q: AuditLogQuery) -> Result<Vec<AuditEntry>, Rejection> {
+    let pg = &app.pg;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_LOG_LIMIT {
         return Err(
@@ -112,7 +113,8 @@ impl Filters {
 }
 
 /// One aggregate's history from the event store, and its state after it.
-pub async fn replay(pg: &Pool, q: ReplayQuery) -> Result<Replay, Rejection> {
+pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
+    let pg = &app.pg;
     if q.aggregate != Policy::TYPE {
         return Err(bad_request(format!(
             "unknown aggregate `{}` (known: policy)",

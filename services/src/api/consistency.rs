@@ -12,24 +12,28 @@ use deadpool_postgres::Pool;
 use gatehouse_events::envelope::{Rejection, RejectionCode, WaitFor, DEFAULT_WAIT_MS};
 use serde_json::json;
 
-use super::queries::database;
+use super::read::{database, unavailable};
 use super::request::bad_request;
+use super::Operation;
 
 /// The first pause between two looks at the guard; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const MAX_PAUSE: Duration = Duration::from_millis(100);
 
-/// How far a read model reflects one aggregate.
-enum Guard {
-    /// `policies.last_sequence`: policy, run and public-catalog queries.
+/// The read model a query reads, each with a per-aggregate guard its projector moves in the
+/// same transaction as the rows: what `wait_for` waits on. Declared with each query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadModel {
+    /// `policies`, `policy_versions`, `runs` (and the active version the public catalog reads):
+    /// `policies.last_sequence`, for the `policy` aggregate.
     Policies,
-    /// Every event up to the sequence is in `audit_log`.
+    /// `audit_log`: every event up to the sequence, for any aggregate.
     Audit,
 }
 
-/// Waits until the read model of query `name` reflects `wait`, or answers `not_caught_up`.
-pub async fn wait(pg: &Pool, name: &str, wait: &WaitFor) -> Result<(), Rejection> {
-    let guard = guard(name, &wait.aggregate)?;
+/// Waits until the read model of query `op` reflects `wait`, or answers `not_caught_up`.
+pub async fn wait(pg: &Pool, op: &Operation, wait: &WaitFor) -> Result<(), Rejection> {
+    let guard = guard(op, &wait.aggregate)?;
     let timeout = Duration::from_millis(wait.timeout_ms.unwrap_or(DEFAULT_WAIT_MS));
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = FIRST_PAUSE;
@@ -46,29 +50,25 @@ pub async fn wait(pg: &Pool, name: &str, wait: &WaitFor) -> Result<(), Rejection
     }
 }
 
-/// Which guard answers for `aggregate` in the read model of query `name`.
-fn guard(name: &str, aggregate: &str) -> Result<Guard, Rejection> {
-    let model = name.split('.').next().unwrap_or_default();
-    match (model, aggregate) {
-        ("policy" | "run", "policy") => Ok(Guard::Policies),
-        ("catalog", "policy") if name == "catalog.public" => Ok(Guard::Policies),
-        ("audit", _) => Ok(Guard::Audit),
+/// The guard that answers for `aggregate` in the read model `op` reads.
+fn guard(op: &Operation, aggregate: &str) -> Result<ReadModel, Rejection> {
+    match (op.reads, aggregate) {
+        (Some(ReadModel::Policies), "policy") => Ok(ReadModel::Policies),
+        (Some(ReadModel::Audit), _) => Ok(ReadModel::Audit),
         _ => Err(bad_request(format!(
-            "`{name}` does not read a model of the `{aggregate}` aggregate: nothing to wait for"
+            "`{}` does not read a model of the `{aggregate}` aggregate: nothing to wait for",
+            op.name
         ))
         .with_field("wait_for.aggregate")),
     }
 }
 
 /// The sequence up to which the guard reflects the aggregate (0 before its first event).
-async fn reached(pg: &Pool, guard: &Guard, wait: &WaitFor) -> Result<u64, Rejection> {
-    let client = pg
-        .get()
-        .await
-        .map_err(|e| super::queries::unavailable(e.to_string()))?;
+async fn reached(pg: &Pool, guard: &ReadModel, wait: &WaitFor) -> Result<u64, Rejection> {
+    let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
     let sequence = i64::try_from(wait.sequence).unwrap_or(i64::MAX);
     let row = match guard {
-        Guard::Policies => {
+        ReadModel::Policies => {
             client
                 .query_opt(
                     "SELECT last_sequence FROM policies WHERE policy_id = $1",
@@ -77,7 +77,7 @@ async fn reached(pg: &Pool, guard: &Guard, wait: &WaitFor) -> Result<u64, Reject
                 .await
         }
         // The rows at or below the sequence, which are all there once it is reached.
-        Guard::Audit => {
+        ReadModel::Audit => {
             client
                 .query_opt(
                     "SELECT count(*) FROM audit_log \

@@ -11,109 +11,100 @@ use gatehouse_events::run::{
     DEFAULT_BATCH_SIZE, MAX_ERROR_MESSAGE,
 };
 
-use super::commands::policy_rejection;
-use super::queries::{database, unavailable};
-use super::request::{self, bad_request, Parsed};
-use crate::policy::runs::{Prepare, Snapshot};
-use crate::policy::{Policy, PolicyCommand};
-use crate::store::Store;
+use crate::api::read::{database, unavailable};
+use crate::api::request::{bad_request, Parsed};
+use crate::api::App;
+use crate::policy::commands::policy_rejection;
+use crate::policy::PolicyCommand;
+use crate::run::aggregate::{Prepare, Snapshot};
+use crate::store::CommandContext;
 
-/// Executes a run command (`policy.prepare`, `policy.promote`, ...).
-pub async fn handle(
-    store: &Store<Policy>,
-    pg: &Pool,
-    name: &str,
-    namespace: &str,
-    payload: &[u8],
+/// Executes `cmd` on the policy of run `run_id`.
+async fn on_run(
+    app: &App,
+    context: &CommandContext,
+    run_id: &str,
+    cmd: PolicyCommand,
 ) -> Result<CommandAccepted, Rejection> {
-    let at = Utc::now();
-    match name {
-        "policy.prepare" => prepare(store, pg, request::command(namespace, name, payload)?).await,
-        "policy.cancel_run" => {
-            let Parsed { context, command } = request::command::<RunRef>(namespace, name, payload)?;
-            let cmd = PolicyCommand::CancelRun {
-                run_id: command.run_id.clone(),
-                actor: context.actor.clone(),
-                at,
-            };
-            store
-                .execute(&context, policy_id(&command.run_id)?, cmd)
-                .await
-                .map_err(policy_rejection)
-        }
-        "policy.resume_run" => {
-            let Parsed { context, command } = request::command::<RunRef>(namespace, name, payload)?;
-            let cmd = PolicyCommand::ResumeRun {
-                run_id: command.run_id.clone(),
-                actor: context.actor.clone(),
-                at,
-            };
-            store
-                .execute(&context, policy_id(&command.run_id)?, cmd)
-                .await
-                .map_err(policy_rejection)
-        }
-        "policy.promote" => {
-            let Parsed { context, command } =
-                request::command::<PromoteRun>(namespace, name, payload)?;
-            // The counters `run.get` shows, for the blocking reasons of an unfinished run.
-            let progress = progress(pg, &command.run_id).await?;
-            let cmd = PolicyCommand::Promote {
-                run_id: command.run_id.clone(),
-                coverage_threshold: command.coverage_threshold.unwrap_or(1.0),
-                max_errors: command.max_errors.unwrap_or(0),
-                progress,
-                actor: context.actor.clone(),
-                at,
-            };
-            store
-                .execute(&context, policy_id(&command.run_id)?, cmd)
-                .await
-                .map_err(policy_rejection)
-        }
-        "policy.complete_run" => {
-            let Parsed { context, command } =
-                request::command::<CompleteRun>(namespace, name, payload)?;
-            let counters = progress(pg, &command.run_id).await?;
-            let cmd = PolicyCommand::CompleteRun {
-                run_id: command.run_id.clone(),
-                epoch: command.epoch,
-                counters,
-                at,
-            };
-            store
-                .execute(&context, policy_id(&command.run_id)?, cmd)
-                .await
-                .map_err(policy_rejection)
-        }
-        "policy.fail_run" => {
-            let Parsed { context, command } =
-                request::command::<FailRun>(namespace, name, payload)?;
-            let counters = progress(pg, &command.run_id).await?;
-            let reason: String = command.reason.chars().take(MAX_ERROR_MESSAGE).collect();
-            let cmd = PolicyCommand::FailRun {
-                run_id: command.run_id.clone(),
-                epoch: command.epoch,
-                reason,
-                counters,
-                at,
-            };
-            store
-                .execute(&context, policy_id(&command.run_id)?, cmd)
-                .await
-                .map_err(policy_rejection)
-        }
-        other => Err(bad_request(format!("unknown command `{other}`"))),
-    }
+    app.policies
+        .execute(context, policy_id(run_id)?, cmd)
+        .await
+        .map_err(policy_rejection)
+}
+
+/// `policy.cancel_run`: stop a running run; its results so far stay.
+pub async fn cancel(app: &App, parsed: Parsed<RunRef>) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let cmd = PolicyCommand::CancelRun {
+        run_id: command.run_id.clone(),
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
+    on_run(app, &context, &command.run_id, cmd).await
+}
+
+/// `policy.resume_run`: run a cancelled or failed run's missing batches (a new epoch).
+pub async fn resume(app: &App, parsed: Parsed<RunRef>) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let cmd = PolicyCommand::ResumeRun {
+        run_id: command.run_id.clone(),
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
+    on_run(app, &context, &command.run_id, cmd).await
+}
+
+/// `policy.promote`: make the run's version the active one, if the thresholds hold.
+pub async fn promote(app: &App, parsed: Parsed<PromoteRun>) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    // The counters `run.get` shows, for the blocking reasons of an unfinished run.
+    let progress = progress(&app.pg, &command.run_id).await?;
+    let cmd = PolicyCommand::Promote {
+        run_id: command.run_id.clone(),
+        coverage_threshold: command.coverage_threshold.unwrap_or(1.0),
+        max_errors: command.max_errors.unwrap_or(0),
+        progress,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
+    on_run(app, &context, &command.run_id, cmd).await
+}
+
+/// `policy.complete_run` (workers): the run evaluated its whole snapshot.
+pub async fn complete(
+    app: &App,
+    parsed: Parsed<CompleteRun>,
+) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let counters = progress(&app.pg, &command.run_id).await?;
+    let cmd = PolicyCommand::CompleteRun {
+        run_id: command.run_id.clone(),
+        epoch: command.epoch,
+        counters,
+        at: Utc::now(),
+    };
+    on_run(app, &context, &command.run_id, cmd).await
+}
+
+/// `policy.fail_run` (workers): the run cannot finish, and why.
+pub async fn fail(app: &App, parsed: Parsed<FailRun>) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let counters = progress(&app.pg, &command.run_id).await?;
+    let reason: String = command.reason.chars().take(MAX_ERROR_MESSAGE).collect();
+    let cmd = PolicyCommand::FailRun {
+        run_id: command.run_id.clone(),
+        epoch: command.epoch,
+        reason,
+        counters,
+        at: Utc::now(),
+    };
+    on_run(app, &context, &command.run_id, cmd).await
 }
 
 /// Prepare: reject early what the aggregate would reject, freeze the snapshot, then record the
 /// run. A snapshot whose run was not recorded (rejected, or a retry) is discarded.
-async fn prepare(
-    store: &Store<Policy>,
-    pg: &Pool,
-    parsed: Parsed<PrepareRun>,
-) -> Result<CommandAccepted, Rejection> {
+pub async fn prepare(app: &App, parsed: Parsed<PrepareRun>) -> Result<CommandAccepted, Rejection> {
+    let (store, pg) = (&app.policies, &app.pg);
     let Parsed { context, command } = parsed;
     crate::policy::validation::policy_id(&command.policy_id)
         .map_err(|f| bad_request(f.to_string()).with_field(f.field))?;

@@ -1,0 +1,307 @@
+//! Every operation Gatehouse answers, declared once: each context (`policy`, `run`, `catalog`,
+//! `audit`) lists its commands and queries in an `OPERATIONS` table — name, request type, reply
+//! type, which read model a query reads, and the handler — with the [`command!`] and [`query!`]
+//! macros. Adapters iterate [`operations`]: the NATS gateway registers one services-API endpoint
+//! per entry, and an HTTP adapter can serve the same table; no adapter keeps a list of names.
+//!
+//! An operation takes the raw request body and answers JSON or a [`Rejection`]: parsing and the
+//! envelope checks ([`request`]), a query's read-your-writes wait ([`consistency`]), the
+//! handler, then the reply's serialization all happen in [`Operation::call`], the same for every
+//! adapter.
+//!
+//! Layout:
+//! - this file: [`App`] (what handlers share), [`Operation`], the table of tables.
+//! - [`request`]: request parsing and envelope checks (`bad_request` naming the field).
+//! - [`consistency`]: `wait_for` on queries.
+//! - [`read`]: what query handlers share (columns, pages, database failures).
+
+pub mod consistency;
+pub mod read;
+pub mod request;
+
+use deadpool_postgres::Pool;
+use futures::future::BoxFuture;
+use gatehouse_events::envelope::{Rejection, RejectionCode};
+use serde::Serialize;
+
+use crate::policy::Policy;
+use crate::store::{CommandError, Store};
+pub use consistency::ReadModel;
+
+/// What every handler shares: the event stores, the read-model pool, the namespace.
+pub struct App {
+    pub(crate) policies: Store<Policy>,
+    pub(crate) pg: Pool,
+    pub(crate) namespace: String,
+}
+
+impl App {
+    pub fn new(sqlx: sqlx::PgPool, pg: Pool, namespace: impl Into<String>) -> Self {
+        App {
+            policies: Store::new(sqlx, pg.clone()),
+            pg,
+            namespace: namespace.into(),
+        }
+    }
+}
+
+/// A command changes an aggregate (`<ns>.cmd.<name>` on NATS); a query reads
+/// (`<ns>.query.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Command,
+    Query,
+}
+
+/// Answers one request: the body in, JSON or a rejection out.
+pub type Handler =
+    for<'a> fn(&'a App, &'a [u8]) -> BoxFuture<'a, Result<serde_json::Value, Rejection>>;
+
+/// One command or query of a context.
+#[derive(Clone, Copy)]
+pub struct Operation {
+    /// `<context>.<name>`, e.g. `policy.draft`: the subject below the kind's group on NATS.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// One line for people (service descriptions, API documents).
+    pub about: &'static str,
+    /// The request body's type in `gatehouse_events` (e.g. `DraftVersion`).
+    pub request: &'static str,
+    /// The reply `result`'s type.
+    pub reply: &'static str,
+    /// The read model a query reads, for `wait_for`; `None` for commands and for queries of
+    /// models no command writes (the catalog).
+    pub reads: Option<ReadModel>,
+    pub handler: Handler,
+}
+
+impl Operation {
+    /// The context: `policy` of `policy.draft`.
+    pub fn context(&self) -> &'static str {
+        self.name.split('.').next().unwrap_or(self.name)
+    }
+
+    /// Answers `payload`: a query first waits for its `wait_for`, if any.
+    pub async fn call(&self, app: &App, payload: &[u8]) -> Result<serde_json::Value, Rejection> {
+        match self.kind {
+            Kind::Command => (self.handler)(app, payload).await,
+            Kind::Query => {
+                let (payload, wait_for) = request::split_wait(payload)?;
+                if let Some(wait_for) = &wait_for {
+                    consistency::wait(&app.pg, self, wait_for).await?;
+                }
+                (self.handler)(app, &payload).await
+            }
+        }
+    }
+}
+
+/// Every context's operations.
+const CONTEXTS: &[&[Operation]] = &[
+    crate::policy::OPERATIONS,
+    crate::run::OPERATIONS,
+    crate::catalog::OPERATIONS,
+    crate::audit::OPERATIONS,
+];
+
+/// Every operation of every context, commands and queries.
+pub fn operations() -> impl Iterator<Item = &'static Operation> {
+    CONTEXTS.iter().flat_map(|ops| ops.iter())
+}
+
+/// The operation of `kind` called `name`.
+pub fn operation(kind: Kind, name: &str) -> Option<&'static Operation> {
+    operations().find(|op| op.kind == kind && op.name == name)
+}
+
+/// A handler's outcome as the JSON `result` of a reply.
+pub fn to_json<T: Serialize>(
+    outcome: Result<T, Rejection>,
+) -> Result<serde_json::Value, Rejection> {
+    let value = outcome?;
+    serde_json::to_value(value).map_err(|e| read::internal(e.to_string()))
+}
+
+/// Declares a command: `command!("policy.draft", "about", DraftVersion => CommandAccepted, handler)`
+/// where `handler(&App, Parsed<DraftVersion>)` answers `Result<CommandAccepted, Rejection>`.
+#[macro_export]
+macro_rules! command {
+    ($name:literal, $about:literal, $request:ty => $reply:ty, $handler:path) => {
+        $crate::api::Operation {
+            name: $name,
+            kind: $crate::api::Kind::Command,
+            about: $about,
+            request: stringify!($request),
+            reply: stringify!($reply),
+            reads: None,
+            handler: {
+                fn handle<'a>(
+                    app: &'a $crate::api::App,
+                    payload: &'a [u8],
+                ) -> ::futures::future::BoxFuture<
+                    'a,
+                    Result<::serde_json::Value, ::gatehouse_events::envelope::Rejection>,
+                > {
+                    Box::pin(async move {
+                        let parsed = $crate::api::request::command::<$request>(
+                            &app.namespace,
+                            $name,
+                            payload,
+                        )?;
+                        let outcome: Result<$reply, _> = $handler(app, parsed).await;
+                        $crate::api::to_json(outcome)
+                    })
+                }
+                handle
+            },
+        }
+    };
+}
+
+/// Declares a query: `query!("policy.get", "about", GetPolicy => PolicySummary, handler, reads)`
+/// where `handler(&App, GetPolicy)` answers `Result<PolicySummary, Rejection>` and `reads` is
+/// the [`ReadModel`] `wait_for` waits on (`None` when no command writes what it reads).
+#[macro_export]
+macro_rules! query {
+    ($name:literal, $about:literal, $request:ty => $reply:ty, $handler:path, $reads:expr) => {
+        $crate::api::Operation {
+            name: $name,
+            kind: $crate::api::Kind::Query,
+            about: $about,
+            request: stringify!($request),
+            reply: stringify!($reply),
+            reads: $reads,
+            handler: {
+                fn handle<'a>(
+                    app: &'a $crate::api::App,
+                    payload: &'a [u8],
+                ) -> ::futures::future::BoxFuture<
+                    'a,
+                    Result<::serde_json::Value, ::gatehouse_events::envelope::Rejection>,
+                > {
+                    Box::pin(async move {
+                        let query = $crate::api::request::query::<$request>(payload)?;
+                        let outcome: Result<$reply, _> = $handler(app, query).await;
+                        $crate::api::to_json(outcome)
+                    })
+                }
+                handle
+            },
+        }
+    };
+}
+
+/// Rejections every aggregate shares: idempotency, conflicts, infrastructure.
+pub fn infrastructure_rejection<E: std::error::Error>(error: CommandError<E>) -> Rejection {
+    match error {
+        CommandError::Rejected(e) => Rejection::new(RejectionCode::InvalidState, e.to_string()),
+        CommandError::IdempotencyConflict(_) => {
+            Rejection::new(RejectionCode::IdempotencyConflict, error.to_string())
+                .with_field("command_id")
+        }
+        CommandError::Conflict => Rejection::new(RejectionCode::Conflict, error.to_string()),
+        CommandError::Store(detail) => {
+            tracing::error!(error.message = %detail, "event store failure");
+            Rejection::new(
+                RejectionCode::Unavailable,
+                "the event store is unavailable; retry with the same command_id",
+            )
+        }
+        CommandError::InvalidData(detail) => {
+            tracing::warn!(error.message = %detail, "the database refused a value of a command");
+            Rejection::new(
+                RejectionCode::BadRequest,
+                "the database refused a value of this command; sent again unchanged it fails again",
+            )
+        }
+        CommandError::Unexpected(detail) => {
+            tracing::error!(error.message = %detail, "unexpected event store error");
+            Rejection::new(
+                RejectionCode::Internal,
+                "unexpected server error (details in the server log)",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_operation_is_declared_once_under_its_context() {
+        let mut seen = HashSet::new();
+        for op in operations() {
+            assert!(
+                seen.insert((op.kind, op.name)),
+                "{} is declared twice",
+                op.name
+            );
+            let (context, name) = op.name.split_once('.').expect("<context>.<name>");
+            assert!(!name.is_empty() && !name.contains('.'), "{}", op.name);
+            assert!(
+                ["policy", "run", "catalog", "audit"].contains(&context),
+                "{} is in an unknown context",
+                op.name
+            );
+            assert_eq!(op.context(), context);
+            assert!(!op.about.is_empty(), "{} says what it does", op.name);
+        }
+    }
+
+    #[test]
+    fn the_wire_names_stay_what_clients_send() {
+        let names = |kind: Kind| -> Vec<&str> {
+            operations()
+                .filter(|op| op.kind == kind)
+                .map(|op| op.name)
+                .collect()
+        };
+        assert_eq!(
+            names(Kind::Command),
+            [
+                "policy.create",
+                "policy.draft",
+                "policy.restore",
+                "policy.prepare",
+                "policy.cancel_run",
+                "policy.resume_run",
+                "policy.promote",
+                "policy.complete_run",
+                "policy.fail_run",
+            ]
+        );
+        assert_eq!(
+            names(Kind::Query),
+            [
+                "policy.list",
+                "policy.get",
+                "policy.versions",
+                "policy.version",
+                "policy.diff",
+                "run.get",
+                "run.list",
+                "run.diff",
+                "catalog.get",
+                "catalog.stats",
+                "catalog.public",
+                "audit.log",
+                "audit.replay",
+            ]
+        );
+    }
+
+    #[test]
+    fn queries_of_models_that_commands_write_can_wait_and_commands_never_do() {
+        for op in operations() {
+            match op.kind {
+                Kind::Command => assert_eq!(op.reads, None, "{}", op.name),
+                Kind::Query if op.context() == "catalog" && op.name != "catalog.public" => {
+                    assert_eq!(op.reads, None, "{}", op.name)
+                }
+                Kind::Query => assert!(op.reads.is_some(), "{} can wait", op.name),
+            }
+        }
+    }
+}
