@@ -5,6 +5,7 @@
 use chrono::Utc;
 use gatehouse::policy::{Policy, PolicyCommand, PolicyError};
 use gatehouse::store::{CommandContext, CommandError, Store};
+use gatehouse_events::policy::{DraftVersion, RestoreVersion};
 use gatehouse_events::rules::RulesDocument;
 
 use crate::fixtures;
@@ -33,20 +34,19 @@ fn draft(threshold: f64) -> PolicyCommand {
     let rules: RulesDocument =
         serde_json::from_value(fixtures::rules(threshold)).expect("fixture rules");
     PolicyCommand::Draft {
-        rules,
-        notes: format!("quality bar {threshold}"),
+        command: DraftVersion {
+            policy_id: "media".into(),
+            rules,
+            notes: format!("quality bar {threshold}"),
+        },
         author: "alice".into(),
         at: Utc::now(),
     }
 }
 
 async fn create(store: &Store<Policy>, id: &str) {
-    let c = fixtures::create_policy(id);
     let command = PolicyCommand::Create {
-        policy_id: c.policy_id,
-        name: c.name,
-        description: c.description,
-        attributes: c.attributes,
+        command: fixtures::create_policy(id),
         actor: "alice".into(),
         at: Utc::now(),
     };
@@ -99,8 +99,11 @@ async fn a_kept_copy_behind_the_store_never_refuses_what_the_store_allows() {
             .expect("versions 2 and 3, unknown to a's kept copy");
     }
     let restore = PolicyCommand::Restore {
-        version: 2,
-        notes: "back to 0.4".into(),
+        command: RestoreVersion {
+            policy_id: "media".into(),
+            version: 2,
+            notes: "back to 0.4".into(),
+        },
         author: "alice".into(),
         at: Utc::now(),
     };
@@ -111,8 +114,11 @@ async fn a_kept_copy_behind_the_store_never_refuses_what_the_store_allows() {
     assert_eq!(restored.detail["version"], 4);
     // A refusal from a fresh load is still a refusal.
     let missing = PolicyCommand::Restore {
-        version: 9,
-        notes: String::new(),
+        command: RestoreVersion {
+            policy_id: "media".into(),
+            version: 9,
+            notes: String::new(),
+        },
         author: "alice".into(),
         at: Utc::now(),
     };

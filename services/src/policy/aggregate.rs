@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use gatehouse_events::policy::{
-    PolicyCreated, PolicyEvent, PolicyVersionDrafted, AGGREGATE, MAX_ATTRIBUTES, MAX_NAME_LEN,
-    MAX_NOTES_LEN,
+    CreatePolicy, DraftVersion, PolicyCreated, PolicyEvent, PolicyVersionDrafted, RestoreVersion,
+    AGGREGATE, MAX_ATTRIBUTES, MAX_NAME_LEN, MAX_NOTES_LEN,
 };
 use gatehouse_events::rules::{AttributeSchema, RulesDocument};
 use serde::{Deserialize, Serialize};
@@ -17,63 +17,60 @@ use sha2::{Digest, Sha256};
 
 use super::validation::{self, FieldError};
 use crate::run::aggregate::{Prepare, RunState};
-use gatehouse_events::run::{BlockingReason, RunCounters, RunStatus};
+use gatehouse_events::run::{
+    BlockingReason, CompleteRun, FailRun, PromoteRun, RunCounters, RunRef, RunStatus,
+    MAX_ERROR_MESSAGE,
+};
 
-/// A command to the policy aggregate, with the context the gateway adds (actor, time).
+/// A command to the policy aggregate: the protocol's command as the client sent it, with what
+/// the gateway adds (the authenticated actor, the time, and facts it read, such as a run's
+/// counters from `run_progress`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum PolicyCommand {
     Create {
-        policy_id: String,
-        name: String,
-        description: String,
-        attributes: AttributeSchema,
+        command: CreatePolicy,
         actor: String,
         at: DateTime<Utc>,
     },
     Draft {
-        rules: RulesDocument,
-        notes: String,
+        command: DraftVersion,
         author: String,
         at: DateTime<Utc>,
     },
     Restore {
-        version: u32,
-        notes: String,
+        command: RestoreVersion,
         author: String,
         at: DateTime<Utc>,
     },
+    /// A Prepare with its defaults resolved and the snapshot the gateway froze.
     Prepare {
         prepare: Prepare,
         actor: String,
         at: DateTime<Utc>,
     },
     CompleteRun {
-        run_id: String,
-        epoch: u32,
+        command: CompleteRun,
+        /// The run's counters as its workers committed them (`run_progress`).
         counters: RunCounters,
         at: DateTime<Utc>,
     },
     FailRun {
-        run_id: String,
-        epoch: u32,
-        reason: String,
+        command: FailRun,
         counters: RunCounters,
         at: DateTime<Utc>,
     },
     CancelRun {
-        run_id: String,
+        command: RunRef,
         actor: String,
         at: DateTime<Utc>,
     },
     ResumeRun {
-        run_id: String,
+        command: RunRef,
         actor: String,
         at: DateTime<Utc>,
     },
     Promote {
-        run_id: String,
-        coverage_threshold: f64,
-        max_errors: u64,
+        command: PromoteRun,
         /// The run's progress as its workers committed it (`run_progress`, as `run.get` shows
         /// it): the numbers of an unfinished run's blocking reasons.
         progress: RunCounters,
@@ -182,7 +179,12 @@ impl Policy {
         self.versions.iter().find(|v| v.version == n)
     }
 
-    fn create(&self, cmd: Create) -> Result<PolicyEvent, PolicyError> {
+    fn create(
+        &self,
+        cmd: CreatePolicy,
+        actor: String,
+        at: DateTime<Utc>,
+    ) -> Result<PolicyEvent, PolicyError> {
         if let Some(id) = &self.policy_id {
             return Err(PolicyError::AlreadyExists(id.clone()));
         }
@@ -198,8 +200,8 @@ impl Policy {
             name: cmd.name,
             description: cmd.description,
             attributes: cmd.attributes,
-            created_by: cmd.actor,
-            created_at: cmd.at,
+            created_by: actor,
+            created_at: at,
         }))
     }
 
@@ -275,16 +277,6 @@ impl Policy {
     }
 }
 
-/// The fields of a `create`, gathered so `create` reads as one step.
-struct Create {
-    policy_id: String,
-    name: String,
-    description: String,
-    attributes: AttributeSchema,
-    actor: String,
-    at: DateTime<Utc>,
-}
-
 /// SHA-256 (hex) of the rules document's JSON, whose field order serde fixes.
 pub fn rules_hash(rules: &RulesDocument) -> String {
     let json = serde_json::to_vec(rules).unwrap_or_default();
@@ -305,73 +297,50 @@ impl Aggregate for Policy {
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
         let events = match command {
-            PolicyCommand::Create {
-                policy_id,
-                name,
-                description,
-                attributes,
-                actor,
-                at,
-            } => {
-                vec![self.create(Create {
-                    policy_id,
-                    name,
-                    description,
-                    attributes,
-                    actor,
-                    at,
-                })?]
+            PolicyCommand::Create { command, actor, at } => {
+                vec![self.create(command, actor, at)?]
             }
             PolicyCommand::Draft {
-                rules,
-                notes,
+                command,
                 author,
                 at,
-            } => {
-                vec![self.draft(rules, notes, author, at)?]
-            }
+            } => vec![self.draft(command.rules, command.notes, author, at)?],
             PolicyCommand::Restore {
-                version,
-                notes,
+                command,
                 author,
                 at,
-            } => {
-                vec![self.restore(version, notes, author, at)?]
-            }
+            } => vec![self.restore(command.version, command.notes, author, at)?],
             PolicyCommand::Prepare { prepare, actor, at } => self.prepare(prepare, actor, at)?,
             PolicyCommand::CompleteRun {
-                run_id,
-                epoch,
+                command,
                 counters,
                 at,
-            } => {
-                vec![self.complete(&run_id, epoch, counters, at)?]
-            }
+            } => vec![self.complete(&command.run_id, command.epoch, counters, at)?],
             PolicyCommand::FailRun {
-                run_id,
-                epoch,
-                reason,
+                command,
                 counters,
                 at,
             } => {
-                vec![self.fail(&run_id, epoch, reason, counters, at)?]
+                let reason: String = command.reason.chars().take(MAX_ERROR_MESSAGE).collect();
+                vec![self.fail(&command.run_id, command.epoch, reason, counters, at)?]
             }
-            PolicyCommand::CancelRun { run_id, actor, at } => {
-                vec![self.cancel(&run_id, actor, at)?]
+            PolicyCommand::CancelRun { command, actor, at } => {
+                vec![self.cancel(&command.run_id, actor, at)?]
             }
-            PolicyCommand::ResumeRun { run_id, actor, at } => {
-                vec![self.resume(&run_id, actor, at)?]
+            PolicyCommand::ResumeRun { command, actor, at } => {
+                vec![self.resume(&command.run_id, actor, at)?]
             }
             PolicyCommand::Promote {
-                run_id,
-                coverage_threshold,
-                max_errors,
+                command,
                 progress,
                 actor,
                 at,
             } => {
-                let thresholds = (coverage_threshold, max_errors);
-                vec![self.promote(&run_id, thresholds, progress, actor, at)?]
+                let thresholds = (
+                    command.coverage_threshold.unwrap_or(1.0),
+                    command.max_errors.unwrap_or(0),
+                );
+                vec![self.promote(&command.run_id, thresholds, progress, actor, at)?]
             }
         };
         for event in events {
@@ -471,10 +440,12 @@ mod tests {
 
     fn create(policy_id: &str, attributes: AttributeSchema) -> PolicyCommand {
         PolicyCommand::Create {
-            policy_id: policy_id.into(),
-            name: "Media".into(),
-            description: String::new(),
-            attributes,
+            command: CreatePolicy {
+                policy_id: policy_id.into(),
+                name: "Media".into(),
+                description: String::new(),
+                attributes,
+            },
             actor: "alice".into(),
             at: at(),
         }
@@ -482,8 +453,11 @@ mod tests {
 
     fn draft(rules: RulesDocument) -> PolicyCommand {
         PolicyCommand::Draft {
-            rules,
-            notes: "tighten".into(),
+            command: DraftVersion {
+                policy_id: "media".into(),
+                rules,
+                notes: "tighten".into(),
+            },
             author: "bob".into(),
             at: at(),
         }
@@ -491,8 +465,11 @@ mod tests {
 
     fn restore(version: u32) -> PolicyCommand {
         PolicyCommand::Restore {
-            version,
-            notes: String::new(),
+            command: RestoreVersion {
+                policy_id: "media".into(),
+                version,
+                notes: String::new(),
+            },
             author: "bob".into(),
             at: at(),
         }
@@ -607,8 +584,11 @@ mod tests {
     #[tokio::test]
     async fn a_draft_with_overlong_notes_is_rejected() {
         let cmd = PolicyCommand::Draft {
-            rules: rules(0.4),
-            notes: "x".repeat(MAX_NOTES_LEN + 1),
+            command: DraftVersion {
+                policy_id: "media".into(),
+                rules: rules(0.4),
+                notes: "x".repeat(MAX_NOTES_LEN + 1),
+            },
             author: "b".into(),
             at: at(),
         };

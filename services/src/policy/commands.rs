@@ -15,10 +15,7 @@ pub async fn create(app: &App, parsed: Parsed<CreatePolicy>) -> Result<CommandAc
     let Parsed { context, command } = parsed;
     let id = command.policy_id.clone();
     let cmd = PolicyCommand::Create {
-        policy_id: command.policy_id,
-        name: command.name,
-        description: command.description,
-        attributes: command.attributes,
+        command,
         actor: context.actor.clone(),
         at: Utc::now(),
     };
@@ -31,14 +28,14 @@ pub async fn create(app: &App, parsed: Parsed<CreatePolicy>) -> Result<CommandAc
 /// `policy.draft`: a new immutable version with these rules.
 pub async fn draft(app: &App, parsed: Parsed<DraftVersion>) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
+    let id = command.policy_id.clone();
     let cmd = PolicyCommand::Draft {
-        rules: command.rules,
-        notes: command.notes,
+        command,
         author: context.actor.clone(),
         at: Utc::now(),
     };
     app.policies
-        .execute(&context, &command.policy_id, cmd)
+        .execute(&context, &id, cmd)
         .await
         .map_err(policy_rejection)
 }
@@ -49,14 +46,14 @@ pub async fn restore(
     parsed: Parsed<RestoreVersion>,
 ) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
+    let id = command.policy_id.clone();
     let cmd = PolicyCommand::Restore {
-        version: command.version,
-        notes: command.notes,
+        command,
         author: context.actor.clone(),
         at: Utc::now(),
     };
     app.policies
-        .execute(&context, &command.policy_id, cmd)
+        .execute(&context, &id, cmd)
         .await
         .map_err(policy_rejection)
 }

@@ -114,9 +114,11 @@ fn promote_with_progress(
     progress: RunCounters,
 ) -> PolicyCommand {
     PolicyCommand::Promote {
-        run_id: "media:1".into(),
-        coverage_threshold,
-        max_errors,
+        command: PromoteRun {
+            run_id: "media:1".into(),
+            coverage_threshold: Some(coverage_threshold),
+            max_errors: Some(max_errors),
+        },
         progress,
         actor: "dave".into(),
         at: at(),
@@ -125,8 +127,10 @@ fn promote_with_progress(
 
 fn complete(processed: u64) -> PolicyCommand {
     PolicyCommand::CompleteRun {
-        run_id: "media:1".into(),
-        epoch: 1,
+        command: CompleteRun {
+            run_id: "media:1".into(),
+            epoch: 1,
+        },
         counters: counters(0, processed, 0),
         at: at(),
     }
@@ -253,7 +257,9 @@ async fn cancel_is_only_for_a_running_run() {
     let mut given = history(1);
     given.extend([prepared(1, 1, 10), succeeded(10, 0)]);
     let cmd = PolicyCommand::CancelRun {
-        run_id: "media:1".into(),
+        command: RunRef {
+            run_id: "media:1".into(),
+        },
         actor: "x".into(),
         at: at(),
     };
@@ -277,7 +283,9 @@ async fn resume_of_a_cancelled_run_starts_a_new_epoch() {
         cancelled_at: at(),
     }));
     let cmd = PolicyCommand::ResumeRun {
-        run_id: "media:1".into(),
+        command: RunRef {
+            run_id: "media:1".into(),
+        },
         actor: "y".into(),
         at: at(),
     };
@@ -298,7 +306,9 @@ async fn resume_of_a_running_run_is_rejected() {
     let mut given = history(1);
     given.push(prepared(1, 1, 10));
     let cmd = PolicyCommand::ResumeRun {
-        run_id: "media:1".into(),
+        command: RunRef {
+            run_id: "media:1".into(),
+        },
         actor: "y".into(),
         at: at(),
     };

@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use gatehouse_events::envelope::{CommandAccepted, Rejection, RejectionCode};
 use gatehouse_events::run::{
     policy_of, CompleteRun, FailRun, PrepareRun, PromoteRun, RunCounters, RunRef,
-    DEFAULT_BATCH_SIZE, MAX_ERROR_MESSAGE,
+    DEFAULT_BATCH_SIZE,
 };
 
 use crate::api::read::{database, unavailable};
@@ -35,23 +35,25 @@ async fn on_run(
 /// `policy.cancel_run`: stop a running run; its results so far stay.
 pub async fn cancel(app: &App, parsed: Parsed<RunRef>) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
+    let run_id = command.run_id.clone();
     let cmd = PolicyCommand::CancelRun {
-        run_id: command.run_id.clone(),
+        command,
         actor: context.actor.clone(),
         at: Utc::now(),
     };
-    on_run(app, &context, &command.run_id, cmd).await
+    on_run(app, &context, &run_id, cmd).await
 }
 
 /// `policy.resume_run`: run a cancelled or failed run's missing batches (a new epoch).
 pub async fn resume(app: &App, parsed: Parsed<RunRef>) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
+    let run_id = command.run_id.clone();
     let cmd = PolicyCommand::ResumeRun {
-        run_id: command.run_id.clone(),
+        command,
         actor: context.actor.clone(),
         at: Utc::now(),
     };
-    on_run(app, &context, &command.run_id, cmd).await
+    on_run(app, &context, &run_id, cmd).await
 }
 
 /// `policy.promote`: make the run's version the active one, if the thresholds hold.
@@ -59,15 +61,14 @@ pub async fn promote(app: &App, parsed: Parsed<PromoteRun>) -> Result<CommandAcc
     let Parsed { context, command } = parsed;
     // The counters `run.get` shows, for the blocking reasons of an unfinished run.
     let progress = progress(&app.pg, &command.run_id).await?;
+    let run_id = command.run_id.clone();
     let cmd = PolicyCommand::Promote {
-        run_id: command.run_id.clone(),
-        coverage_threshold: command.coverage_threshold.unwrap_or(1.0),
-        max_errors: command.max_errors.unwrap_or(0),
+        command,
         progress,
         actor: context.actor.clone(),
         at: Utc::now(),
     };
-    on_run(app, &context, &command.run_id, cmd).await
+    on_run(app, &context, &run_id, cmd).await
 }
 
 /// `policy.complete_run` (workers): the run evaluated its whole snapshot.
@@ -77,28 +78,26 @@ pub async fn complete(
 ) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     let counters = progress(&app.pg, &command.run_id).await?;
+    let run_id = command.run_id.clone();
     let cmd = PolicyCommand::CompleteRun {
-        run_id: command.run_id.clone(),
-        epoch: command.epoch,
+        command,
         counters,
         at: Utc::now(),
     };
-    on_run(app, &context, &command.run_id, cmd).await
+    on_run(app, &context, &run_id, cmd).await
 }
 
 /// `policy.fail_run` (workers): the run cannot finish, and why.
 pub async fn fail(app: &App, parsed: Parsed<FailRun>) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     let counters = progress(&app.pg, &command.run_id).await?;
-    let reason: String = command.reason.chars().take(MAX_ERROR_MESSAGE).collect();
+    let run_id = command.run_id.clone();
     let cmd = PolicyCommand::FailRun {
-        run_id: command.run_id.clone(),
-        epoch: command.epoch,
-        reason,
+        command,
         counters,
         at: Utc::now(),
     };
-    on_run(app, &context, &command.run_id, cmd).await
+    on_run(app, &context, &run_id, cmd).await
 }
 
 /// Prepare: reject early what the aggregate would reject, freeze the snapshot, then record the
