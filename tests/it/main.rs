@@ -7,6 +7,7 @@ mod catalog;
 mod commands;
 mod fixtures;
 mod helpers;
+mod outage;
 mod permissions;
 mod policies;
 mod projections;
