@@ -567,6 +567,54 @@ pub(crate) async fn queued_jobs(app: &TestApp) -> u64 {
     stream.info().await.expect("stream info").state.messages
 }
 
+/// Deletes every job left in the work queue (as a lost stream would).
+async fn lose_queued_jobs(app: &TestApp) {
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    let mut stream = js
+        .get_stream(subjects::jobs_stream(&app.settings.namespace))
+        .await
+        .expect("jobs stream");
+    let state = stream.info().await.expect("stream info").state.clone();
+    for seq in state.first_sequence..=state.last_sequence {
+        let _ = stream.delete_message(seq).await;
+    }
+}
+
+#[tokio::test]
+async fn the_watchdog_enqueues_the_missing_batches_of_a_stalled_run_again() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 2_000).await;
+    let run_id = prepare(&app, "media", 1, 10).await;
+    let worker = Worker::start(&app);
+    eventually(DEADLINE, || async {
+        progress(&app.db, &run_id).await.1 >= 10
+    })
+    .await
+    .expect("some batches done");
+    worker.kill().await;
+    lose_queued_jobs(&app).await;
+    assert_eq!(queued_jobs(&app).await, 0);
+    let (at_loss, _) = progress(&app.db, &run_id).await;
+    assert!(at_loss.processed < 2_000, "jobs were lost mid-run");
+
+    let worker = Worker::start_with(
+        &app,
+        WorkerSettings {
+            ack_wait: Duration::from_secs(2),
+            stall_after: Duration::from_secs(2),
+            ..fast()
+        },
+    );
+    wait_status(&app, &run_id, "success").await;
+    let (counters, batches_done) = progress(&app.db, &run_id).await;
+    assert_eq!(counters, predicted(2_000, 0.5));
+    assert_eq!(counters, recount(&app, &run_id).await);
+    assert_eq!(batches_done, 200);
+    worker.stop().await;
+    app.stop().await;
+}
+
 /// The results of a policy's version 1, by item.
 async fn results(app: &TestApp, policy_id: &str) -> Vec<(String, String, Option<String>, f64)> {
     app.db

@@ -60,7 +60,7 @@ async fn round(worker: &Worker, watches: &mut HashMap<String, Watch>) -> Result<
     }
     let rows = tx
         .query(
-            "SELECT r.run_id, coalesce(p.batches_done, 0)
+            "SELECT r.run_id, coalesce(p.batches_done, 0)::bigint
                FROM runs r LEFT JOIN run_progress p USING (run_id)
               WHERE r.status = 'running'",
             &[],
