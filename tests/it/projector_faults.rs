@@ -330,9 +330,16 @@ async fn an_event_after_a_dead_lettered_one_is_retried_without_limit_and_never_d
         .await
         .expect("events stream");
     eventually(Duration::from_secs(60), || async {
-        let mut c: async_nats::jetstream::consumer::PullConsumer =
-            stream.get_consumer(&consumer).await.expect("consumer");
-        c.info().await.expect("info").delivered.consumer_sequence >= 21
+        // The restarted projector creates its consumer when it starts.
+        let Ok(mut c) = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&consumer)
+            .await
+        else {
+            return false;
+        };
+        c.info()
+            .await
+            .is_ok_and(|info| info.delivered.consumer_sequence >= 21)
     })
     .await
     .expect("the draft is delivered again and again");
