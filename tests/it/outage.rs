@@ -91,14 +91,15 @@ impl Workload {
     async fn start(app: &mut TestApp) -> Workload {
         create(app, "media", &[0.5]).await;
         insert_items(app, ITEMS).await;
-        // A change before the run, so the live one has a newer sequence than the inserted rows.
-        publish(app, &upsert("new-1", 0.9)).await;
         let worker = WorkerSettings {
             jobs_in_flight: 1,
             ..WorkerSettings::default()
         };
         app.start_worker_with(worker.clone());
         let run_id = prepare(app, "media", 1, BATCH).await;
+        // A change after the snapshot (so outside it), so the live change of item 1 has a newer
+        // catalog sequence than the rows inserted with sequences 1..=ITEMS.
+        publish(app, &upsert("new-1", 0.9)).await;
         eventually(DEADLINE, || async {
             progress(&app.db, &run_id).await.1 >= 20
         })
