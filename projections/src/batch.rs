@@ -12,6 +12,7 @@ use gatehouse_events::record::EventRecord;
 use tracing::{debug_span, field, Instrument, Span};
 
 use crate::checkpoint::{self, ConsumerState, Progress};
+use crate::consumer::{heartbeat_period, is_transient_pg, with_heartbeat};
 use crate::delivery::Delivery;
 use crate::model::{ApplyError, ReadModel, Tables};
 use crate::settings::ProjectorSettings;
@@ -45,9 +46,12 @@ impl From<tokio_postgres::Error> for Failure {
 }
 
 impl Failure {
+    /// Would the same message apply later? Poison and a statement Postgres refuses for this
+    /// message never will; an outage, a lock conflict or a sequence gap will.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             Failure::Pool(_) => true,
+            Failure::Apply(ApplyError::Store(e)) => is_transient_pg(e),
             Failure::Apply(e) => e.is_transient(),
         }
     }
@@ -94,12 +98,17 @@ impl Projector {
             retried = field::Empty,
             dead_lettered = field::Empty
         );
-        let tally = async {
+        let period = heartbeat_period(self.settings.ack_wait);
+        let messages: Vec<_> = batch.iter().map(|d| d.message.clone()).collect();
+        let tally = with_heartbeat(&messages, period, async {
             self.keep_track(&batch).await;
             self.project(&batch).await
-        }
+        })
         .instrument(span.clone())
         .await;
+        if tally.retried == 0 {
+            self.settings.health.recover(&self.consumer_name);
+        }
         tally.record_on(&span);
         span.in_scope(|| tracing::debug!("batch projected"));
     }

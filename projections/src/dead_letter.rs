@@ -25,11 +25,11 @@ pub const HEADER_DLQ_DELIVERIES: &str = "Gatehouse-Dead-Letter-Deliveries";
 const MAX_REASON_LEN: usize = 1_000;
 
 /// Creates the dead-letter stream of namespace `ns`, or brings its config up to date.
-pub(crate) async fn ensure_stream(js: &jetstream::Context, ns: &str) -> Result<(), ProjectorError> {
+pub async fn ensure_stream(js: &jetstream::Context, ns: &str) -> Result<(), ProjectorError> {
     let name = subjects::dead_letter_stream(ns);
     js.create_or_update_stream(stream::Config {
         name: name.clone(),
-        description: Some("Gatehouse: messages projectors could not apply".into()),
+        description: Some("Gatehouse: messages consumers could not handle".into()),
         subjects: vec![subjects::all_dead_letters(ns)],
         storage: stream::StorageType::File,
         ..Default::default()
@@ -40,7 +40,7 @@ pub(crate) async fn ensure_stream(js: &jetstream::Context, ns: &str) -> Result<(
 }
 
 /// Where a parked message came from and why it was parked.
-pub(crate) struct DeadLetter<'a> {
+pub struct DeadLetter<'a> {
     pub consumer: &'a str,
     pub stream: &'a str,
     pub stream_seq: u64,
@@ -49,7 +49,7 @@ pub(crate) struct DeadLetter<'a> {
 }
 
 /// Copies `message` to the dead-letter subject of `letter.consumer` and waits for the PubAck.
-pub(crate) async fn publish(
+pub async fn publish(
     js: &jetstream::Context,
     ns: &str,
     message: &jetstream::Message,

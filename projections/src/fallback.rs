@@ -1,7 +1,8 @@
 //! When a batch fails: each of its messages in a transaction of its own, so one bad message
-//! does not hold up the rest. A transient failure is NAK'd with a delay growing with the
-//! deliveries; a poison message, or one on its last try, is copied to the dead-letter stream,
-//! the checkpoint moves past it, and it is terminated.
+//! does not hold up the rest. A transient failure (an outage, a sequence gap) is NAK'd with a
+//! capped delay growing with the deliveries, without limit, and the projector is reported
+//! degraded; a poison message (undecodable, or refused by Postgres on its own) is copied at once
+//! to the dead-letter stream, the checkpoint moves past it, and it is terminated.
 
 use async_nats::jetstream::AckKind;
 
@@ -28,7 +29,7 @@ impl Projector {
         let mut outage: Option<String> = None;
         for delivery in batch {
             let verdict = match &outage {
-                Some(reason) => self.on_failure(delivery, true, reason.clone()),
+                Some(reason) => Verdict::RetryLater(reason.clone()),
                 None => match self.apply_one(delivery).await {
                     Ok(verdict) => verdict,
                     Err(failure) => {
@@ -36,7 +37,11 @@ impl Projector {
                         if failure.is_outage() {
                             outage = Some(reason.clone());
                         }
-                        self.on_failure(delivery, failure.is_transient(), reason)
+                        if failure.is_transient() {
+                            Verdict::RetryLater(reason)
+                        } else {
+                            Verdict::DeadLetter(reason)
+                        }
                     }
                 },
             };
@@ -58,14 +63,6 @@ impl Projector {
         Ok(Verdict::Applied)
     }
 
-    fn on_failure(&self, delivery: &Delivery, transient: bool, reason: String) -> Verdict {
-        if transient && !self.settings.is_last_try(delivery.delivered) {
-            Verdict::RetryLater(reason)
-        } else {
-            Verdict::DeadLetter(reason)
-        }
-    }
-
     async fn settle(&mut self, delivery: &Delivery, verdict: Verdict, tally: &mut Tally) {
         match verdict {
             Verdict::Applied => {
@@ -80,6 +77,7 @@ impl Projector {
             Verdict::RetryLater(reason) => {
                 tracing::warn!(stream_seq = delivery.stream_seq, delivered = delivery.delivered,
                     %reason, "could not apply a message; retrying later");
+                self.settings.health.degrade(&self.consumer_name, &reason);
                 self.retry_later(delivery).await;
                 tally.retried += 1;
             }

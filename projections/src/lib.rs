@@ -15,6 +15,8 @@
 //!   `run`): the policy and run contexts.
 //! - [`catalog`]: the catalog projector (`catalog_items`, `catalog_rejections`), fed from the
 //!   catalog stream `<NS>_CATALOG` rather than the events stream.
+//! - [`consumer`]: the consumer runtime every consumer loop shares (outcomes, retries without a
+//!   budget, heartbeats, panics, [`consumer::Health`]).
 //! - [`dead_letter`]: the dead-letter stream and the headers of a dead letter.
 //! - `batch`, `fallback`, `delivery`, `checkpoint`: one batch through a projector, each message
 //!   on its own when the batch fails, one delivered message, and the checkpoint.
@@ -23,6 +25,7 @@ pub mod audit;
 mod batch;
 pub mod catalog;
 mod checkpoint;
+pub mod consumer;
 pub mod dead_letter;
 mod delivery;
 pub mod error;

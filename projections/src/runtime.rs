@@ -1,5 +1,5 @@
 //! The projector role: feeds one read model from the events stream `<NS>_EVENTS` through its
-//! durable pull consumer `<ns>_<model>` (explicit ack, bounded `max_deliver`), checkpointing in
+//! durable pull consumer `<ns>_<model>` (explicit ack, unlimited deliveries), checkpointing in
 //! `projector_checkpoints`, parking what it cannot apply in `<NS>_DLQ` (see the private `batch` module).
 //!
 //! One instance per read model: the checkpoint assumes a single writer (like the outbox relay).
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Projector;
 use crate::checkpoint::{ConsumerState, Progress};
+use crate::consumer;
 use crate::dead_letter;
 use crate::delivery::Delivery;
 use crate::error::ProjectorError;
@@ -25,7 +26,7 @@ use crate::settings::ProjectorSettings;
 /// How often to look for the events stream while the relay has not created it yet.
 const STREAM_POLL: Duration = Duration::from_secs(1);
 /// The longest pause between attempts after JetStream failed.
-const MAX_PAUSE: Duration = Duration::from_secs(30);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// Runs `model`'s projector until `shutdown`: then it finishes the batch in hand (commit, ack)
 /// and returns. It returns an error only if it cannot set up its consumer or the dead-letter
@@ -81,6 +82,11 @@ async fn feed(mut projector: Projector, stream: &Stream, shutdown: &Cancellation
             }
             Err(e) => {
                 pause = (pause * 2).clamp(Duration::from_secs(1), MAX_PAUSE);
+                let reason = format!("could not fetch: {e}");
+                projector
+                    .settings
+                    .health
+                    .degrade(&projector.consumer_name, &reason);
                 tracing::error!(error.message = %e, error.cause_chain = ?e,
                     projector = projector.model.name(), ?pause, "could not fetch from the events stream");
                 if sleep_or_shutdown(pause, shutdown).await {
@@ -164,7 +170,7 @@ async fn ensure_consumer(
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait: settings.ack_wait,
-        max_deliver: settings.max_deliver,
+        max_deliver: consumer::UNLIMITED_DELIVERIES,
         max_ack_pending: settings.max_ack_pending.max(batch),
         ..Default::default()
     };

@@ -1,4 +1,4 @@
-//! How a projector runs: batch size, consumer limits, retry delays, and the test hooks.
+//! How a projector runs: batch size, consumer limits, retry delays, health, and the test hooks.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use gatehouse_events::subjects;
+
+use crate::consumer::{self, Health};
 
 /// Settings of one projector (every read model's projector uses the same ones).
 #[derive(Clone, Debug)]
@@ -16,18 +18,18 @@ pub struct ProjectorSettings {
     pub batch_size: usize,
     /// How long one fetch waits for a first message (default 5 s). Shutdown does not wait for it.
     pub fetch_expiry: Duration,
-    /// How long the server waits for an ack before redelivering (default 30 s). A test that kills
-    /// a projector mid-batch waits this long for the restarted one to see the batch again.
+    /// How long the server waits for an ack before redelivering (default 10 s). A batch in hand
+    /// is kept alive with progress acks, so a crashed projector's batch comes back this soon.
     pub ack_wait: Duration,
-    /// Deliveries per message (default 10). A message still failing at delivery
-    /// `max_deliver - 1` is dead-lettered, so the server never gives up on it silently.
-    pub max_deliver: i64,
     /// Messages delivered and not yet acked (default 1000; raised to `batch_size` if lower).
     pub max_ack_pending: i64,
-    /// The NAK delay after a first failed delivery; it doubles with each delivery (default 500 ms).
+    /// The NAK delay after a first transient failure; it doubles with each delivery (default
+    /// 500 ms). There is no delivery budget: only poison is dead-lettered, never an outage.
     pub retry_delay: Duration,
-    /// The longest NAK delay (default 60 s).
+    /// The longest NAK delay (default 5 s): after an outage, projection resumes within seconds.
     pub max_retry_delay: Duration,
+    /// The projectors' degraded consumers (an outage being ridden out); shared by clones.
+    pub health: Health,
     #[doc(hidden)]
     pub hooks: Hooks,
 }
@@ -39,26 +41,18 @@ impl ProjectorSettings {
             namespace: namespace.into(),
             batch_size: 500,
             fetch_expiry: Duration::from_secs(5),
-            ack_wait: Duration::from_secs(30),
-            max_deliver: 10,
+            ack_wait: consumer::DEFAULT_ACK_WAIT,
             max_ack_pending: 1_000,
             retry_delay: Duration::from_millis(500),
-            max_retry_delay: Duration::from_secs(60),
+            max_retry_delay: consumer::DEFAULT_MAX_RETRY_DELAY,
+            health: Health::default(),
             hooks: Hooks::default(),
         }
     }
 
     /// The NAK delay for a message that failed on its `delivered`-th delivery (1-based).
     pub(crate) fn nak_delay(&self, delivered: i64) -> Duration {
-        let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-        self.retry_delay
-            .saturating_mul(2u32.saturating_pow(doublings))
-            .min(self.max_retry_delay)
-    }
-
-    /// Must a message failing on its `delivered`-th delivery be dead-lettered now?
-    pub(crate) fn is_last_try(&self, delivered: i64) -> bool {
-        self.max_deliver > 0 && delivered >= self.max_deliver - 1
+        consumer::backoff(self.retry_delay, self.max_retry_delay, delivered)
     }
 }
 
@@ -122,17 +116,9 @@ mod tests {
     }
 
     #[test]
-    fn the_nak_delay_is_capped() {
+    fn the_nak_delay_is_capped_at_a_few_seconds() {
         let s = ProjectorSettings::default();
-        assert_eq!(s.nak_delay(30), Duration::from_secs(60));
-        assert_eq!(s.nak_delay(i64::MAX), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn the_delivery_before_the_last_one_is_the_last_try() {
-        let s = ProjectorSettings::default();
-        assert!(!s.is_last_try(8));
-        assert!(s.is_last_try(9));
-        assert!(s.is_last_try(10));
+        assert_eq!(s.nak_delay(30), Duration::from_secs(5));
+        assert_eq!(s.nak_delay(i64::MAX), Duration::from_secs(5));
     }
 }

@@ -6,17 +6,22 @@
 //! Reads `PolicyPromoted` events from the events stream with its own durable consumer, one at a
 //! time (so notices of a policy keep their order), and acks each only after the notice's PubAck.
 //! A notice's `Nats-Msg-Id` is `policy.promoted:<policy_id>:<sequence>`: a redelivery is deduped.
+//! It runs on the consumer runtime ([`gatehouse_projections::consumer`]): an undecodable record
+//! is dead-lettered (`<ns>.dlq.<ns>_notifier`) and the notifier moves on; a failed publish is
+//! retried without limit.
 
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, Message};
 use async_nats::HeaderMap;
-use futures::StreamExt;
+use async_trait::async_trait;
 use gatehouse_events::policy::PolicyEvent;
 use gatehouse_events::record::EventRecord;
 use gatehouse_events::run::PolicyPromotedNotice;
 use gatehouse_events::subjects;
+use gatehouse_projections::consumer::{self, ConsumerSettings, Handler, Health, Outcome};
+use gatehouse_projections::dead_letter;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
@@ -24,83 +29,87 @@ use crate::{broker, RoleError};
 
 /// Runs the notifier until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
+    run_with(settings, Health::default(), shutdown).await
+}
+
+/// Runs the notifier until `shutdown`, reporting an outage it rides out in `health`.
+pub async fn run_with(
+    settings: Settings,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(), RoleError> {
     let client = broker::connect(&settings, "notifier").await?;
     let js = broker::jetstream(&client);
     broker::ensure_events_stream(&js, &settings).await?;
     broker::ensure_notify_stream(&js, &settings).await?;
     let ns = settings.namespace.clone();
+    dead_letter::ensure_stream(&js, &ns)
+        .await
+        .map_err(broker_error)?;
     ensure_subscriber_consumer(&js, &ns).await?;
+    let name = subjects::projector_consumer(&ns, "notifier");
+    let config = ConsumerSettings::new(name.clone(), ns.clone());
     let consumer = js
         .get_stream(subjects::events_stream(&ns))
         .await
         .map_err(broker_error)?
         .create_consumer(pull::Config {
-            durable_name: Some(subjects::projector_consumer(&ns, "notifier")),
+            durable_name: Some(name),
             filter_subject: format!("{ns}.events.policy.*.PolicyPromoted"),
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
+            // One at a time: the notices of a policy keep their order.
             max_ack_pending: 1,
-            max_deliver: -1,
-            ack_wait: Duration::from_secs(30),
+            max_deliver: consumer::UNLIMITED_DELIVERIES,
+            ack_wait: config.ack_wait,
             ..Default::default()
         })
         .await
         .map_err(broker_error)?;
-    while !shutdown.is_cancelled() {
-        let batch = consumer
-            .fetch()
-            .max_messages(50)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error.message = %e, "notifier fetch failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        while let Some(message) = batch.next().await {
-            let Ok(message) = message else { break };
-            match announce(&client, &js, &ns, &message.payload).await {
-                Ok(()) => {
-                    if let Err(e) = message.double_ack().await {
-                        tracing::warn!(error.message = %e, "notifier ack failed");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error.message = %e, "cannot announce a promotion; retrying");
-                    let _ = message
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
-                    break;
-                }
-            }
-        }
-    }
+    let notifier = Notifier {
+        client: client.clone(),
+        js: js.clone(),
+        ns,
+    };
+    consumer::run(consumer, js, config, health, notifier, shutdown).await;
     let _ = client.drain().await;
     Ok(())
 }
 
-/// Publishes one promotion's notice (durable, then live).
-async fn announce(
-    client: &async_nats::Client,
-    js: &jetstream::Context,
-    ns: &str,
-    body: &[u8],
-) -> Result<(), String> {
-    let record: EventRecord = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let Ok(PolicyEvent::PolicyPromoted(p)) =
-        serde_json::from_value::<PolicyEvent>(record.payload.clone())
-    else {
-        tracing::error!(
-            position = record.position,
-            "a PolicyPromoted message without a promotion: skipped"
-        );
-        return Ok(());
+/// The notifier's handler: one `PolicyPromoted` event per call.
+struct Notifier {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    ns: String,
+}
+
+#[async_trait]
+impl Handler for Notifier {
+    async fn handle(&self, messages: &[Message]) -> Outcome {
+        let Some(message) = messages.first() else {
+            return Outcome::Ack;
+        };
+        let notice = match notice(&message.payload) {
+            Ok(notice) => notice,
+            Err(poison) => return Outcome::Poison(poison),
+        };
+        match announce(&self.client, &self.js, &self.ns, &notice).await {
+            Ok(()) => Outcome::Ack,
+            Err(e) => Outcome::Transient(format!("cannot announce a promotion: {e}")),
+        }
+    }
+}
+
+/// The notice of a `PolicyPromoted` record; an undecodable record is poison.
+fn notice(body: &[u8]) -> Result<PolicyPromotedNotice, String> {
+    let record: EventRecord =
+        serde_json::from_slice(body).map_err(|e| format!("undecodable event record: {e}"))?;
+    let p = match serde_json::from_value::<PolicyEvent>(record.payload.clone()) {
+        Ok(PolicyEvent::PolicyPromoted(p)) => p,
+        Ok(_) => return Err("a PolicyPromoted message without a promotion".into()),
+        Err(e) => return Err(format!("undecodable PolicyPromoted event: {e}")),
     };
-    let notice = PolicyPromotedNotice {
+    Ok(PolicyPromotedNotice {
         policy_id: record.aggregate_id.clone(),
         version: p.version,
         previous_version: p.previous_version,
@@ -109,8 +118,17 @@ async fn announce(
         promoted_by: p.promoted_by,
         promoted_at: p.promoted_at,
         sequence: record.sequence,
-    };
-    let payload = serde_json::to_vec(&notice).map_err(|e| e.to_string())?;
+    })
+}
+
+/// Publishes one promotion's notice (durable, then live).
+async fn announce(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    ns: &str,
+    notice: &PolicyPromotedNotice,
+) -> Result<(), String> {
+    let payload = serde_json::to_vec(notice).map_err(|e| e.to_string())?;
     let mut headers = HeaderMap::new();
     let id = format!("policy.promoted:{}:{}", notice.policy_id, notice.sequence);
     headers.insert("Nats-Msg-Id", id.as_str());

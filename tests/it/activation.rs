@@ -462,3 +462,45 @@ async fn promote_is_refused_above_the_error_threshold_and_from_a_failed_run_chan
     refused_promote(&app, &body, "status").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_undecodable_promotion_is_dead_lettered_and_later_promotions_are_still_announced() {
+    let mut app = spawn_app().await;
+    app.start_worker();
+    let ns = app.settings.namespace.clone();
+    let js = jetstream::new(app.client.nats().clone());
+    js.publish(
+        subjects::event(&ns, "policy", "junk", "PolicyPromoted"),
+        "not an event record".into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    app.policy_with_versions("media", &[0.4]).await;
+    import(&app, 100).await;
+    let run = prepare(&app, 1).await;
+    wait_for_status(&app, &run, RunStatus::Success).await;
+    promote(&app, &run).await;
+
+    // The notifier reads one record at a time: the junk must not block the promotion behind it.
+    let notices = subscriber_notices(&app, 1).await;
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].run_id, run);
+    let dlq = js
+        .get_stream(subjects::dead_letter_stream(&ns))
+        .await
+        .expect("the dead-letter stream");
+    let subject = subjects::dead_letter(&ns, &subjects::projector_consumer(&ns, "notifier"));
+    let letter = dlq
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .expect("the notifier's dead letter");
+    let reason = letter
+        .headers
+        .get(gatehouse_events::metadata::HEADER_DLQ_REASON)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(reason.contains("undecodable event record"), "{reason}");
+    app.stop().await;
+}

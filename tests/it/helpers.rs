@@ -53,6 +53,8 @@ pub struct TestApp {
     pub client: Client,
     pub db: tokio_postgres::Client,
     pub database: String,
+    /// The server the database was created on (dropped there at the end).
+    pub admin_url: String,
     pub gateway: Option<Role>,
     pub relay: Option<Role>,
     pub projector: Option<Role>,
@@ -74,19 +76,34 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], after `configure` adjusted the settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let nats_user = std::env::var("NATS_USER").ok();
+    let nats_password = std::env::var("NATS_PASSWORD").ok();
+    spawn_app_at(&env("DATABASE_URL"), &env("NATS_URL"), |settings| {
+        settings.nats_user = nats_user;
+        settings.nats_password = nats_password;
+        configure(settings)
+    })
+    .await
+}
+
+/// Like [`spawn_app_with`], on the Postgres server of `admin_url` and the nats-server of
+/// `nats_url` (a test's own instances), without NATS credentials unless `configure` sets them.
+pub async fn spawn_app_at(
+    admin_url: &str,
+    nats_url: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let database = format!("t_{}", &id[..16]);
-    let admin_url = env("DATABASE_URL");
+    let admin_url = admin_url.to_owned();
     create_database(&admin_url, &database)
         .await
         .expect("create the test database");
     let mut settings = Settings::new(
         with_database(&admin_url, &database),
-        env("NATS_URL"),
+        nats_url.to_owned(),
         database.clone(),
     );
-    settings.nats_user = std::env::var("NATS_USER").ok();
-    settings.nats_password = std::env::var("NATS_PASSWORD").ok();
     settings.db_pool_size = 4;
     configure(&mut settings);
     gatehouse::db::migrate(&settings.database_url)
@@ -109,6 +126,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         client,
         db,
         database,
+        admin_url,
         gateway: None,
         relay: None,
         projector: None,
@@ -160,6 +178,23 @@ impl TestApp {
         self.worker = Some(Role::spawn("worker", move |stop| {
             gatehouse::worker::run(s, stop)
         }));
+    }
+
+    /// Starts an evaluation worker with `worker` settings.
+    pub fn start_worker_with(&mut self, worker: gatehouse::worker::WorkerSettings) {
+        let s = self.settings.clone();
+        self.worker = Some(Role::spawn("worker", move |stop| {
+            gatehouse::worker::run_with(s, worker, stop)
+        }));
+    }
+
+    /// Connects `db` again (after the test restarted its Postgres).
+    pub async fn reconnect_db(&mut self) {
+        let (db, conn) = tokio_postgres::connect(&self.settings.database_url, NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        self.db = db;
     }
 
     /// Waits until a gateway answers on this namespace.
@@ -247,7 +282,7 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(10), role.task).await;
         }
         drop(self.db);
-        let _ = drop_database(&env("DATABASE_URL"), &self.database).await;
+        let _ = drop_database(&self.admin_url, &self.database).await;
         delete_streams(&self.settings).await;
     }
 }

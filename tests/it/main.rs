@@ -8,6 +8,7 @@ mod command_cache;
 mod commands;
 mod fixtures;
 mod helpers;
+mod outage;
 mod permissions;
 mod policies;
 mod projections;

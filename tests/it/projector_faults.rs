@@ -306,9 +306,9 @@ async fn a_message_that_is_not_an_event_record_is_dead_lettered_by_every_project
 }
 
 #[tokio::test]
-async fn an_event_after_a_dead_lettered_one_is_dead_lettered_once_its_retries_run_out() {
+async fn an_event_after_a_dead_lettered_one_is_retried_without_limit_and_never_dead_lettered() {
     let mut app = spawn_app().await;
-    // Short NAK delays: the draft is retried `max_deliver - 1` times before it is parked.
+    // Short NAK delays, so many deliveries happen quickly.
     app.projector.take().unwrap().kill().await;
     app.projector_settings.max_retry_delay = Duration::from_millis(200);
     app.start_projector();
@@ -322,11 +322,35 @@ async fn an_event_after_a_dead_lettered_one_is_dead_lettered_once_its_retries_ru
     .await;
     store(&app, "broken", 2, "PolicyVersionDrafted", drafted(1)).await;
 
-    let letters = wait_for_dead_letters(&app, 2).await;
-    assert_eq!(letters.len(), 2, "{letters:?}");
-    let (subject, reason) = &letters[1];
-    assert_eq!(subject, &dead_letter_subject(&app, "policies"));
-    assert!(reason.contains("expected sequence 1, got 2"), "{reason}");
+    // The draft is ahead of its aggregate for good: retried (the projector degraded), never
+    // parked — twice as many deliveries as the old budget of ten allowed.
+    let consumer = subjects::projector_consumer(&app.settings.namespace, "policies");
+    let stream = jetstream(&app)
+        .get_stream(subjects::events_stream(&app.settings.namespace))
+        .await
+        .expect("events stream");
+    eventually(Duration::from_secs(60), || async {
+        // The restarted projector creates its consumer when it starts.
+        let Ok(mut c) = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&consumer)
+            .await
+        else {
+            return false;
+        };
+        c.info()
+            .await
+            .is_ok_and(|info| info.delivered.consumer_sequence >= 21)
+    })
+    .await
+    .expect("the draft is delivered again and again");
+    let letters = dead_letters(&app).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let degraded = app.projector_settings.health.degraded();
+    assert_eq!(degraded.len(), 1, "{degraded:?}");
+    assert!(
+        degraded[0].reason.contains("expected sequence 1, got 2"),
+        "{degraded:?}"
+    );
     assert_eq!(policy_row(&app, "broken").await, None);
     app.stop().await;
 }

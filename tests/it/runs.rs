@@ -5,11 +5,14 @@
 //! Catalog items are inserted straight into `catalog_items` (the catalog projector fills the
 //! same table from the stream in production).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse::worker::WorkerSettings;
 use gatehouse_events::catalog::{CatalogChange, PublicCatalogPage, PublicCatalogQuery};
-use gatehouse_events::run::{DiffRun, PrepareRun, PromoteRun, RunCounters, RunDiff, RunRef};
+use gatehouse_events::run::{
+    DiffRun, EvaluationJob, PrepareRun, PromoteRun, RunCounters, RunDiff, RunRef,
+};
 use gatehouse_events::subjects;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
@@ -29,13 +32,16 @@ struct Worker {
 impl Worker {
     /// Starts a worker with short waits: a killed worker's jobs come back after 2 s.
     fn start(app: &TestApp) -> Worker {
-        let settings = WorkerSettings {
-            ack_wait: Duration::from_secs(2),
-            retry_delay: Duration::from_millis(100),
-            lag_wait: Duration::from_secs(2),
-            fetch_expiry: Duration::from_millis(200),
-            ..WorkerSettings::default()
-        };
+        Self::start_with(
+            app,
+            WorkerSettings {
+                ack_wait: Duration::from_secs(2),
+                ..fast()
+            },
+        )
+    }
+
+    fn start_with(app: &TestApp, settings: WorkerSettings) -> Worker {
         let stop = CancellationToken::new();
         let run = gatehouse::worker::run_with(app.settings.clone(), settings, stop.clone());
         let task = tokio::spawn(async move {
@@ -61,10 +67,20 @@ impl Worker {
     }
 }
 
+/// Short waits, the production ack wait.
+fn fast() -> WorkerSettings {
+    WorkerSettings {
+        retry_delay: Duration::from_millis(100),
+        lag_wait: Duration::from_secs(2),
+        fetch_expiry: Duration::from_millis(200),
+        ..WorkerSettings::default()
+    }
+}
+
 /// Item `i`'s attributes. Every 29th does not fit the schema (a string quality: an error),
 /// every 13th has an unclean scan (quarantine), quality `i % 10 / 10` (deny below the
 /// threshold), every 17th is banned (deny).
-fn attributes(i: i64) -> serde_json::Value {
+pub(crate) fn attributes(i: i64) -> serde_json::Value {
     if i % 29 == 0 {
         return serde_json::json!({"quality": "high", "color": "red"});
     }
@@ -75,7 +91,7 @@ fn attributes(i: i64) -> serde_json::Value {
 }
 
 /// The outcome the fixture rules give item `i` with quality threshold `threshold`.
-fn expected_outcome(i: i64, threshold: f64) -> &'static str {
+pub(crate) fn expected_outcome(i: i64, threshold: f64) -> &'static str {
     if i % 29 == 0 {
         "error"
     } else if i % 13 == 0 {
@@ -88,7 +104,7 @@ fn expected_outcome(i: i64, threshold: f64) -> &'static str {
 }
 
 /// Inserts ready items `m-<i>` for `i` in `1..=n`, updated a second ago, `stream_seq = i`.
-async fn insert_items(app: &TestApp, n: i64) {
+pub(crate) async fn insert_items(app: &TestApp, n: i64) {
     let ids: Vec<String> = (1..=n).map(item_id).collect();
     let attributes: Vec<serde_json::Value> = (1..=n).map(attributes).collect();
     let seqs: Vec<i64> = (1..=n).collect();
@@ -103,12 +119,12 @@ async fn insert_items(app: &TestApp, n: i64) {
         .expect("insert catalog items");
 }
 
-fn item_id(i: i64) -> String {
+pub(crate) fn item_id(i: i64) -> String {
     format!("m-{i:06}")
 }
 
 /// Creates `policy_id` with one version per threshold.
-async fn create(app: &TestApp, policy_id: &str, thresholds: &[f64]) {
+pub(crate) async fn create(app: &TestApp, policy_id: &str, thresholds: &[f64]) {
     let c = &app.client;
     c.command(
         "policy",
@@ -131,7 +147,12 @@ async fn create(app: &TestApp, policy_id: &str, thresholds: &[f64]) {
 }
 
 /// Prepares `version` in batches of `batch_size`; returns the run id.
-async fn prepare(app: &TestApp, policy_id: &str, version: u32, batch_size: u32) -> String {
+pub(crate) async fn prepare(
+    app: &TestApp,
+    policy_id: &str,
+    version: u32,
+    batch_size: u32,
+) -> String {
     let cmd = PrepareRun {
         policy_id: policy_id.into(),
         version,
@@ -162,7 +183,7 @@ async fn run_command(app: &TestApp, name: &str, run_id: &str) {
 }
 
 /// Waits until the `runs` read model shows `status`.
-async fn wait_status(app: &TestApp, run_id: &str, status: &str) {
+pub(crate) async fn wait_status(app: &TestApp, run_id: &str, status: &str) {
     eventually(DEADLINE, || async {
         let row = app
             .db
@@ -176,7 +197,7 @@ async fn wait_status(app: &TestApp, run_id: &str, status: &str) {
 }
 
 /// The run's `run_progress` counters and batches done.
-async fn progress(db: &tokio_postgres::Client, run_id: &str) -> (RunCounters, i32) {
+pub(crate) async fn progress(db: &tokio_postgres::Client, run_id: &str) -> (RunCounters, i32) {
     let row = db
         .query_opt(
             "SELECT processed, eligible, ineligible, quarantined, pending, errors, batches_done
@@ -202,7 +223,7 @@ async fn progress(db: &tokio_postgres::Client, run_id: &str) -> (RunCounters, i3
 }
 
 /// The outcomes stored for the run's snapshot items, counted directly over `eval_results`.
-async fn recount(app: &TestApp, run_id: &str) -> RunCounters {
+pub(crate) async fn recount(app: &TestApp, run_id: &str) -> RunCounters {
     let rows = app
         .db
         .query(
@@ -231,7 +252,7 @@ async fn recount(app: &TestApp, run_id: &str) -> RunCounters {
 }
 
 /// Counters as the fixture rules predict them for items `1..=n` (none pending).
-fn predicted(n: i64, threshold: f64) -> RunCounters {
+pub(crate) fn predicted(n: i64, threshold: f64) -> RunCounters {
     let mut c = RunCounters::default();
     for i in 1..=n {
         c.processed += 1;
@@ -505,7 +526,8 @@ async fn a_worker_killed_mid_run_leaves_exact_counters_and_no_batch_counted_twic
     insert_items(&app, 5_000).await;
     let run_id = prepare(&app, "media", 1, 10).await;
     let (stop_watch, watch) = watch_invariants(&app, &run_id);
-    let worker = Worker::start(&app);
+    // The production ack wait: jobs in hand are heartbeated, so it is short.
+    let worker = Worker::start_with(&app, fast());
     eventually(DEADLINE, || async {
         progress(&app.db, &run_id).await.1 >= 10
     })
@@ -515,8 +537,12 @@ async fn a_worker_killed_mid_run_leaves_exact_counters_and_no_batch_counted_twic
     let (at_kill, _) = progress(&app.db, &run_id).await;
     assert!(at_kill.processed < 5_000, "killed mid-run");
 
-    let worker = Worker::start(&app);
+    let restarted = tokio::time::Instant::now();
+    let worker = Worker::start_with(&app, fast());
     wait_status(&app, &run_id, "success").await;
+    // The killed worker's jobs came back after the 10 s ack wait, not a minute.
+    let took = restarted.elapsed();
+    assert!(took < Duration::from_secs(40), "recovered in {took:?}");
     stop_watch.cancel();
     assert_eq!(watch.await.unwrap(), Vec::<String>::new());
     let (counters, batches_done) = progress(&app.db, &run_id).await;
@@ -534,13 +560,61 @@ async fn a_worker_killed_mid_run_leaves_exact_counters_and_no_batch_counted_twic
 }
 
 /// Messages left in the jobs work queue.
-async fn queued_jobs(app: &TestApp) -> u64 {
+pub(crate) async fn queued_jobs(app: &TestApp) -> u64 {
     let js = gatehouse::broker::jetstream(app.client.nats());
     let mut stream = js
         .get_stream(subjects::jobs_stream(&app.settings.namespace))
         .await
         .expect("jobs stream");
     stream.info().await.expect("stream info").state.messages
+}
+
+/// Deletes every job left in the work queue (as a lost stream would).
+async fn lose_queued_jobs(app: &TestApp) {
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    let mut stream = js
+        .get_stream(subjects::jobs_stream(&app.settings.namespace))
+        .await
+        .expect("jobs stream");
+    let state = stream.info().await.expect("stream info").state.clone();
+    for seq in state.first_sequence..=state.last_sequence {
+        let _ = stream.delete_message(seq).await;
+    }
+}
+
+#[tokio::test]
+async fn the_watchdog_enqueues_the_missing_batches_of_a_stalled_run_again() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 2_000).await;
+    let run_id = prepare(&app, "media", 1, 10).await;
+    let worker = Worker::start(&app);
+    eventually(DEADLINE, || async {
+        progress(&app.db, &run_id).await.1 >= 10
+    })
+    .await
+    .expect("some batches done");
+    worker.kill().await;
+    lose_queued_jobs(&app).await;
+    assert_eq!(queued_jobs(&app).await, 0);
+    let (at_loss, _) = progress(&app.db, &run_id).await;
+    assert!(at_loss.processed < 2_000, "jobs were lost mid-run");
+
+    let worker = Worker::start_with(
+        &app,
+        WorkerSettings {
+            ack_wait: Duration::from_secs(2),
+            stall_after: Duration::from_secs(2),
+            ..fast()
+        },
+    );
+    wait_status(&app, &run_id, "success").await;
+    let (counters, batches_done) = progress(&app.db, &run_id).await;
+    assert_eq!(counters, predicted(2_000, 0.5));
+    assert_eq!(counters, recount(&app, &run_id).await);
+    assert_eq!(batches_done, 200);
+    worker.stop().await;
+    app.stop().await;
 }
 
 /// The results of a policy's version 1, by item.
@@ -693,8 +767,36 @@ async fn a_policy_declaring_only_quality_evaluates_items_carrying_other_attribut
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_job_that_panics_fails_its_run_with_the_panics_message() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 50).await;
+    let run_id = prepare(&app, "media", 1, 10).await;
+    let mut settings = fast();
+    settings.hooks.before_evaluate = Some(Arc::new(|job: &EvaluationJob| {
+        if job.batch == 3 {
+            panic!("injected bug in batch {}", job.batch);
+        }
+    }));
+    let worker = Worker::start_with(&app, settings);
+    wait_status(&app, &run_id, "failed").await;
+    let failure: String = app
+        .db
+        .query_one("SELECT failure FROM runs WHERE run_id = $1", &[&run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(failure.contains("injected bug in batch 3"), "{failure}");
+    eventually(DEADLINE, || async { queued_jobs(&app).await == 0 })
+        .await
+        .expect("the panicked job is answered, not left to be redelivered");
+    worker.stop().await;
+    app.stop().await;
+}
+
 /// Publishes a catalog change; returns its stream sequence (the change's `item_seq`).
-async fn publish(app: &TestApp, change: &CatalogChange) -> i64 {
+pub(crate) async fn publish(app: &TestApp, change: &CatalogChange) -> i64 {
     let js = gatehouse::broker::jetstream(app.client.nats());
     let subject = subjects::catalog_item(&app.settings.namespace, change.id());
     let body = serde_json::to_vec(change).unwrap();

@@ -2,7 +2,7 @@
 //! write rows, rejections and the checkpoint in one transaction, COMMIT, then ack.
 //!
 //! If the transaction fails because Postgres is unreachable, every message is NAK'd with a
-//! growing delay (dead-lettered on its last try, as in every projector). If a statement was
+//! capped, growing delay, without limit (an outage never dead-letters). If a statement was
 //! refused, the messages go one by one, and one the catalog table refuses on its own becomes a
 //! rejection carrying the database's reason: nothing is dropped silently.
 
@@ -10,14 +10,13 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use gatehouse_events::subjects;
 use tracing::{field, Instrument};
 
 use super::decode::{self, Plan};
 use super::{write, CatalogSettings, NAME};
 use crate::batch::Failure;
 use crate::checkpoint::{self, ConsumerState, Progress};
-use crate::dead_letter::{self, DeadLetter};
+use crate::consumer::{heartbeat_period, with_heartbeat};
 use crate::error::error_chain;
 
 /// A message delivered to the catalog projector, with its JetStream metadata.
@@ -103,7 +102,9 @@ impl CatalogProjector {
             rejected = field::Empty,
             retried = field::Empty
         );
-        let tally = async {
+        let period = heartbeat_period(self.settings.projector.ack_wait);
+        let messages: Vec<_> = batch.iter().map(|r| r.message.clone()).collect();
+        let tally = with_heartbeat(&messages, period, async {
             self.keep_track(&batch).await;
             match self.commit(plan, &batch).await {
                 Ok(tally) => {
@@ -124,9 +125,12 @@ impl CatalogProjector {
                     self.one_by_one(&batch).await
                 }
             }
-        }
+        })
         .instrument(span.clone())
         .await;
+        if tally.retried == 0 {
+            self.settings.projector.health.recover(&self.consumer_name);
+        }
         span.record("rows", tally.rows)
             .record("changed", tally.changed);
         span.record("superseded", tally.superseded)
@@ -197,16 +201,15 @@ impl CatalogProjector {
         tally
     }
 
-    /// NAKs `batch` with a delay growing with its deliveries; a message on its last try is
-    /// parked in the dead-letter stream instead, so the server never gives up on it silently.
+    /// NAKs `batch` with a capped delay growing with its deliveries, and reports the
+    /// projector degraded: an outage is ridden out, never dead-lettered.
     async fn retry_later(&mut self, batch: &[Received], reason: &str) -> Tally {
         tracing::warn!(messages = batch.len(), %reason, "could not write catalog changes; retrying later");
+        self.settings
+            .projector
+            .health
+            .degrade(&self.consumer_name, reason);
         for received in batch {
-            if self.settings.projector.is_last_try(received.delivered)
-                && self.dead_letter(received, reason).await.is_ok()
-            {
-                continue;
-            }
             self.progress.await_redelivery(received.stream_seq);
             let delay = self.settings.projector.nak_delay(received.delivered);
             received.ack(AckKind::Nak(Some(delay))).await;
@@ -215,32 +218,6 @@ impl CatalogProjector {
             retried: batch.len(),
             ..Tally::default()
         }
-    }
-
-    async fn dead_letter(
-        &mut self,
-        received: &Received,
-        reason: &str,
-    ) -> Result<(), async_nats::Error> {
-        tracing::error!(stream_seq = received.stream_seq, delivered = received.delivered, %reason,
-            "dead-lettering a catalog message");
-        let stream = subjects::catalog_stream(&self.settings.projector.namespace);
-        let letter = DeadLetter {
-            consumer: &self.consumer_name,
-            stream: &stream,
-            stream_seq: received.stream_seq,
-            deliveries: received.delivered,
-            reason,
-        };
-        let ns = &self.settings.projector.namespace;
-        if let Err(e) = dead_letter::publish(&self.js, ns, &received.message, &letter).await {
-            tracing::error!(error.message = %e, error.cause_chain = ?e, "could not dead-letter");
-            return Err(e);
-        }
-        received.ack(AckKind::Term).await;
-        // Settled: the next committed batch carries the checkpoint past it.
-        self.progress.settle(&[received.stream_seq]);
-        Ok(())
     }
 
     /// Notes the deliveries, and asks the server how far it got while the projector is blind.

@@ -36,6 +36,7 @@ pub use self::change::{check_change, read_change, ValidChange};
 use self::gather::{Batcher, Gathered};
 pub use self::write::{COPY_COLUMNS, COPY_TYPES};
 use crate::checkpoint::{ConsumerState, Progress};
+use crate::consumer;
 use crate::dead_letter;
 use crate::error::ProjectorError;
 use crate::settings::ProjectorSettings;
@@ -47,12 +48,12 @@ pub const DEFAULT_BATCH_SIZE: usize = 5_000;
 /// How long the catalog stream remembers a `Nats-Msg-Id`: a re-sent import dedupes within it.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
 /// The longest pause between attempts after JetStream failed.
-const MAX_PAUSE: Duration = Duration::from_secs(30);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// The catalog projector's settings: those of every projector, with batches of their own size.
 #[derive(Clone, Debug)]
 pub struct CatalogSettings {
-    /// Namespace, fetch expiry, ack wait, deliveries, NAK delays and test hooks.
+    /// Namespace, fetch expiry, ack wait, NAK delays, health and test hooks.
     pub projector: ProjectorSettings,
     /// Most messages written in one transaction (default [`DEFAULT_BATCH_SIZE`]).
     pub batch_size: usize,
@@ -144,7 +145,7 @@ async fn ensure_consumer(
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait: settings.projector.ack_wait,
-        max_deliver: settings.projector.max_deliver,
+        max_deliver: consumer::UNLIMITED_DELIVERIES,
         max_ack_pending: settings.max_ack_pending(),
         ..Default::default()
     };
@@ -176,6 +177,12 @@ async fn feed(
         pause = (pause * 2).clamp(Duration::from_secs(1), MAX_PAUSE);
         tracing::error!(error.message = %failure, error.cause_chain = ?failure, ?pause,
             "could not pull from the catalog stream");
+        let reason = format!("could not pull: {failure}");
+        projector
+            .settings
+            .projector
+            .health
+            .degrade(&projector.consumer_name, &reason);
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(pause) => {}

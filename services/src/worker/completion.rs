@@ -20,8 +20,6 @@ use crate::client::{ClientError, Sender};
 
 /// The actor the workers' commands are recorded under.
 const ACTOR: &str = "gatehouse-worker";
-/// Attempts at sending `fail_run` before the failure is only logged.
-const FAIL_ATTEMPTS: u32 = 3;
 
 /// Completes `run_id` if it is running and every snapshot item is processed: sweep, then
 /// `complete_run` with the run's current epoch (a batch of an older epoch may be the last to
@@ -125,42 +123,43 @@ pub(crate) async fn evaluate_blocking(
         (items, verdicts)
     })
     .await
-    .map_err(|e| WorkError::Transient(format!("the evaluation task failed: {e}")))
+    .map_err(|e| match e.try_into_panic() {
+        // A bug: the consumer runtime catches it and fails the run with its message.
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(e) => WorkError::Transient(format!("the evaluation task was cancelled: {e}")),
+    })
 }
 
-/// Fails the run (this epoch) with `reason`, retrying briefly; a failure to do so is logged.
-pub(crate) async fn fail_run(worker: &Worker, run_id: &str, epoch: u32, reason: &str) {
+/// Fails the run (this epoch) with `reason`. A refusal (the run is not running any more, or
+/// is in a newer epoch) is final; a failure to reach the gateway is transient, and the caller
+/// retries (the command id makes a retry return the first reply).
+pub(crate) async fn fail_run(
+    worker: &Worker,
+    run_id: &str,
+    epoch: u32,
+    reason: &str,
+) -> Result<(), WorkError> {
     let sender = sender(format!("fail:{run_id}:{epoch}"));
     let command = FailRun {
         run_id: run_id.to_owned(),
         epoch,
         reason: reason.to_owned(),
     };
-    for attempt in 1..=FAIL_ATTEMPTS {
-        match worker
-            .client
-            .command("policy", "fail_run", &sender, command.clone())
-            .await
-        {
-            Ok(_) => {
-                return tracing::error!(run_id, epoch, reason, "run failed");
-            }
-            Err(ClientError::Rejected(r)) if !is_transient(&r) => {
-                // Not running any more, a newer epoch, or failed already.
-                return tracing::warn!(run_id, epoch, reason, rejection = %r, "fail_run refused");
-            }
-            Err(e) => {
-                tracing::warn!(error.message = %e, run_id, attempt, "could not send fail_run");
-                tokio::time::sleep(worker.settings.retry_delay * attempt).await;
-            }
+    match worker
+        .client
+        .command("policy", "fail_run", &sender, command)
+        .await
+    {
+        Ok(_) => {
+            tracing::error!(run_id, epoch, reason, "run failed");
+            Ok(())
         }
+        Err(ClientError::Rejected(r)) if !is_transient(&r) => {
+            tracing::warn!(run_id, epoch, reason, rejection = %r, "fail_run refused");
+            Ok(())
+        }
+        Err(e) => Err(WorkError::transient("fail_run", e)),
     }
-    tracing::error!(
-        run_id,
-        epoch,
-        reason,
-        "gave up failing the run; cancel and resume it"
-    );
 }
 
 fn final_or_transient(command: &str, run: &Run, error: ClientError) -> Result<(), WorkError> {

@@ -6,66 +6,27 @@
 //! epoch, is dropped; a run not projected yet is waited for), load the compiled version, read
 //! the range, evaluate it on the blocking pool, commit (counted once), ack. The batch that
 //! brings `processed` to the snapshot's total completes the run. A job that cannot succeed
-//! (the version does not compile, or its last delivery failed) fails the run and is terminated.
+//! (the version does not compile) or panics (a bug) fails the run with the reason and is acked;
+//! an outage is retried without limit and never fails the run.
 
 use std::sync::Arc;
 
-use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::Message;
+use async_trait::async_trait;
 use gatehouse_events::run::{EvaluationJob, RunStatus};
+use gatehouse_projections::consumer::{Handler, Outcome};
 use gatehouse_rules::CompiledPolicy;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::completion::{complete_if_done, evaluate_blocking, fail_run};
-use super::delivery::{self, WorkError};
+use super::delivery::WorkError;
 use super::evaluate::tally;
 use super::progress::{self, Commit, Run};
 use super::store;
 use super::Worker;
 
-/// Pulls and works on jobs until `shutdown`, then finishes the jobs in hand.
-pub(crate) async fn run(worker: Arc<Worker>, consumer: PullConsumer, shutdown: CancellationToken) {
-    let slots = worker.settings.jobs_in_flight.max(1);
-    let mut in_hand = JoinSet::new();
-    let mut failures = 0;
-    while !shutdown.is_cancelled() {
-        while in_hand.try_join_next().is_some() {}
-        if in_hand.len() >= slots {
-            in_hand.join_next().await;
-            continue;
-        }
-        // Only as many jobs as free slots: a job never waits in a busy process.
-        let free = slots - in_hand.len();
-        match delivery::fetch(&consumer, free, worker.settings.fetch_expiry).await {
-            Ok(jobs) => {
-                failures = 0;
-                for message in jobs {
-                    if shutdown.is_cancelled() {
-                        // Not started: back to the queue for another worker at once.
-                        delivery::answer(&message, AckKind::Nak(None)).await;
-                    } else {
-                        in_hand.spawn(handle(worker.clone(), message));
-                    }
-                }
-            }
-            Err(e) => {
-                failures += 1;
-                let pause = delivery::fetch_pause(failures);
-                tracing::error!(error.message = %e, ?pause, "could not fetch batch jobs");
-                if delivery::sleep_or_shutdown(pause, &shutdown).await {
-                    break;
-                }
-            }
-        }
-    }
-    while let Some(done) = in_hand.join_next().await {
-        if let Err(e) = done {
-            tracing::error!(error.message = %e, "a batch job panicked");
-        }
-    }
-}
+/// The batch workers' handler: one job per call, `jobs_in_flight` calls at once.
+pub(crate) struct Jobs(pub Arc<Worker>);
 
 /// What became of a job.
 enum Done {
@@ -75,48 +36,53 @@ enum Done {
     Dropped(&'static str),
 }
 
-/// Works on one job and answers its message.
-async fn handle(worker: Arc<Worker>, message: Message) {
-    let job: EvaluationJob = match serde_json::from_slice(&message.payload) {
-        Ok(job) => job,
-        Err(e) => {
-            tracing::error!(error.message = %e, subject = %message.subject, "undecodable batch job: terminated");
-            return delivery::answer(&message, AckKind::Term).await;
+#[async_trait]
+impl Handler for Jobs {
+    async fn handle(&self, messages: &[Message]) -> Outcome {
+        let job = match decode(messages) {
+            Ok(job) => job,
+            Err(poison) => return poison,
+        };
+        let worker = &self.0;
+        let span = tracing::info_span!("evaluate_batch", run_id = %job.run_id, batch = job.batch,
+            epoch = job.epoch, items = job.to.saturating_sub(job.from));
+        match process(worker, &job).instrument(span).await {
+            Ok(Done::Evaluated) => Outcome::Ack,
+            Ok(Done::Dropped(why)) => {
+                tracing::info!(run_id = %job.run_id, batch = job.batch, why, "batch job dropped");
+                Outcome::Ack
+            }
+            Err(WorkError::Transient(why)) => Outcome::Transient(why),
+            Err(WorkError::Fatal(reason)) => fail(worker, &job, &reason).await,
         }
-    };
-    let span = tracing::info_span!("evaluate_batch", run_id = %job.run_id, batch = job.batch,
-        epoch = job.epoch, items = job.to.saturating_sub(job.from));
-    work_on(&worker, &message, &job).instrument(span).await
+    }
+
+    /// A bug: the run fails with the panic's message (never left `running`).
+    async fn on_panic(&self, messages: &[Message], panic: &str) -> Outcome {
+        match decode(messages) {
+            Ok(job) => {
+                let reason = format!("batch {} panicked: {panic}", job.batch);
+                fail(&self.0, &job, &reason).await
+            }
+            Err(poison) => poison,
+        }
+    }
 }
 
-/// Processes the job (keeping its message alive), then acks, NAKs or terminates it.
-async fn work_on(worker: &Worker, message: &Message, job: &EvaluationJob) {
-    let delivered = delivery::delivered(message);
-    let period = delivery::heartbeat_period(worker.settings.ack_wait);
-    match delivery::with_heartbeat(std::slice::from_ref(message), period, process(worker, job))
-        .await
-    {
-        Ok(Done::Evaluated) => delivery::ack_confirmed(message).await,
-        Ok(Done::Dropped(why)) => {
-            tracing::info!(why, "batch job dropped");
-            delivery::ack_confirmed(message).await
-        }
-        Err(WorkError::Transient(why)) if delivered < worker.settings.max_deliver => {
-            let delay = delivery::retry_delay(worker.settings.retry_delay, delivered);
-            tracing::warn!(why, delivered, ?delay, "batch job will be retried");
-            delivery::answer(message, AckKind::Nak(Some(delay))).await
-        }
-        Err(e) => {
-            let reason = match e {
-                WorkError::Fatal(reason) => reason,
-                WorkError::Transient(why) => {
-                    format!("batch {} failed {delivered} times: {why}", job.batch)
-                }
-            };
-            fail_run(worker, &job.run_id, job.epoch, &reason).await;
-            // Terminating removes the job from the work queue.
-            delivery::answer(message, AckKind::Term).await
-        }
+/// The job a message carries; undecodable, it is poison.
+fn decode(messages: &[Message]) -> Result<EvaluationJob, Outcome> {
+    let Some(message) = messages.first() else {
+        return Err(Outcome::Ack);
+    };
+    serde_json::from_slice(&message.payload)
+        .map_err(|e| Outcome::Poison(format!("undecodable batch job: {e}")))
+}
+
+/// Fails the job's run with `reason`; the job is answered once the gateway took the command.
+async fn fail(worker: &Worker, job: &EvaluationJob, reason: &str) -> Outcome {
+    match fail_run(worker, &job.run_id, job.epoch, reason).await {
+        Ok(()) => Outcome::Ack,
+        Err(e) => Outcome::Transient(e.to_string()),
     }
 }
 
@@ -164,6 +130,7 @@ async fn evaluate_range(
             job.to
         )));
     }
+    worker.settings.hooks.before_evaluate(job);
     let (items, verdicts) = evaluate_blocking(worker, policy, items).await?;
     let tally = tally(&items, &verdicts);
     let commit = progress::commit_batch(client, job, &items, &verdicts, &tally).await?;

@@ -11,74 +11,38 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::Message;
+use async_trait::async_trait;
 use gatehouse_projections::catalog;
+use gatehouse_projections::consumer::{Handler, Outcome};
 use gatehouse_rules::CompiledPolicy;
-use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::completion::evaluate_blocking;
-use super::delivery::{self, WorkError};
+use super::delivery::WorkError;
 use super::evaluate::{Attributes, Candidate, ItemState, Verdict};
 use super::store::{self, Results};
 use super::Worker;
 
-/// Pulls and evaluates catalog changes until `shutdown`, finishing the batch in hand.
-pub(crate) async fn run(worker: Arc<Worker>, consumer: PullConsumer, shutdown: CancellationToken) {
-    let mut failures = 0;
-    while !shutdown.is_cancelled() {
-        let max = worker.settings.live_batch.max(1);
-        match delivery::fetch(&consumer, max, worker.settings.fetch_expiry).await {
-            Ok(batch) if batch.is_empty() => failures = 0,
-            Ok(batch) => {
-                failures = 0;
-                handle(&worker, batch).await;
-            }
-            Err(e) => {
-                failures += 1;
-                let pause = delivery::fetch_pause(failures);
-                tracing::error!(error.message = %e, ?pause, "could not fetch catalog changes");
-                if delivery::sleep_or_shutdown(pause, &shutdown).await {
-                    break;
-                }
-            }
-        }
-    }
-    // Acks are fire-and-forget: make sure the last batch's reached the server.
-    if let Err(e) = worker.js.client().flush().await {
-        tracing::warn!(error.message = %e, "could not flush the last acks");
-    }
-}
+/// Live evaluation's handler: `live_batch` catalog changes per call, evaluated as one.
+pub(crate) struct Live(pub Arc<Worker>);
 
-/// Evaluates one batch of changes and answers every message.
-async fn handle(worker: &Worker, batch: Vec<Message>) {
-    let period = delivery::heartbeat_period(worker.settings.ack_wait);
-    let Some(first) = batch.first() else { return };
-    let items = latest_changes(&batch);
-    let span = tracing::info_span!(
-        "evaluate_changes",
-        messages = batch.len(),
-        items = items.len()
-    );
-    let result = tracing::Instrument::instrument(
-        delivery::with_heartbeat(&batch, period, evaluate(worker, items)),
-        span,
-    )
-    .await;
-    let kind = match result {
-        Ok(written) => {
-            tracing::debug!(written, "catalog changes evaluated");
-            AckKind::Ack
+#[async_trait]
+impl Handler for Live {
+    async fn handle(&self, batch: &[Message]) -> Outcome {
+        let items = latest_changes(batch);
+        let span = tracing::info_span!(
+            "evaluate_changes",
+            messages = batch.len(),
+            items = items.len()
+        );
+        match evaluate(&self.0, items).instrument(span).await {
+            Ok(written) => {
+                tracing::debug!(written, "catalog changes evaluated");
+                Outcome::Ack
+            }
+            Err(e) => e.outcome(),
         }
-        Err(e) => {
-            let delivered = delivery::delivered(first);
-            let delay = delivery::retry_delay(worker.settings.retry_delay, delivered);
-            tracing::warn!(error.message = %e, delivered, ?delay, "catalog changes will be re-evaluated");
-            AckKind::Nak(Some(delay))
-        }
-    };
-    for message in &batch {
-        delivery::answer(message, kind).await;
     }
 }
 

@@ -38,11 +38,15 @@ mod progress;
 mod scheduler;
 mod setup;
 pub mod store;
+mod watchdog;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use gatehouse_events::run::EvaluationJob;
+use gatehouse_events::subjects;
+use gatehouse_projections::consumer::{self, ConsumerSettings, Health};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -59,21 +63,32 @@ pub struct WorkerSettings {
     pub jobs_in_flight: usize,
     /// `GATEHOUSE_WORKER_THREADS`: threads one batch is split across (default: the cores).
     pub threads: usize,
-    /// Ack wait of jobs and events; work in hand sends a progress ack every quarter of it
-    /// (default 60 s).
+    /// Ack wait of jobs and events; work in hand sends a progress ack every quarter of it, so
+    /// it can be short: a crashed worker's jobs are redelivered after it (default 10 s).
     pub ack_wait: Duration,
-    /// Deliveries of one job or event before the run is failed (default 5).
-    pub max_deliver: i64,
     /// How long one pull waits for messages (default 1 s; also the shutdown latency).
     pub fetch_expiry: Duration,
     /// Catalog changes per live batch (default 2,000).
     pub live_batch: usize,
     /// How long a job waits in-process for the `runs` read model before it is NAKed (default 5 s).
     pub lag_wait: Duration,
-    /// The first NAK delay; it doubles with each delivery, up to 30 s (default 1 s).
+    /// The first NAK delay after a transient failure (an outage); it doubles with each
+    /// delivery, up to `max_retry_delay` (default 500 ms). There is no delivery budget.
     pub retry_delay: Duration,
+    /// The longest NAK delay (default 5 s): after an outage, work resumes within seconds.
+    pub max_retry_delay: Duration,
     /// Catalog items per page of the completion sweep (default 5,000).
     pub sweep_page: i64,
+    /// `GATEHOUSE_WORKER_STALL_AFTER` (seconds): a running run whose progress did not advance
+    /// for this long has its missing batches re-enqueued by the watchdog (default 120 s).
+    pub stall_after: Duration,
+    /// `GATEHOUSE_WORKER_STALL_LIMIT`: stalled windows in a row after which the watchdog fails
+    /// the run instead (default 5).
+    pub stall_limit: u32,
+    /// Degraded consumers of this worker (an outage being ridden out); shared by clones.
+    pub health: Health,
+    #[doc(hidden)]
+    pub hooks: WorkerHooks,
 }
 
 impl Default for WorkerSettings {
@@ -81,19 +96,24 @@ impl Default for WorkerSettings {
         WorkerSettings {
             jobs_in_flight: 2,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ack_wait: Duration::from_secs(60),
-            max_deliver: 5,
+            ack_wait: consumer::DEFAULT_ACK_WAIT,
             fetch_expiry: Duration::from_secs(1),
             live_batch: 2_000,
             lag_wait: Duration::from_secs(5),
-            retry_delay: Duration::from_secs(1),
+            retry_delay: Duration::from_millis(500),
+            max_retry_delay: consumer::DEFAULT_MAX_RETRY_DELAY,
             sweep_page: 5_000,
+            stall_after: Duration::from_secs(120),
+            stall_limit: 5,
+            health: Health::default(),
+            hooks: WorkerHooks::default(),
         }
     }
 }
 
 impl WorkerSettings {
-    /// The defaults, with `GATEHOUSE_WORKER_JOBS` and `GATEHOUSE_WORKER_THREADS` if set.
+    /// The defaults, with `GATEHOUSE_WORKER_JOBS`, `GATEHOUSE_WORKER_THREADS`,
+    /// `GATEHOUSE_WORKER_STALL_AFTER` and `GATEHOUSE_WORKER_STALL_LIMIT` if set.
     pub fn from_env() -> Result<Self, SettingsError> {
         let number = |key: &'static str, default: usize| -> Result<usize, SettingsError> {
             match std::env::var(key).ok().filter(|v| !v.is_empty()) {
@@ -105,11 +125,59 @@ impl WorkerSettings {
             }
         };
         let defaults = WorkerSettings::default();
+        let stall_secs = defaults.stall_after.as_secs() as usize;
+        let stall_limit = defaults.stall_limit as usize;
         Ok(WorkerSettings {
             jobs_in_flight: number("GATEHOUSE_WORKER_JOBS", defaults.jobs_in_flight)?,
             threads: number("GATEHOUSE_WORKER_THREADS", defaults.threads)?,
+            stall_after: Duration::from_secs(
+                number("GATEHOUSE_WORKER_STALL_AFTER", stall_secs)? as u64
+            ),
+            stall_limit: u32::try_from(number("GATEHOUSE_WORKER_STALL_LIMIT", stall_limit)?)
+                .unwrap_or(u32::MAX),
             ..defaults
         })
+    }
+
+    /// The consumer runtime's settings for the durable `name`.
+    fn consumer(&self, ns: &str, name: &str, batch: usize, concurrency: usize) -> ConsumerSettings {
+        ConsumerSettings {
+            batch,
+            concurrency,
+            fetch_expiry: self.fetch_expiry,
+            ack_wait: self.ack_wait,
+            retry_delay: self.retry_delay,
+            max_retry_delay: self.max_retry_delay,
+            ..ConsumerSettings::new(subjects::projector_consumer(ns, name), ns)
+        }
+    }
+}
+
+/// A test hook: called with the job.
+#[doc(hidden)]
+pub type JobHook = Arc<dyn Fn(&EvaluationJob) + Send + Sync>;
+
+/// Test hooks; unset, they cost nothing.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct WorkerHooks {
+    /// Called before a job's items are evaluated (a test makes it panic).
+    pub before_evaluate: Option<JobHook>,
+}
+
+impl WorkerHooks {
+    pub(crate) fn before_evaluate(&self, job: &EvaluationJob) {
+        if let Some(hook) = &self.before_evaluate {
+            hook(job);
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkerHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHooks")
+            .field("before_evaluate", &self.before_evaluate.is_some())
+            .finish()
     }
 }
 
@@ -156,18 +224,50 @@ pub async fn run_with(
     });
     tracing::info!(namespace = %worker.namespace, "worker started");
     let stop = shutdown.child_token();
+    let ns = worker.namespace.clone();
+    let s = &worker.settings;
+    let scheduler = s.consumer(&ns, "scheduler", 1, 1);
+    let jobs = s.consumer(&ns, "workers", 1, s.jobs_in_flight.max(1));
+    let live = s.consumer(&ns, "live", s.live_batch.max(1), 1);
+    let health = s.health.clone();
+    let js = worker.js.clone();
     let mut loops = JoinSet::new();
     loops.spawn(named(
         "scheduler",
-        scheduler::run(worker.clone(), consumers.scheduler, stop.clone()),
+        consumer::run(
+            consumers.scheduler,
+            js.clone(),
+            scheduler,
+            health.clone(),
+            scheduler::Scheduler(worker.clone()),
+            stop.clone(),
+        ),
     ));
     loops.spawn(named(
         "batch workers",
-        jobs::run(worker.clone(), consumers.jobs, stop.clone()),
+        consumer::run(
+            consumers.jobs,
+            js.clone(),
+            jobs,
+            health.clone(),
+            jobs::Jobs(worker.clone()),
+            stop.clone(),
+        ),
     ));
     loops.spawn(named(
         "live evaluation",
-        live::run(worker.clone(), consumers.live, stop.clone()),
+        consumer::run(
+            consumers.live,
+            js,
+            live,
+            health,
+            live::Live(worker.clone()),
+            stop.clone(),
+        ),
+    ));
+    loops.spawn(named(
+        "watchdog",
+        watchdog::run(worker.clone(), stop.clone()),
     ));
     // The loops ride out failures: one that ends early (or panics) stops the others.
     let mut first_error = None;

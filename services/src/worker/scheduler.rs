@@ -5,110 +5,99 @@
 //! A Prepare enqueues every batch; a resume enqueues only the batches not counted yet, with the
 //! new epoch (jobs of older epochs are then dropped by the workers). Jobs are published with
 //! `Nats-Msg-Id = <run>:<epoch>:<batch>` and PubAcks pipelined; the event is acked after the
-//! last PubAck, so a crash re-publishes (deduplicated) rather than loses jobs.
+//! last PubAck, so a crash re-publishes (deduplicated) rather than loses jobs. The watchdog
+//! re-enqueues a stalled run's missing batches through [`enqueue`] the same way.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::Message;
+use async_trait::async_trait;
 use futures::stream::{FuturesOrdered, StreamExt};
 use gatehouse_events::policy::PolicyEvent;
 use gatehouse_events::record::EventRecord;
 use gatehouse_events::run::{EvaluationJob, RunPrepared, RunResumed, RunStatus};
 use gatehouse_events::subjects;
-use tokio_util::sync::CancellationToken;
+use gatehouse_projections::consumer::{Handler, Outcome};
 use tracing::Instrument;
 
 use super::completion::{complete_if_done, fail_run, sweep};
-use super::delivery::{self, WorkError};
+use super::delivery::WorkError;
 use super::progress::{self, Run};
 use super::Worker;
 
-/// Run events pulled at once.
-const EVENTS_PER_FETCH: usize = 8;
 /// PubAcks awaited at most at once while enqueueing.
 const PUBLISH_WINDOW: usize = 256;
 
-/// Pulls and schedules run events until `shutdown`, finishing the event in hand.
-pub(crate) async fn run(worker: Arc<Worker>, consumer: PullConsumer, shutdown: CancellationToken) {
-    let mut failures = 0;
-    while !shutdown.is_cancelled() {
-        match delivery::fetch(&consumer, EVENTS_PER_FETCH, worker.settings.fetch_expiry).await {
-            Ok(events) => {
-                failures = 0;
-                for message in events {
-                    handle(&worker, &message).await;
-                }
+/// The scheduler's handler: one run event per call.
+pub(crate) struct Scheduler(pub Arc<Worker>);
+
+#[async_trait]
+impl Handler for Scheduler {
+    async fn handle(&self, messages: &[Message]) -> Outcome {
+        let Some(message) = messages.first() else {
+            return Outcome::Ack;
+        };
+        let event = match decode(message) {
+            Ok(event) => event,
+            Err(e) => return Outcome::Poison(format!("undecodable run event: {e}")),
+        };
+        let Some((run_id, epoch)) = run_of(&event) else {
+            return Outcome::Ack;
+        };
+        let span = tracing::info_span!("schedule_run", run_id, epoch);
+        let worker = &self.0;
+        let scheduled = async {
+            match &event {
+                PolicyEvent::RunPrepared(p) => prepared(worker, p).await,
+                PolicyEvent::RunResumed(r) => resumed(worker, r).await,
+                _ => Ok(()),
             }
-            Err(e) => {
-                failures += 1;
-                let pause = delivery::fetch_pause(failures);
-                tracing::error!(error.message = %e, ?pause, "could not fetch run events");
-                if delivery::sleep_or_shutdown(pause, &shutdown).await {
-                    break;
-                }
+        };
+        match scheduled.instrument(span).await {
+            Ok(()) => Outcome::Ack,
+            Err(WorkError::Transient(why)) => Outcome::Transient(why),
+            Err(WorkError::Fatal(why)) => {
+                let reason = format!("could not schedule the run's batches: {why}");
+                fail(worker, &run_id, epoch, &reason).await
             }
+        }
+    }
+
+    /// A bug: the run fails with the panic's message.
+    async fn on_panic(&self, messages: &[Message], panic: &str) -> Outcome {
+        let run = messages.first().and_then(|m| decode(m).ok());
+        match run.as_ref().and_then(run_of) {
+            Some((run_id, epoch)) => {
+                let reason = format!("scheduling the run panicked: {panic}");
+                fail(&self.0, &run_id, epoch, &reason).await
+            }
+            None => Outcome::Poison(format!("the scheduler panicked: {panic}")),
         }
     }
 }
 
-/// Schedules one event and answers its message.
-async fn handle(worker: &Worker, message: &Message) {
-    let decoded = serde_json::from_slice::<EventRecord>(&message.payload)
-        .map_err(|e| e.to_string())
-        .and_then(|record| {
-            serde_json::from_value::<PolicyEvent>(record.payload).map_err(|e| e.to_string())
-        });
-    let event = match decoded {
-        Ok(event) => event,
-        Err(e) => {
-            tracing::error!(error.message = %e, subject = %message.subject, "undecodable run event: terminated");
-            return delivery::answer(message, AckKind::Term).await;
-        }
-    };
-    let (run_id, epoch) = match &event {
-        PolicyEvent::RunPrepared(p) => (p.run_id.clone(), 1),
-        PolicyEvent::RunResumed(r) => (r.run_id.clone(), r.epoch),
-        _ => return delivery::ack_confirmed(message).await,
-    };
-    let span = tracing::info_span!("schedule_run", run_id, epoch);
-    schedule(worker, message, &event, &run_id, epoch)
-        .instrument(span)
-        .await
+fn decode(message: &Message) -> Result<PolicyEvent, String> {
+    let record =
+        serde_json::from_slice::<EventRecord>(&message.payload).map_err(|e| e.to_string())?;
+    serde_json::from_value::<PolicyEvent>(record.payload).map_err(|e| e.to_string())
 }
 
-/// Schedules the event's batches (keeping its message alive), then acks, NAKs or terminates it.
-async fn schedule(
-    worker: &Worker,
-    message: &Message,
-    event: &PolicyEvent,
-    run_id: &str,
-    epoch: u32,
-) {
-    let work = async {
-        match event {
-            PolicyEvent::RunPrepared(p) => prepared(worker, p).await,
-            PolicyEvent::RunResumed(r) => resumed(worker, r).await,
-            _ => Ok(()),
-        }
-    };
-    let delivered = delivery::delivered(message);
-    let period = delivery::heartbeat_period(worker.settings.ack_wait);
-    match delivery::with_heartbeat(std::slice::from_ref(message), period, work).await {
-        Ok(()) => delivery::ack_confirmed(message).await,
-        Err(WorkError::Transient(why)) if delivered < worker.settings.max_deliver => {
-            let delay = delivery::retry_delay(worker.settings.retry_delay, delivered);
-            tracing::warn!(why, delivered, ?delay, "run event will be retried");
-            delivery::answer(message, AckKind::Nak(Some(delay))).await
-        }
-        Err(e) => {
-            let reason = format!("could not schedule the run's batches: {e}");
-            fail_run(worker, run_id, epoch, &reason).await;
-            delivery::answer(message, AckKind::Term).await
-        }
+/// The run and epoch a run event schedules; `None` for any other event.
+fn run_of(event: &PolicyEvent) -> Option<(String, u32)> {
+    match event {
+        PolicyEvent::RunPrepared(p) => Some((p.run_id.clone(), 1)),
+        PolicyEvent::RunResumed(r) => Some((r.run_id.clone(), r.epoch)),
+        _ => None,
+    }
+}
+
+async fn fail(worker: &Worker, run_id: &str, epoch: u32, reason: &str) -> Outcome {
+    match fail_run(worker, run_id, epoch, reason).await {
+        Ok(()) => Outcome::Ack,
+        Err(e) => Outcome::Transient(e.to_string()),
     }
 }
 
@@ -144,7 +133,7 @@ async fn prepared(worker: &Worker, p: &RunPrepared) -> Result<(), WorkError> {
         batch_size: p.batch_size,
         batches: p.batches,
     };
-    let published = enqueue(worker, &run, 0..p.batches).await?;
+    let published = enqueue(worker, &run, 0..p.batches, None).await?;
     tracing::info!(published, "run scheduled");
     Ok(())
 }
@@ -171,16 +160,19 @@ async fn resumed(worker: &Worker, r: &RunResumed) -> Result<(), WorkError> {
     if missing.is_empty() {
         return complete_if_done(worker, &run.run_id).await;
     }
-    let published = enqueue(worker, &run, missing).await?;
+    let published = enqueue(worker, &run, missing, None).await?;
     tracing::info!(published, "run rescheduled");
     Ok(())
 }
 
-/// Publishes the jobs of `batches`, awaiting up to [`PUBLISH_WINDOW`] PubAcks at once.
-async fn enqueue(
+/// Publishes the jobs of `batches`, awaiting up to [`PUBLISH_WINDOW`] PubAcks at once. The
+/// watchdog's `retry`-th re-enqueue gets message ids of its own (`<run>:<epoch>:<batch>:w<retry>`):
+/// the jobs stream's duplicate window would drop the same ids, and a batch is counted once anyway.
+pub(crate) async fn enqueue(
     worker: &Worker,
     run: &Run,
     batches: impl IntoIterator<Item = u32>,
+    retry: Option<u32>,
 ) -> Result<usize, WorkError> {
     let subject = subjects::evaluation_jobs(&worker.namespace);
     let mut acks = FuturesOrdered::new();
@@ -188,7 +180,10 @@ async fn enqueue(
     for job in batches.into_iter().map(|batch| job(run, batch)) {
         let body = serde_json::to_vec(&job).map_err(|e| WorkError::Fatal(e.to_string()))?;
         let publish = PublishMessage::build()
-            .message_id(job.message_id())
+            .message_id(match retry {
+                None => job.message_id(),
+                Some(retry) => format!("{}:w{retry}", job.message_id()),
+            })
             .payload(body.into());
         let ack = worker
             .js

@@ -7,6 +7,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, stream::Stream};
 use gatehouse_events::policy::AGGREGATE;
 use gatehouse_events::subjects;
+use gatehouse_projections::consumer;
 
 use super::WorkerSettings;
 use crate::settings::Settings;
@@ -14,9 +15,6 @@ use crate::{broker, RoleError};
 
 /// Run events a scheduler instance handles at once (each to one process).
 const SCHEDULER_PENDING: i64 = 64;
-/// Deliveries of one catalog change before live evaluation gives it up (the completion sweep
-/// still covers candidate versions).
-const LIVE_MAX_DELIVER: i64 = 10;
 /// Catalog changes delivered and not answered yet, across every worker process.
 const LIVE_PENDING: i64 = 20_000;
 
@@ -44,7 +42,7 @@ pub(crate) async fn consumers(
         description: Some("Gatehouse workers: turns runs into batch jobs".into()),
         filter_subjects: run_events.to_vec(),
         max_ack_pending: SCHEDULER_PENDING,
-        ..config(worker, worker.max_deliver)
+        ..config(worker)
     };
     // A work-queue consumer must deliver everything; one consumer per subject.
     let jobs = pull::Config {
@@ -53,14 +51,14 @@ pub(crate) async fn consumers(
         filter_subject: subjects::evaluation_jobs(ns),
         // A global cap: each process takes only `jobs_in_flight` jobs at a time.
         max_ack_pending: 1_024,
-        ..config(worker, worker.max_deliver)
+        ..config(worker)
     };
     let live = pull::Config {
         durable_name: Some(subjects::projector_consumer(ns, "live")),
         description: Some("Gatehouse workers: live evaluation of catalog changes".into()),
         filter_subject: subjects::all_catalog_items(ns),
         max_ack_pending: LIVE_PENDING.max(worker.live_batch as i64 * 4),
-        ..config(worker, LIVE_MAX_DELIVER)
+        ..config(worker)
     };
     Ok(Consumers {
         scheduler: create(js, &subjects::events_stream(ns), scheduler).await?,
@@ -69,12 +67,13 @@ pub(crate) async fn consumers(
     })
 }
 
-fn config(worker: &WorkerSettings, max_deliver: i64) -> pull::Config {
+/// Unlimited deliveries: only a handler's verdict parks a message, an outage never does.
+fn config(worker: &WorkerSettings) -> pull::Config {
     pull::Config {
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait: worker.ack_wait.max(Duration::from_secs(1)),
-        max_deliver,
+        max_deliver: consumer::UNLIMITED_DELIVERIES,
         ..Default::default()
     }
 }
