@@ -48,8 +48,29 @@ pub enum RoleError {
     EventStore(#[from] sqlx::Error),
     #[error(transparent)]
     BrokerSetup(#[from] broker::BrokerError),
-    #[error("broker: {0}")]
-    Broker(String),
-    #[error("projector: {0}")]
-    Projection(String),
+    /// A NATS call while setting up failed: what it was doing, and why.
+    #[error("broker: cannot {doing}")]
+    Broker {
+        doing: String,
+        #[source]
+        source: store::Cause,
+    },
+    /// A task of the role panicked; the panic's message.
+    #[error("{task} panicked: {message}")]
+    Panicked { task: &'static str, message: String },
+    #[error("unknown projector `{name}` (known: {known})")]
+    UnknownProjector { name: String, known: String },
+    #[error(transparent)]
+    Projection(#[from] gatehouse_projections::error::ProjectorError),
+}
+
+impl RoleError {
+    /// For `map_err`: a failed NATS call while `doing` something.
+    pub fn broker<E: Into<store::Cause>>(doing: impl Into<String>) -> impl FnOnce(E) -> RoleError {
+        let doing = doing.into();
+        move |source| RoleError::Broker {
+            doing,
+            source: source.into(),
+        }
+    }
 }

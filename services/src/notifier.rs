@@ -45,14 +45,14 @@ pub async fn run_with(
     let ns = settings.namespace.clone();
     dead_letter::ensure_stream(&js, &ns)
         .await
-        .map_err(broker_error)?;
+        .map_err(RoleError::broker("create the dead-letter stream"))?;
     ensure_subscriber_consumer(&js, &ns).await?;
     let name = subjects::projector_consumer(&ns, "notifier");
     let config = ConsumerSettings::new(name.clone(), ns.clone());
     let consumer = js
         .get_stream(subjects::events_stream(&ns))
         .await
-        .map_err(broker_error)?
+        .map_err(RoleError::broker("look up the events stream"))?
         .create_consumer(pull::Config {
             durable_name: Some(name),
             filter_subject: format!("{ns}.events.policy.*.PolicyPromoted"),
@@ -65,7 +65,7 @@ pub async fn run_with(
             ..Default::default()
         })
         .await
-        .map_err(broker_error)?;
+        .map_err(RoleError::broker("create the notifier's consumer"))?;
     let notifier = Notifier {
         client: client.clone(),
         js: js.clone(),
@@ -152,7 +152,7 @@ async fn announce(
 async fn ensure_subscriber_consumer(js: &jetstream::Context, ns: &str) -> Result<(), RoleError> {
     js.get_stream(subjects::notify_stream(ns))
         .await
-        .map_err(broker_error)?
+        .map_err(RoleError::broker("look up the notify stream"))?
         .create_consumer(pull::Config {
             durable_name: Some(subjects::SUBSCRIBER_CONSUMER.to_owned()),
             filter_subject: subjects::policy_promoted(ns),
@@ -163,10 +163,6 @@ async fn ensure_subscriber_consumer(js: &jetstream::Context, ns: &str) -> Result
             ..Default::default()
         })
         .await
-        .map_err(broker_error)?;
+        .map_err(RoleError::broker("create the subscriber consumer"))?;
     Ok(())
-}
-
-fn broker_error(e: impl std::fmt::Display) -> RoleError {
-    RoleError::Broker(e.to_string())
 }

@@ -30,8 +30,10 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
     ));
     let mut first_error = None;
     while let Some(joined) = roles.join_next().await {
-        let (role, result) =
-            joined.map_err(|e| RoleError::Broker(format!("a role panicked: {e}")))?;
+        let (role, result) = joined.map_err(|e| RoleError::Panicked {
+            task: "a role",
+            message: e.to_string(),
+        })?;
         match result {
             Ok(()) => tracing::info!(role, "role stopped"),
             Err(e) => {
@@ -75,15 +77,15 @@ pub async fn projector_with(
         None => gatehouse_projections::run_all(projector_settings, pg, js, shutdown).await,
         Some(name) => {
             let projector = gatehouse_projections::projector(&name).ok_or_else(|| {
-                RoleError::Projection(format!(
-                    "unknown projector `{name}` (known: {})",
-                    gatehouse_projections::projector_names().join(", ")
-                ))
+                RoleError::UnknownProjector {
+                    known: gatehouse_projections::projector_names().join(", "),
+                    name: name.clone(),
+                }
             })?;
             projector.run(projector_settings, pg, js, shutdown).await
         }
     };
-    result.map_err(|e| RoleError::Projection(e.to_string()))
+    Ok(result?)
 }
 
 async fn named<F>(role: &'static str, f: F) -> (&'static str, Result<(), RoleError>)

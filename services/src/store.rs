@@ -92,15 +92,19 @@ pub enum CommandError<E: std::error::Error> {
     #[error("the aggregate kept changing concurrently; retry with the same command_id")]
     Conflict,
     /// The database cannot be reached or is overloaded: worth a retry.
-    #[error("event store failure: {0}")]
-    Store(String),
+    #[error("the event store is unavailable")]
+    Store(#[source] Cause),
     /// The database refused a value of the command (SQLSTATE class 22): a retry fails again.
-    #[error("the database refused a value of the command: {0}")]
-    InvalidData(String),
-    /// Any other database error: a server fault, not worth a retry.
-    #[error("unexpected event store error: {0}")]
-    Unexpected(String),
+    #[error("the database refused a value of the command")]
+    InvalidData(#[source] Cause),
+    /// Any other database error (or a stored event that does not read): a server fault, not
+    /// worth a retry.
+    #[error("unexpected event store error")]
+    Unexpected(#[source] Cause),
 }
+
+/// The cause of an infrastructure failure, kept whole for the logs (never sent to a caller).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// How a database failure is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +132,23 @@ pub fn failure(err: &(dyn std::error::Error + 'static)) -> Failure {
 }
 
 impl<E: std::error::Error> CommandError<E> {
-    fn database(err: &(dyn std::error::Error + 'static)) -> Self {
-        let detail = err.to_string();
-        match failure(err) {
-            Failure::Unavailable => CommandError::Store(detail),
-            Failure::InvalidData => CommandError::InvalidData(detail),
-            Failure::Internal => CommandError::Unexpected(detail),
+    /// A database failure, sorted by [`failure`].
+    fn database(err: Cause) -> Self {
+        match failure(err.as_ref()) {
+            Failure::Unavailable => CommandError::Store(err),
+            Failure::InvalidData => CommandError::InvalidData(err),
+            Failure::Internal => CommandError::Unexpected(err),
+        }
+    }
+
+    /// An event store failure that is not the aggregate's decision.
+    fn from_store(err: AggregateError<E>) -> Self {
+        match err {
+            AggregateError::UserError(e) => CommandError::Rejected(e),
+            AggregateError::AggregateConflict => CommandError::Conflict,
+            AggregateError::DatabaseConnectionError(e) => CommandError::Store(e),
+            AggregateError::DeserializationError(e) => CommandError::Unexpected(e),
+            AggregateError::UnexpectedError(e) => CommandError::database(e),
         }
     }
 }
@@ -260,17 +275,9 @@ where
                         return Ok(done);
                     }
                 }
-                Err((AggregateError::UnexpectedError(e), _)) => {
-                    self.loaded.forget(id);
-                    return Err(CommandError::database(e.as_ref()));
-                }
-                Err((AggregateError::DeserializationError(e), _)) => {
-                    self.loaded.forget(id);
-                    return Err(CommandError::Unexpected(e.to_string()));
-                }
                 Err((e, _)) => {
                     self.loaded.forget(id);
-                    return Err(CommandError::Store(e.to_string()));
+                    return Err(CommandError::from_store(e));
                 }
             }
         }
@@ -281,12 +288,12 @@ where
     }
 
     /// The aggregate's current state, loaded from its events.
-    pub async fn state(&self, id: &str) -> Result<A, String> {
+    pub async fn state(&self, id: &str) -> Result<A, CommandError<A::Error>> {
         let mut context = self
             .events
             .load_aggregate(id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CommandError::from_store)?;
         Ok(std::mem::take(context.aggregate()))
     }
 
@@ -362,12 +369,12 @@ where
         &self,
         ctx: &CommandContext,
     ) -> Result<Option<CommandAccepted>, CommandError<A::Error>> {
-        let store = |e: tokio_postgres::Error| CommandError::database(&e);
+        let store = |e: tokio_postgres::Error| CommandError::database(Box::new(e));
         let client = self
             .pg
             .get()
             .await
-            .map_err(|e| CommandError::Store(e.to_string()))?;
+            .map_err(|e| CommandError::Store(Box::new(e)))?;
         let row = client
             .query_opt(
                 "SELECT request_hash, aggregate_type, aggregate_id, first_sequence, last_sequence \

@@ -200,22 +200,24 @@ pub fn infrastructure_rejection<E: std::error::Error>(error: CommandError<E>) ->
                 .with_field("command_id")
         }
         CommandError::Conflict => Rejection::new(RejectionCode::Conflict, error.to_string()),
-        CommandError::Store(detail) => {
-            tracing::error!(error.message = %detail, "event store failure");
+        CommandError::Store(cause) => {
+            tracing::error!(error.message = %cause, error.cause_chain = ?cause, "event store unavailable");
             Rejection::new(
                 RejectionCode::Unavailable,
                 "the event store is unavailable; retry with the same command_id",
             )
         }
-        CommandError::InvalidData(detail) => {
-            tracing::warn!(error.message = %detail, "the database refused a value of a command");
+        CommandError::InvalidData(cause) => {
+            tracing::warn!(error.message = %cause, error.cause_chain = ?cause,
+                "the database refused a value of a command");
             Rejection::new(
                 RejectionCode::BadRequest,
                 "the database refused a value of this command; sent again unchanged it fails again",
             )
         }
-        CommandError::Unexpected(detail) => {
-            tracing::error!(error.message = %detail, "unexpected event store error");
+        CommandError::Unexpected(cause) => {
+            tracing::error!(error.message = %cause, error.cause_chain = ?cause,
+                "unexpected event store error");
             Rejection::new(
                 RejectionCode::Internal,
                 "unexpected server error (details in the server log)",

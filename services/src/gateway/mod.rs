@@ -37,7 +37,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         .queue_group(subjects::QUEUE_GROUP)
         .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(|e| RoleError::Broker(e.to_string()))?;
+        .map_err(RoleError::broker("start the gatehouse service"))?;
     let mut streams = Vec::new();
     let commands = service.group(subjects::command_group(&settings.namespace));
     let queries = service.group(subjects::query_group(&settings.namespace));
@@ -51,7 +51,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             .name(op.name.replace('.', "-"))
             .add(op.name)
             .await
-            .map_err(|e| RoleError::Broker(e.to_string()))?;
+            .map_err(RoleError::broker(format!("add the endpoint {}", op.name)))?;
         streams.push(endpoint.map(move |req| (op, req)).boxed());
     }
     tracing::info!(namespace = %settings.namespace, "gateway serving");

@@ -114,7 +114,10 @@ pub async fn prepare(app: &App, parsed: Parsed<PrepareRun>) -> Result<CommandAcc
     {
         return Ok(done);
     }
-    let state = store.state(&command.policy_id).await.map_err(unavailable)?;
+    let state = store
+        .state(&command.policy_id)
+        .await
+        .map_err(policy_rejection)?;
     let prepare = Prepare {
         version: command.version,
         snapshot: Snapshot {

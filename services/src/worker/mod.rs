@@ -30,6 +30,8 @@
 
 mod completion;
 mod delivery;
+/// Public (with [`store`]) so `gatehouse bench activation` measures its evaluation and COPY
+/// limits through the workers' own code.
 pub mod evaluate;
 mod jobs;
 mod live;
@@ -276,8 +278,10 @@ pub async fn run_with(
             Ok(name) => tracing::info!(worker_loop = name, "worker loop stopped"),
             Err(e) => {
                 tracing::error!(error.message = %e, "a worker loop panicked");
-                first_error
-                    .get_or_insert(RoleError::Broker(format!("a worker loop panicked: {e}")));
+                first_error.get_or_insert(RoleError::Panicked {
+                    task: "a worker loop",
+                    message: e.to_string(),
+                });
             }
         }
         stop.cancel();

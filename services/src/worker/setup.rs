@@ -87,9 +87,11 @@ async fn create(
     let stream: Stream = js
         .get_stream(stream)
         .await
-        .map_err(|e| RoleError::Broker(format!("look up stream {stream}: {e}")))?;
+        .map_err(RoleError::broker(format!("look up stream {stream}")))?;
     stream
         .create_consumer(config)
         .await
-        .map_err(|e| RoleError::Broker(format!("create or update consumer {name}: {e}")))
+        .map_err(RoleError::broker(format!(
+            "create or update consumer {name}"
+        )))
 }
