@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 /// The largest request payload the gateway accepts, in bytes (larger requests: `bad_request`).
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
+/// The deepest nesting of objects and arrays a request may have (deeper: `bad_request`). It is
+/// serde_json's own recursion limit, so no request the gateway accepts is one it cannot read.
+pub const MAX_REQUEST_DEPTH: usize = 128;
+
 /// The longest command, correlation or causation id accepted.
 pub const MAX_ID_LEN: usize = 128;
 

@@ -6,6 +6,7 @@ mod bench;
 mod catalog;
 mod command_cache;
 mod commands;
+mod consumer;
 mod fixtures;
 mod helpers;
 mod outage;

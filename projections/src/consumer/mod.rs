@@ -5,7 +5,8 @@
 //! - [`Outcome::Ack`]: done, acked.
 //! - [`Outcome::Poison`]: the message can never be handled (undecodable, against the
 //!   contract): copied at once to the dead-letter stream `<NS>_DLQ` with the reason, then
-//!   terminated. The consumer moves on.
+//!   terminated. The consumer moves on. A batch found poison is handed over again message by
+//!   message first, so one bad message never parks the good ones beside it.
 //! - [`Outcome::Transient`]: an outage (Postgres, NATS, the gateway): NAK'd with a capped
 //!   exponential delay, without limit — no delivery budget, an outage never dead-letters —
 //!   and the role's [`Health`] reports the consumer degraded until a message succeeds.
@@ -255,23 +256,40 @@ pub async fn fetch(
     Ok(batch)
 }
 
-/// Hands `messages` to the handler (heartbeating them, catching a panic) and answers them.
+/// Hands `messages` to the handler and answers them. A batch found poison is handed over again
+/// message by message, so only the messages that are poison on their own are parked.
 async fn work<H: Handler>(context: Arc<Context<H>>, messages: Vec<Message>) {
+    let outcome = attempt(&context, &messages).await;
+    if matches!(outcome, Outcome::Poison(_)) && messages.len() > 1 {
+        tracing::warn!(consumer = %context.settings.name, messages = messages.len(),
+            "a batch is poison: handling its messages one by one");
+        for message in messages.chunks(1) {
+            let outcome = attempt(&context, message).await;
+            settle(&context, message, outcome).await;
+        }
+        return;
+    }
+    settle(&context, &messages, outcome).await;
+}
+
+/// The handler's outcome for `messages`, heartbeating them while it works; a panic is handed
+/// to [`Handler::on_panic`].
+async fn attempt<H: Handler>(context: &Context<H>, messages: &[Message]) -> Outcome {
     let period = heartbeat_period(context.settings.ack_wait);
     let handled = AssertUnwindSafe(with_heartbeat(
-        &messages,
+        messages,
         period,
-        context.handler.handle(&messages),
+        context.handler.handle(messages),
     ))
     .catch_unwind()
     .await;
-    let outcome = match handled {
+    match handled {
         Ok(outcome) => outcome,
         Err(payload) => {
             let panic = panic_message(payload.as_ref());
             tracing::error!(consumer = %context.settings.name, panic, "a handler panicked (a bug)");
-            let on_panic = context.handler.on_panic(&messages, &panic);
-            match AssertUnwindSafe(with_heartbeat(&messages, period, on_panic))
+            let on_panic = context.handler.on_panic(messages, &panic);
+            match AssertUnwindSafe(with_heartbeat(messages, period, on_panic))
                 .catch_unwind()
                 .await
             {
@@ -279,8 +297,7 @@ async fn work<H: Handler>(context: Arc<Context<H>>, messages: Vec<Message>) {
                 Err(_) => Outcome::Poison(format!("the handler panicked: {panic}")),
             }
         }
-    };
-    settle(&context, &messages, outcome).await;
+    }
 }
 
 /// Answers `messages` as `outcome` says.

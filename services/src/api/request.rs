@@ -3,7 +3,7 @@
 
 use gatehouse_events::envelope::{
     CommandRequest, Rejection, RejectionCode, WaitFor, MAX_ACTOR_LEN, MAX_ID_LEN,
-    MAX_REQUEST_BYTES, MAX_WAIT_MS, WAIT_FOR_FIELD,
+    MAX_REQUEST_BYTES, MAX_REQUEST_DEPTH, MAX_WAIT_MS, WAIT_FOR_FIELD,
 };
 use gatehouse_events::subjects;
 use serde::de::DeserializeOwned;
@@ -201,7 +201,9 @@ fn path_error(e: serde_path_to_error::Error<serde_json::Error>, prefix: &str) ->
         Some(missing) => format!("{field}.{missing}"),
         None => field,
     };
-    let message = if inner.is_syntax() || inner.is_eof() {
+    let message = if inner.to_string().starts_with("recursion limit exceeded") {
+        format!("the request nests deeper than {MAX_REQUEST_DEPTH} levels of objects and arrays")
+    } else if inner.is_syntax() || inner.is_eof() {
         format!("the request is not valid JSON: {inner}")
     } else if field.is_empty() {
         inner.to_string()
@@ -244,6 +246,24 @@ mod tests {
         assert_eq!(p.context.correlation_id, "c1");
         assert_eq!(p.context.causation_id, "c1");
         assert_eq!(p.command.policy_id, "p1");
+    }
+
+    #[test]
+    fn a_request_nested_deeper_than_the_limit_is_a_bad_request_naming_the_limit() {
+        let deep = |levels: usize| {
+            let value = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+            GOOD.replace("\"name\":\"P\"", &format!("\"name\":\"P\",\"x\":{value}"))
+        };
+        let r = parse(&deep(MAX_REQUEST_DEPTH + 10)).err().unwrap();
+        assert_eq!(r.code, RejectionCode::BadRequest);
+        assert!(
+            r.message.contains("nests deeper than 128 levels"),
+            "{}",
+            r.message
+        );
+        // Within the limit the request reads; the unknown field is what is refused.
+        let r = parse(&deep(MAX_REQUEST_DEPTH - 10)).err().unwrap();
+        assert_eq!(r.field.as_deref(), Some("command.x"), "{}", r.message);
     }
 
     #[test]
