@@ -617,6 +617,49 @@ async fn the_watchdog_enqueues_the_missing_batches_of_a_stalled_run_again() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn the_watchdog_fails_a_run_that_stays_stalled_past_its_limit_with_the_reason() {
+    let app = spawn_app().await;
+    create(&app, "media", &[0.5]).await;
+    insert_items(&app, 2_000).await;
+    let run_id = prepare(&app, "media", 1, 10).await;
+    let worker = Worker::start(&app);
+    eventually(DEADLINE, || async {
+        progress(&app.db, &run_id).await.1 >= 10
+    })
+    .await
+    .expect("some batches done");
+    worker.kill().await;
+    lose_queued_jobs(&app).await;
+    let (_, batches_at_loss) = progress(&app.db, &run_id).await;
+
+    // No re-enqueue allowed: the first stalled window is past the limit.
+    let worker = Worker::start_with(
+        &app,
+        WorkerSettings {
+            ack_wait: Duration::from_secs(2),
+            stall_after: Duration::from_secs(2),
+            stall_limit: 0,
+            ..fast()
+        },
+    );
+    wait_status(&app, &run_id, "failed").await;
+    let failure: String = app
+        .db
+        .query_one("SELECT failure FROM runs WHERE run_id = $1", &[&run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(failure.starts_with("no progress for "), "{failure}");
+    assert_eq!(
+        progress(&app.db, &run_id).await.1,
+        batches_at_loss,
+        "nothing was re-enqueued"
+    );
+    worker.stop().await;
+    app.stop().await;
+}
+
 /// The results of a policy's version 1, by item.
 async fn results(app: &TestApp, policy_id: &str) -> Vec<(String, String, Option<String>, f64)> {
     app.db
