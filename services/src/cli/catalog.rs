@@ -221,6 +221,12 @@ fn print_page(page: &PublicCatalogPage, limit: Option<u32>) {
         ]);
     }
     crate::outln!("{t}");
+    if page.held_back > 0 {
+        crate::outln!(
+            "held back: {} ready item(s) in this page's range not yet evaluated against version {version} since their last change",
+            page.held_back
+        );
+    }
     let full = limit.is_some_and(|l| page.items.len() >= l as usize);
     if full {
         let last = page.items.last().map(|i| i.item_id.as_str());
