@@ -1,6 +1,6 @@
 //! Every operation Gatehouse answers, declared once: each context (`policy`, `run`, `catalog`,
 //! `audit`) lists its commands and queries in an `OPERATIONS` table — name, request type, reply
-//! type, which read model a query reads, and the handler — with the [`command!`] and [`query!`]
+//! type, which read model a query reads, and the handler — with the [`command!`](crate::command) and [`query!`](crate::query)
 //! macros. Adapters iterate [`operations`]: the NATS gateway registers one services-API endpoint
 //! per entry, and an HTTP adapter can serve the same table; no adapter keeps a list of names.
 //!

@@ -5,15 +5,17 @@
 //! repeated `command_id` from the durable `command_log` (filled by the `events` trigger in the
 //! writing transaction) instead of executing again.
 //!
-//! Loaded aggregates are kept between commands ([`Loaded`]), so a command's cost does not grow
+//! Loaded aggregates are kept between commands (`loaded`), so a command's cost does not grow
 //! with its aggregate's history. A kept copy is checked by the stored sequence when its events
 //! are appended: if another writer (another gateway) appended first, the append conflicts on the
 //! `events` primary key, the copy is dropped, and the command runs again on a fresh load. A
 //! command a kept copy *refuses* appends nothing, so it is decided again on a fresh load before
 //! the refusal is answered.
+//!
+//! Layout: this file (the executor and the command log); `loaded` (kept aggregates); `failure`
+//! (how a database failure is answered).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
@@ -27,14 +29,19 @@ use gatehouse_events::metadata;
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
 
+mod failure;
+mod loaded;
+
+use failure::has_sqlstate;
+pub use failure::{failure, Cause, Failure};
+use loaded::Loaded;
+pub use loaded::MAX_LOADED;
+
 /// How often a command is retried after an optimistic-concurrency conflict.
 pub const MAX_ATTEMPTS: u32 = 6;
 
 /// The SQLSTATE the `events` trigger raises when a command id was recorded by another transaction.
 const COMMAND_ID_TAKEN: &str = "GH001";
-
-/// Most aggregates one store keeps loaded; past it, the cache starts again empty.
-pub const MAX_LOADED: usize = 10_000;
 
 /// Who sent a command and how to recognise it again: becomes every event's metadata.
 #[derive(Debug, Clone)]
@@ -103,34 +110,6 @@ pub enum CommandError<E: std::error::Error> {
     Unexpected(#[source] Cause),
 }
 
-/// The cause of an infrastructure failure, kept whole for the logs (never sent to a caller).
-pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// How a database failure is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// No SQLSTATE (connection, pool, I/O) or one of the transient classes: retry.
-    Unavailable,
-    /// SQLSTATE class 22, a data exception: the request carried a value the database refuses.
-    InvalidData,
-    /// Any other SQLSTATE: a server fault.
-    Internal,
-}
-
-/// Classifies a database error by the SQLSTATE anywhere in its chain.
-pub fn failure(err: &(dyn std::error::Error + 'static)) -> Failure {
-    match sqlstate(err) {
-        None => Failure::Unavailable,
-        Some(code) if code.starts_with("22") => Failure::InvalidData,
-        // Connection exceptions, transaction rollbacks (serialization, deadlock), insufficient
-        // resources, operator intervention (shutdown).
-        Some(code) if ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c)) => {
-            Failure::Unavailable
-        }
-        Some(_) => Failure::Internal,
-    }
-}
-
 impl<E: std::error::Error> CommandError<E> {
     /// A database failure, sorted by [`failure`].
     fn database(err: Cause) -> Self {
@@ -164,51 +143,6 @@ pub struct Store<A: Aggregate> {
     events: PersistedEventStore<PostgresEventRepository, A>,
     pg: Pool,
     loaded: Loaded<A>,
-}
-
-/// Aggregates as the last command on them left them: state and last stored sequence.
-pub struct Loaded<A> {
-    aggregates: Mutex<HashMap<String, (A, usize)>>,
-    capacity: usize,
-}
-
-impl<A: Clone> Loaded<A> {
-    fn new(capacity: usize) -> Self {
-        Loaded {
-            aggregates: Mutex::new(HashMap::new()),
-            capacity,
-        }
-    }
-
-    fn get(&self, id: &str) -> Option<(A, usize)> {
-        self.lock().get(id).cloned()
-    }
-
-    /// Keeps `state` at `sequence`, unless a newer copy is kept already.
-    fn keep(&self, id: &str, state: A, sequence: usize) {
-        let mut aggregates = self.lock();
-        if aggregates
-            .get(id)
-            .is_some_and(|(_, kept)| *kept >= sequence)
-        {
-            return;
-        }
-        if aggregates.len() >= self.capacity && !aggregates.contains_key(id) {
-            aggregates.clear();
-        }
-        aggregates.insert(id.to_owned(), (state, sequence));
-    }
-
-    fn forget(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (A, usize)>> {
-        // A panic while holding the lock leaves only a cache behind: keep using it.
-        self.aggregates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// Where a command's starting state came from.
@@ -452,36 +386,9 @@ async fn backoff(attempt: u32) {
     .await;
 }
 
-/// Does a database error with SQLSTATE `code` appear anywhere in `err`'s chain?
-fn has_sqlstate(err: &(dyn std::error::Error + 'static), code: &str) -> bool {
-    sqlstate(err).as_deref() == Some(code)
-}
-
-/// The SQLSTATE of the first database error in `err`'s chain (sqlx or tokio-postgres).
-fn sqlstate(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>() {
-            return db.code().map(|c| c.into_owned());
-        }
-        if let Some(code) = e
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(|e| e.code())
-        {
-            return Some(code.code().to_owned());
-        }
-        current = e.source();
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("wrapped")]
-    struct Wrapped(#[source] sqlx::Error);
 
     #[test]
     fn a_context_matches_a_stored_hash_by_its_version() {
@@ -498,41 +405,5 @@ mod tests {
         assert!(ctx.same_request("def"));
         assert!(!ctx.same_request("v2:def"));
         assert!(!ctx.same_request("abc"));
-    }
-
-    #[test]
-    fn an_error_without_a_sqlstate_is_worth_a_retry() {
-        let e = Wrapped(sqlx::Error::PoolTimedOut);
-        assert_eq!(failure(&e), Failure::Unavailable);
-    }
-
-    #[test]
-    fn a_kept_copy_is_never_replaced_by_an_older_one() {
-        let loaded = Loaded::new(10);
-        loaded.keep("p", "at 5", 5);
-        loaded.keep("p", "at 3", 3);
-        assert_eq!(loaded.get("p"), Some(("at 5", 5)));
-        loaded.keep("p", "at 6", 6);
-        assert_eq!(loaded.get("p"), Some(("at 6", 6)));
-    }
-
-    #[test]
-    fn a_full_cache_starts_again_rather_than_grow() {
-        let loaded = Loaded::new(2);
-        loaded.keep("a", 1, 1);
-        loaded.keep("b", 1, 1);
-        loaded.keep("a", 2, 2);
-        assert_eq!(loaded.lock().len(), 2, "updating a kept id does not evict");
-        loaded.keep("c", 1, 1);
-        assert_eq!(loaded.lock().len(), 1);
-        assert_eq!(loaded.get("c"), Some((1, 1)));
-    }
-
-    #[test]
-    fn a_forgotten_copy_is_loaded_again() {
-        let loaded = Loaded::new(2);
-        loaded.keep("a", 1, 1);
-        loaded.forget("a");
-        assert_eq!(loaded.get("a"), None);
     }
 }
