@@ -30,6 +30,12 @@ $(describe_services)
 Use the CLI from another terminal:
   source $GATEHOUSE_HOME/env.sh
   gatehouse policy ...        (i.e. $bin policy ...)
+  env.sh connects as \`gatehouse\`, Gatehouse's own user: --actor is recorded as given.
+Act as a development user instead (the gateway records the user you connect as):
+  NATS_USER=alice NATS_PASSWORD=\$GATEHOUSE_ALICE_PASSWORD gatehouse policy ...
+  users: alice, bob (people), svc (a service: commands only),
+         console (a delegate: --actor <person> is recorded with delegated_by console)
+  passwords: GATEHOUSE_<USER>_PASSWORD in $GATEHOUSE_SECRETS (and env.sh)
 Stop the broker and database: scripts/down.sh
 
 Starting: gatehouse up $*   (Ctrl-C to stop)

@@ -209,6 +209,11 @@ pub enum RejectionCode {
     Unavailable,
     /// An unexpected server error; the details are in the server's log.
     Internal,
+    /// The envelope's `actor` is not the authenticated user, who is no delegate.
+    ActorMismatch,
+    /// The request names no authenticated user (a client account imports Gatehouse's
+    /// subjects without `share: true`).
+    Unauthenticated,
 }
 
 impl RejectionCode {
@@ -228,6 +233,8 @@ impl RejectionCode {
             RejectionCode::NotCaughtUp => "not_caught_up",
             RejectionCode::Unavailable => "unavailable",
             RejectionCode::Internal => "internal",
+            RejectionCode::ActorMismatch => "actor_mismatch",
+            RejectionCode::Unauthenticated => "unauthenticated",
         }
     }
 }

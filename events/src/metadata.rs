@@ -1,8 +1,11 @@
 //! The metadata stored with every event (all values are strings), and the NATS headers the
 //! relay puts on every published event.
 
-/// Who issued the command.
+/// Who issued the command: the authenticated user, or the person a delegate acted for.
 pub const ACTOR: &str = "actor";
+/// The delegate (e.g. the HTTP adapter's NATS user) that sent the command for `actor`; absent
+/// when the actor sent it itself.
+pub const DELEGATED_BY: &str = "delegated_by";
 /// The client-supplied idempotency key of the command that recorded the event.
 pub const COMMAND_ID: &str = "command_id";
 /// The business flow the command belongs to.

@@ -24,6 +24,22 @@ pub struct Settings {
     pub max_inflight: usize,
     /// `GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S`: the events stream's dedupe window (default 600 s).
     pub events_duplicate_window: Duration,
+    /// `GATEHOUSE_DELEGATES`: comma-separated NATS users of client accounts that may send
+    /// commands for another person (default `console`, the development HTTP adapter's user).
+    /// Interim: granted roles will replace this list.
+    pub delegates: Vec<String>,
+}
+
+/// The delegates when `GATEHOUSE_DELEGATES` is not set.
+pub const DEFAULT_DELEGATES: &str = "console";
+
+/// `a, b,,c` → `[a, b, c]`.
+fn user_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Settings {
@@ -54,6 +70,9 @@ impl Settings {
                 "GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S",
                 600,
             )?),
+            delegates: user_list(
+                &var("GATEHOUSE_DELEGATES").unwrap_or_else(|| DEFAULT_DELEGATES.into()),
+            ),
         })
     }
 
@@ -73,6 +92,7 @@ impl Settings {
             request_timeout: Duration::from_secs(10),
             max_inflight: 256,
             events_duplicate_window: Duration::from_secs(600),
+            delegates: user_list(DEFAULT_DELEGATES),
         }
     }
 }

@@ -22,6 +22,7 @@ fn context(command_type: &str) -> CommandContext {
     CommandContext {
         command_id: id.clone(),
         actor: "alice".into(),
+        delegated_by: None,
         correlation_id: id.clone(),
         causation_id: id,
         command_type: command_type.into(),

@@ -1,6 +1,12 @@
 //! `spawn_app()`: a Gatehouse of its own for each test — its own database (`t_<uuid>` plus the
 //! migrations) and its own namespace (subjects, streams, consumers) — with every role running
 //! in-process against the real nats-server and Postgres that `scripts/test.sh` started.
+//!
+//! `TestApp::client` connects as `gatehouse` (`NATS_USER`), a user of Gatehouse's own account:
+//! its requests carry no `Nats-Request-Info`, so the gateway records the envelope's actor as
+//! sent, and the domain tests can act as `alice` and `bob` through one connection.
+//! [`TestApp::client_as`] connects as a development user of the `CLIENTS` account instead,
+//! whose requests are recorded as that user (the identity tests).
 
 use std::future::Future;
 use std::time::Duration;
@@ -67,6 +73,20 @@ pub struct TestApp {
 pub fn env(name: &str) -> String {
     std::env::var(name)
         .unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test.sh"))
+}
+
+/// A connection as `user` of `nats.conf`, with the password `scripts/test.sh` exported in
+/// `password_var` (and the inbox prefix the user is confined to, if any).
+pub async fn connect_as(user: &str, password_var: &str, inbox: Option<&str>) -> async_nats::Client {
+    let mut options =
+        async_nats::ConnectOptions::with_user_and_password(user.into(), env(password_var));
+    if let Some(prefix) = inbox {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    options
+        .connect(env("NATS_URL"))
+        .await
+        .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
 }
 
 /// A fresh database and namespace with every role running.
@@ -224,6 +244,18 @@ impl TestApp {
                 .await
                 .unwrap();
         }
+    }
+
+    /// A client of this namespace connected as `user` of the `CLIENTS` account (`alice`, `bob`,
+    /// `svc`, `console`; password in `GATEHOUSE_<USER>_PASSWORD`).
+    pub async fn client_as(&self, user: &str) -> Client {
+        let var = format!("GATEHOUSE_{}_PASSWORD", user.to_uppercase());
+        let nats = connect_as(user, &var, None).await;
+        Client::new(
+            nats,
+            self.settings.namespace.clone(),
+            Duration::from_secs(10),
+        )
     }
 
     /// A sender with a fresh command id.

@@ -9,6 +9,7 @@ mod commands;
 mod consumer;
 mod fixtures;
 mod helpers;
+mod identity;
 mod outage;
 mod permissions;
 mod policies;

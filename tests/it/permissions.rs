@@ -6,19 +6,7 @@ use gatehouse::client::{Client, ClientError};
 use gatehouse_events::subjects;
 
 use crate::fixtures::create_policy;
-use crate::helpers::{env, spawn_app};
-
-async fn connect_as(user: &str, password_var: &str, inbox: Option<&str>) -> async_nats::Client {
-    let mut options =
-        async_nats::ConnectOptions::with_user_and_password(user.into(), env(password_var));
-    if let Some(prefix) = inbox {
-        options = options.custom_inbox_prefix(prefix);
-    }
-    options
-        .connect(env("NATS_URL"))
-        .await
-        .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
-}
+use crate::helpers::{connect_as, env, spawn_app};
 
 #[tokio::test]
 async fn svc_may_send_commands_but_not_publish_events_or_delete_streams() {

@@ -11,11 +11,14 @@
 //!
 //! Layout:
 //! - this file: [`App`] (what handlers share), [`Operation`], the table of tables.
+//! - [`identity`]: who sends a request, resolved by the adapter; a command's `actor` is checked
+//!   against it (`actor_mismatch`).
 //! - [`request`]: request parsing and envelope checks (`bad_request` naming the field).
 //! - [`consistency`]: `wait_for` on queries.
 //! - [`read`]: what query handlers share (columns, pages, database failures).
 
 pub mod consistency;
+pub mod identity;
 pub mod read;
 pub mod request;
 
@@ -27,6 +30,7 @@ use serde::Serialize;
 use crate::policy::Policy;
 use crate::store::{CommandError, Store};
 pub use consistency::ReadModel;
+pub use identity::Identity;
 
 /// What every handler shares: the event stores, the read-model pool, the namespace.
 pub struct App {
@@ -53,9 +57,12 @@ pub enum Kind {
     Query,
 }
 
-/// Answers one request: the body in, JSON or a rejection out.
-pub type Handler =
-    for<'a> fn(&'a App, &'a [u8]) -> BoxFuture<'a, Result<serde_json::Value, Rejection>>;
+/// Answers one request of a caller: the body in, JSON or a rejection out.
+pub type Handler = for<'a> fn(
+    &'a App,
+    &'a Identity,
+    &'a [u8],
+) -> BoxFuture<'a, Result<serde_json::Value, Rejection>>;
 
 /// One command or query of a context.
 #[derive(Clone, Copy)]
@@ -81,16 +88,21 @@ impl Operation {
         self.name.split('.').next().unwrap_or(self.name)
     }
 
-    /// Answers `payload`: a query first waits for its `wait_for`, if any.
-    pub async fn call(&self, app: &App, payload: &[u8]) -> Result<serde_json::Value, Rejection> {
+    /// Answers `payload` sent by `caller`: a query first waits for its `wait_for`, if any.
+    pub async fn call(
+        &self,
+        app: &App,
+        caller: &Identity,
+        payload: &[u8],
+    ) -> Result<serde_json::Value, Rejection> {
         match self.kind {
-            Kind::Command => (self.handler)(app, payload).await,
+            Kind::Command => (self.handler)(app, caller, payload).await,
             Kind::Query => {
                 let (payload, wait_for) = request::split_wait(payload)?;
                 if let Some(wait_for) = &wait_for {
                     consistency::wait(&app.pg, self, wait_for).await?;
                 }
-                (self.handler)(app, &payload).await
+                (self.handler)(app, caller, &payload).await
             }
         }
     }
@@ -137,6 +149,7 @@ macro_rules! command {
             handler: {
                 fn handle<'a>(
                     app: &'a $crate::api::App,
+                    caller: &'a $crate::api::Identity,
                     payload: &'a [u8],
                 ) -> ::futures::future::BoxFuture<
                     'a,
@@ -146,6 +159,7 @@ macro_rules! command {
                         let parsed = $crate::api::request::command::<$request>(
                             &app.namespace,
                             $name,
+                            caller,
                             payload,
                         )?;
                         let outcome: Result<$reply, _> = $handler(app, parsed).await;
@@ -174,6 +188,7 @@ macro_rules! query {
             handler: {
                 fn handle<'a>(
                     app: &'a $crate::api::App,
+                    _caller: &'a $crate::api::Identity,
                     payload: &'a [u8],
                 ) -> ::futures::future::BoxFuture<
                     'a,

@@ -9,6 +9,7 @@ use gatehouse_events::subjects;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::Identity;
 use crate::store::CommandContext;
 
 /// A command request that passed the envelope checks.
@@ -21,16 +22,19 @@ pub struct Parsed<C> {
 /// canonical command JSON. Stored hashes without it are legacy ones, over the NATS subject.
 pub const REQUEST_HASH_V2: &str = "v2:";
 
-/// Parses a command request for `command_type` (e.g. `policy.draft`) in `namespace`.
+/// Parses a command request for `command_type` (e.g. `policy.draft`) in `namespace`, sent by
+/// `caller`: the envelope's `actor` must be the caller unless the caller may delegate.
 pub fn command<C: DeserializeOwned>(
     namespace: &str,
     command_type: &str,
+    caller: &Identity,
     payload: &[u8],
 ) -> Result<Parsed<C>, Rejection> {
     check_size(payload)?;
     let request: CommandRequest<serde_json::Value> = from_slice(payload, "")?;
     check_id("command_id", &request.command_id, MAX_ID_LEN)?;
     check_id("actor", &request.actor, MAX_ACTOR_LEN)?;
+    let actor = caller.actor(&request.actor)?;
     for (field, value) in [
         ("correlation_id", &request.correlation_id),
         ("causation_id", &request.causation_id),
@@ -51,7 +55,8 @@ pub fn command<C: DeserializeOwned>(
             .causation_id
             .unwrap_or_else(|| request.command_id.clone()),
         command_id: request.command_id,
-        actor: request.actor,
+        actor: actor.actor,
+        delegated_by: actor.delegated_by,
         command_type: command_type.to_owned(),
         request_hash: request_hash(command_type, &canonical),
         legacy_request_hash: legacy_request_hash(namespace, command_type, &canonical),
@@ -235,7 +240,12 @@ mod tests {
     use gatehouse_events::policy::CreatePolicy;
 
     fn parse(raw: &str) -> Result<Parsed<CreatePolicy>, Rejection> {
-        command("gatehouse", "policy.create", raw.as_bytes())
+        command(
+            "gatehouse",
+            "policy.create",
+            &Identity::Internal,
+            raw.as_bytes(),
+        )
     }
 
     const GOOD: &str = r#"{"command_id":"c1","actor":"alice","command":{"policy_id":"p1","name":"P","attributes":{"kind":"string"}}}"#;
@@ -264,6 +274,27 @@ mod tests {
         // Within the limit the request reads; the unknown field is what is refused.
         let r = parse(&deep(MAX_REQUEST_DEPTH - 10)).err().unwrap();
         assert_eq!(r.field.as_deref(), Some("command.x"), "{}", r.message);
+    }
+
+    #[test]
+    fn the_actor_is_the_callers_and_a_delegates_request_records_both() {
+        let user = |name: &str, delegate| {
+            Identity::User(super::super::identity::User {
+                user: name.into(),
+                account: "CLIENTS".into(),
+                delegate,
+            })
+        };
+        let create = |caller: &Identity| {
+            command::<CreatePolicy>("gatehouse", "policy.create", caller, GOOD.as_bytes())
+        };
+        let alice = create(&user("alice", false)).ok().unwrap().context;
+        assert_eq!((alice.actor.as_str(), alice.delegated_by), ("alice", None));
+        let bob = create(&user("bob", false)).err().unwrap();
+        assert_eq!(bob.code, RejectionCode::ActorMismatch);
+        let console = create(&user("console", true)).ok().unwrap().context;
+        assert_eq!(console.actor, "alice");
+        assert_eq!(console.delegated_by.as_deref(), Some("console"));
     }
 
     #[test]
@@ -319,6 +350,7 @@ mod tests {
         let r = command::<gatehouse_events::policy::DraftVersion>(
             "gatehouse",
             "policy.draft",
+            &Identity::Internal,
             raw.as_bytes(),
         )
         .err()
@@ -334,10 +366,15 @@ mod tests {
     #[test]
     fn the_request_hash_does_not_depend_on_the_namespace() {
         let hash = |namespace: &str| {
-            command::<CreatePolicy>(namespace, "policy.create", GOOD.as_bytes())
-                .unwrap()
-                .context
-                .request_hash
+            command::<CreatePolicy>(
+                namespace,
+                "policy.create",
+                &Identity::Internal,
+                GOOD.as_bytes(),
+            )
+            .unwrap()
+            .context
+            .request_hash
         };
         assert_eq!(hash("a"), hash("b"));
         assert!(hash("a").starts_with(REQUEST_HASH_V2));
@@ -346,10 +383,15 @@ mod tests {
     #[test]
     fn the_request_hash_covers_the_command_type() {
         let hash = |command_type: &str| {
-            command::<CreatePolicy>("gatehouse", command_type, GOOD.as_bytes())
-                .unwrap()
-                .context
-                .request_hash
+            command::<CreatePolicy>(
+                "gatehouse",
+                command_type,
+                &Identity::Internal,
+                GOOD.as_bytes(),
+            )
+            .unwrap()
+            .context
+            .request_hash
         };
         assert_ne!(hash("policy.create"), hash("other.create"));
     }

@@ -24,7 +24,9 @@ pub struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Who you are: recorded as the actor of every command you send.
+    /// Who you act as (default: your NATS user, `NATS_USER`). Gatehouse records the NATS user
+    /// you authenticated as and refuses another name (`actor_mismatch`), unless that user is a
+    /// delegate (recorded as `delegated_by`) or Gatehouse's own.
     #[arg(long, global = true, env = "GATEHOUSE_ACTOR")]
     pub actor: Option<String>,
     /// The idempotency key of the command (default: a new random id). Reuse it to retry safely.
@@ -95,10 +97,13 @@ pub enum ProjectionsCommand {
 }
 
 impl Cli {
-    /// The actor for commands: `--actor`, else `$GATEHOUSE_ACTOR`, else `$USER`.
+    /// The actor for commands: `--actor`, else `$GATEHOUSE_ACTOR`, else the NATS user
+    /// (`$NATS_USER`, whom the gateway records), else `$USER`.
     pub fn actor(&self) -> String {
         self.actor
             .clone()
+            .filter(|a| !a.is_empty())
+            .or_else(|| std::env::var("NATS_USER").ok().filter(|u| !u.is_empty()))
             .or_else(|| std::env::var("USER").ok())
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "cli".to_owned())

@@ -6,6 +6,9 @@
 //! `<ns>.cmd.<context>.<name>`, queries on `<ns>.query.<context>.<name>`. It keeps no list of
 //! its own; every reply is JSON ([`gatehouse_events::envelope::Reply`]), and a request whose
 //! handling panics is answered `internal` rather than left to time out.
+//!
+//! Each request's caller is resolved from its `Nats-Request-Info` header
+//! ([`crate::api::identity`]) before the operation is called.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -21,7 +24,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::api::{self, App, Kind, Operation};
+use crate::api::identity::REQUEST_INFO_HEADER;
+use crate::api::{self, App, Identity, Kind, Operation};
 use crate::settings::Settings;
 use crate::{broker, db, RoleError};
 
@@ -57,6 +61,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     tracing::info!(namespace = %settings.namespace, "gateway serving");
     let mut requests = futures::stream::select_all(streams);
     let limit = Arc::new(Semaphore::new(settings.max_inflight));
+    let delegates: Arc<[String]> = settings.delegates.clone().into();
     loop {
         let (op, request) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -69,10 +74,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             break;
         };
         let app = app.clone();
+        let delegates = delegates.clone();
         tokio::spawn(async move {
             let subject = request.message.subject.to_string();
-            let span = tracing::info_span!("request", %subject);
-            let handling = answer(&app, op, &request.message.payload);
+            let span = tracing::info_span!("request", %subject, caller = tracing::field::Empty);
+            let caller = caller(request.message.headers.as_ref(), &delegates);
+            let handling = answer(&app, op, caller, &request.message.payload);
             let reply = unless_panicked(handling).instrument(span).await;
             if let Err(e) = request.respond(Ok(reply)).await {
                 tracing::warn!(error.message = %e, "cannot send a reply");
@@ -87,9 +94,35 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     Ok(())
 }
 
-/// The reply to one request for `op`.
-async fn answer(app: &App, op: &Operation, payload: &[u8]) -> Bytes {
-    reply(op.call(app, payload).await)
+/// Who sent a request: the user nats-server stamped in its `Nats-Request-Info` header (exact
+/// name: the server replaces a client-set one, but lets a lower-case look-alike through).
+fn caller(
+    headers: Option<&async_nats::HeaderMap>,
+    delegates: &[String],
+) -> Result<Identity, Rejection> {
+    let values: Vec<&str> = headers
+        .map(|h| h.get_all(REQUEST_INFO_HEADER).map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    Identity::from_request_info(&values, delegates)
+}
+
+/// The reply to one request for `op` from `caller`.
+async fn answer(
+    app: &App,
+    op: &Operation,
+    caller: Result<Identity, Rejection>,
+    payload: &[u8],
+) -> Bytes {
+    let outcome = match caller {
+        Ok(caller) => {
+            if let Identity::User(user) = &caller {
+                tracing::Span::current().record("caller", user.user.as_str());
+            }
+            op.call(app, &caller, payload).await
+        }
+        Err(rejection) => Err(rejection),
+    };
+    reply(outcome)
 }
 
 /// The reply `handling` makes; if it panics, an `internal` rejection, so that the caller gets

@@ -47,7 +47,10 @@ const COMMAND_ID_TAKEN: &str = "GH001";
 #[derive(Debug, Clone)]
 pub struct CommandContext {
     pub command_id: String,
+    /// Who the command is recorded as: the authenticated user, or the person a delegate named.
     pub actor: String,
+    /// The delegate that sent the command for `actor` (stored as `delegated_by`), if any.
+    pub delegated_by: Option<String>,
     pub correlation_id: String,
     pub causation_id: String,
     /// e.g. `policy.draft`.
@@ -72,7 +75,7 @@ impl CommandContext {
 
 impl CommandContext {
     fn metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut fields = HashMap::from([
             (metadata::COMMAND_ID.to_owned(), self.command_id.clone()),
             (metadata::ACTOR.to_owned(), self.actor.clone()),
             (
@@ -82,7 +85,11 @@ impl CommandContext {
             (metadata::CAUSATION_ID.to_owned(), self.causation_id.clone()),
             (metadata::COMMAND_TYPE.to_owned(), self.command_type.clone()),
             (metadata::REQUEST_HASH.to_owned(), self.request_hash.clone()),
-        ])
+        ]);
+        if let Some(delegate) = &self.delegated_by {
+            fields.insert(metadata::DELEGATED_BY.to_owned(), delegate.clone());
+        }
+        fields
     }
 }
 
@@ -395,6 +402,7 @@ mod tests {
         let ctx = CommandContext {
             command_id: "c".into(),
             actor: "a".into(),
+            delegated_by: None,
             correlation_id: "c".into(),
             causation_id: "c".into(),
             command_type: "policy.create".into(),
