@@ -214,6 +214,9 @@ pub enum RejectionCode {
     /// The request names no authenticated user (a client account imports Gatehouse's
     /// subjects without `share: true`).
     Unauthenticated,
+    /// The caller lacks the role the operation needs; the message names it. Nothing is
+    /// persisted.
+    Forbidden,
 }
 
 impl RejectionCode {
@@ -235,6 +238,7 @@ impl RejectionCode {
             RejectionCode::Internal => "internal",
             RejectionCode::ActorMismatch => "actor_mismatch",
             RejectionCode::Unauthenticated => "unauthenticated",
+            RejectionCode::Forbidden => "forbidden",
         }
     }
 }
@@ -281,6 +285,7 @@ mod tests {
             RejectionCode::IdempotencyConflict,
             RejectionCode::InvalidRules,
             RejectionCode::Conflict,
+            RejectionCode::Forbidden,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use gatehouse_events::subjects;
 
+use crate::api::roles::{Grants, DEFAULT_GRANTS};
+
 /// Everything a Gatehouse process needs to know, one per process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -28,6 +30,10 @@ pub struct Settings {
     /// commands for another person (default `console`, the development HTTP adapter's user).
     /// Interim: granted roles will replace this list.
     pub delegates: Vec<String>,
+    /// `GATEHOUSE_ROLES`: the roles of client-account users, `user=role+role,...` (default
+    /// [`DEFAULT_GRANTS`](crate::api::roles::DEFAULT_GRANTS): the development users of
+    /// `nats.conf`). Interim: event-sourced grants (`access.grant`) will replace it.
+    pub grants: Grants,
 }
 
 /// The delegates when `GATEHOUSE_DELEGATES` is not set.
@@ -73,6 +79,11 @@ impl Settings {
             delegates: user_list(
                 &var("GATEHOUSE_DELEGATES").unwrap_or_else(|| DEFAULT_DELEGATES.into()),
             ),
+            grants: match var("GATEHOUSE_ROLES") {
+                Some(raw) => Grants::parse(&raw)
+                    .map_err(|why| SettingsError::Invalid("GATEHOUSE_ROLES", why))?,
+                None => development_grants(),
+            },
         })
     }
 
@@ -93,8 +104,13 @@ impl Settings {
             max_inflight: 256,
             events_duplicate_window: Duration::from_secs(600),
             delegates: user_list(DEFAULT_DELEGATES),
+            grants: development_grants(),
         }
     }
+}
+
+fn development_grants() -> Grants {
+    Grants::parse(DEFAULT_GRANTS).expect("the development grants parse (a unit test checks)")
 }
 
 /// Why the settings could not be read.

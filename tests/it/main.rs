@@ -1,6 +1,7 @@
 //! Integration tests against the real nats-server and Postgres started by `scripts/test.sh`.
 //! Each test gets its own database and namespace from [`helpers::spawn_app`].
 
+mod access;
 mod activation;
 mod bench;
 mod catalog;

@@ -1,8 +1,9 @@
-//! The users of `nats.conf`: `svc` may only send commands; `subscriber` may only consume.
+//! The users of `nats.conf`: `svc` may only send commands (and is answered by its roles); `subscriber` may only consume.
 
 use std::time::Duration;
 
 use gatehouse::client::{Client, ClientError};
+use gatehouse_events::envelope::RejectionCode;
 use gatehouse_events::subjects;
 
 use crate::fixtures::create_policy;
@@ -17,7 +18,8 @@ async fn svc_may_send_commands_but_not_publish_events_or_delete_streams() {
         app.settings.namespace.clone(),
         Duration::from_secs(10),
     );
-    client
+    // NATS lets svc send a command; Gatehouse answers it (svc holds no `author` role).
+    let err = client
         .command(
             "policy",
             "create",
@@ -25,7 +27,11 @@ async fn svc_may_send_commands_but_not_publish_events_or_delete_streams() {
             create_policy("media"),
         )
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Rejected(r) if r.code == RejectionCode::Forbidden),
+        "{err:?}"
+    );
 
     // Publishing onto the events stream is denied: nothing is stored.
     let js = async_nats::jetstream::new(svc.clone());
@@ -40,7 +46,7 @@ async fn svc_may_send_commands_but_not_publish_events_or_delete_streams() {
         .await
         .map_or(true, |r| r.is_err()));
     app.audit_caught_up().await;
-    assert_eq!(app.stream_messages().await, 1);
+    assert_eq!(app.stream_messages().await, 0);
     // Queries are not commands: svc may not send them.
     let q = gatehouse_events::policy::ListPolicies::default();
     let err = client

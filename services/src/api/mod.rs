@@ -13,6 +13,7 @@
 //! - this file: [`App`] (what handlers share), [`Operation`], the table of tables.
 //! - [`identity`]: who sends a request, resolved by the adapter; a command's `actor` is checked
 //!   against it (`actor_mismatch`).
+//! - [`roles`]: the [`Role`] each operation declares, checked before the handler (`forbidden`).
 //! - [`request`]: request parsing and envelope checks (`bad_request` naming the field).
 //! - [`consistency`]: `wait_for` on queries.
 //! - [`read`]: what query handlers share (columns, pages, database failures).
@@ -21,6 +22,7 @@ pub mod consistency;
 pub mod identity;
 pub mod read;
 pub mod request;
+pub mod roles;
 
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
@@ -31,20 +33,24 @@ use crate::policy::Policy;
 use crate::store::{CommandError, Store};
 pub use consistency::ReadModel;
 pub use identity::Identity;
+pub use roles::{Grants, Role};
 
-/// What every handler shares: the event stores, the read-model pool, the namespace.
+/// What every handler shares: the event stores, the read-model pool, the namespace, the
+/// users' roles.
 pub struct App {
     pub(crate) policies: Store<Policy>,
     pub(crate) pg: Pool,
     pub(crate) namespace: String,
+    pub(crate) grants: Grants,
 }
 
 impl App {
-    pub fn new(sqlx: sqlx::PgPool, pg: Pool, namespace: impl Into<String>) -> Self {
+    pub fn new(sqlx: sqlx::PgPool, pg: Pool, namespace: impl Into<String>, grants: Grants) -> Self {
         App {
             policies: Store::new(sqlx, pg.clone()),
             pg,
             namespace: namespace.into(),
+            grants,
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct Operation {
     pub request: &'static str,
     /// The reply `result`'s type.
     pub reply: &'static str,
+    /// The role a caller needs ([`roles::check`]).
+    pub role: Role,
     /// The read model a query reads, for `wait_for`; `None` for commands and for queries of
     /// models no command writes (the catalog).
     pub reads: Option<ReadModel>,
@@ -88,13 +96,16 @@ impl Operation {
         self.name.split('.').next().unwrap_or(self.name)
     }
 
-    /// Answers `payload` sent by `caller`: a query first waits for its `wait_for`, if any.
+    /// Answers `payload` sent by `caller`: `forbidden` unless the caller holds the operation's
+    /// role (checked before anything is parsed or persisted); a query first waits for its
+    /// `wait_for`, if any.
     pub async fn call(
         &self,
         app: &App,
         caller: &Identity,
         payload: &[u8],
     ) -> Result<serde_json::Value, Rejection> {
+        roles::check(&app.grants, caller, self.name, self.role)?;
         match self.kind {
             Kind::Command => (self.handler)(app, caller, payload).await,
             Kind::Query => {
@@ -134,14 +145,15 @@ pub fn to_json<T: Serialize>(
     serde_json::to_value(value).map_err(|e| read::internal(e.to_string()))
 }
 
-/// Declares a command: `command!("policy.draft", "about", DraftVersion => CommandAccepted, handler)`
-/// where `handler(&App, Parsed<DraftVersion>)` answers `Result<CommandAccepted, Rejection>`.
+/// Declares a command: `command!("policy.draft", Author, "about", DraftVersion => CommandAccepted,
+/// handler)` where `Author` is the [`Role`] it needs and `handler(&App, Parsed<DraftVersion>)` answers `Result<CommandAccepted, Rejection>`.
 #[macro_export]
 macro_rules! command {
-    ($name:literal, $about:literal, $request:ty => $reply:ty, $handler:path) => {
+    ($name:literal, $role:ident, $about:literal, $request:ty => $reply:ty, $handler:path) => {
         $crate::api::Operation {
             name: $name,
             kind: $crate::api::Kind::Command,
+            role: $crate::api::Role::$role,
             about: $about,
             request: stringify!($request),
             reply: stringify!($reply),
@@ -172,15 +184,16 @@ macro_rules! command {
     };
 }
 
-/// Declares a query: `query!("policy.get", "about", GetPolicy => PolicySummary, handler, reads)`
-/// where `handler(&App, GetPolicy)` answers `Result<PolicySummary, Rejection>` and `reads` is
+/// Declares a query: `query!("policy.get", Viewer, "about", GetPolicy => PolicySummary, handler,
+/// reads)` where `Viewer` is the [`Role`] it needs, `handler(&App, GetPolicy)` answers `Result<PolicySummary, Rejection>` and `reads` is
 /// the [`ReadModel`] `wait_for` waits on (`None` when no command writes what it reads).
 #[macro_export]
 macro_rules! query {
-    ($name:literal, $about:literal, $request:ty => $reply:ty, $handler:path, $reads:expr) => {
+    ($name:literal, $role:ident, $about:literal, $request:ty => $reply:ty, $handler:path, $reads:expr) => {
         $crate::api::Operation {
             name: $name,
             kind: $crate::api::Kind::Query,
+            role: $crate::api::Role::$role,
             about: $about,
             request: stringify!($request),
             reply: stringify!($reply),
@@ -307,6 +320,21 @@ mod tests {
                 "audit.replay",
             ]
         );
+    }
+
+    #[test]
+    fn every_operation_declares_the_documented_role() {
+        let role = |name: &str| match name {
+            _ if operation(Kind::Query, name).is_some() => Role::Viewer,
+            "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
+            "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,
+            "policy.promote" => Role::Approver,
+            "policy.complete_run" | "policy.fail_run" => Role::Internal,
+            other => panic!("{other} has no documented role"),
+        };
+        for op in operations() {
+            assert_eq!(op.role, role(op.name), "{}", op.name);
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::query;
 pub const OPERATIONS: &[Operation] = &[
     query!(
         "audit.log",
+        Viewer,
         "recorded events with who, what and why, filtered",
         AuditLogQuery => Vec<AuditEntry>,
         queries::log,
@@ -21,6 +22,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "audit.replay",
+        Viewer,
         "an aggregate's events and its state as of a time",
         ReplayQuery => Replay,
         queries::replay,

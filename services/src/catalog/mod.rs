@@ -17,6 +17,7 @@ use crate::query;
 pub const OPERATIONS: &[Operation] = &[
     query!(
         "catalog.get",
+        Viewer,
         "one item as the catalog holds it",
         GetItem => CatalogItem,
         queries::item,
@@ -24,6 +25,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "catalog.stats",
+        Viewer,
         "counts of the catalog",
         StatsQuery => CatalogStats,
         queries::stats,
@@ -31,6 +33,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "catalog.public",
+        Viewer,
         "the items a policy's active version allows, current results only",
         PublicCatalogQuery => PublicCatalogPage,
         queries::public,

@@ -34,7 +34,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let pg = db::pool(&settings.database_url, settings.db_pool_size)?;
     let sqlx = db::sqlx_pool(&settings.database_url, settings.db_pool_size as u32).await?;
     let client = broker::connect(&settings, "gateway").await?;
-    let app = Arc::new(App::new(sqlx, pg, settings.namespace.clone()));
+    let app = Arc::new(App::new(
+        sqlx,
+        pg,
+        settings.namespace.clone(),
+        settings.grants.clone(),
+    ));
     let service = client
         .service_builder()
         .description("Gatehouse command gateway: commands and queries")

@@ -30,24 +30,28 @@ use crate::{command, query};
 pub const OPERATIONS: &[Operation] = &[
     command!(
         "policy.create",
+        Author,
         "create a policy with the attributes its rules may read",
         CreatePolicy => CommandAccepted,
         commands::create
     ),
     command!(
         "policy.draft",
+        Author,
         "draft a new immutable version from a rules document",
         DraftVersion => CommandAccepted,
         commands::draft
     ),
     command!(
         "policy.restore",
+        Author,
         "draft a new version with an earlier version's rules",
         RestoreVersion => CommandAccepted,
         commands::restore
     ),
     query!(
         "policy.list",
+        Viewer,
         "policies by id",
         ListPolicies => Vec<PolicySummary>,
         queries::list,
@@ -55,6 +59,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "policy.get",
+        Viewer,
         "one policy: versions, the active one, its schema",
         GetPolicy => PolicySummary,
         queries::get,
@@ -62,6 +67,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "policy.versions",
+        Viewer,
         "a policy's versions, newest first",
         ListVersions => Vec<VersionSummary>,
         queries::versions,
@@ -69,6 +75,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "policy.version",
+        Viewer,
         "one version with its rules",
         GetVersion => PolicyVersion,
         queries::version,
@@ -76,6 +83,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "policy.diff",
+        Viewer,
         "rule-by-rule differences between two versions",
         DiffVersions => PolicyDiff,
         queries::diff,

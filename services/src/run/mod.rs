@@ -26,42 +26,49 @@ use crate::{command, query};
 pub const OPERATIONS: &[Operation] = &[
     command!(
         "policy.prepare",
+        Operator,
         "freeze the catalog and evaluate a version over it",
         PrepareRun => CommandAccepted,
         commands::prepare
     ),
     command!(
         "policy.cancel_run",
+        Operator,
         "stop a running run",
         RunRef => CommandAccepted,
         commands::cancel
     ),
     command!(
         "policy.resume_run",
+        Operator,
         "evaluate a cancelled or failed run's missing batches",
         RunRef => CommandAccepted,
         commands::resume
     ),
     command!(
         "policy.promote",
+        Approver,
         "make a successful run's version the active one",
         PromoteRun => CommandAccepted,
         commands::promote
     ),
     command!(
         "policy.complete_run",
+        Internal,
         "(workers) the run evaluated its whole snapshot",
         CompleteRun => CommandAccepted,
         commands::complete
     ),
     command!(
         "policy.fail_run",
+        Internal,
         "(workers) the run cannot finish, and why",
         FailRun => CommandAccepted,
         commands::fail
     ),
     query!(
         "run.get",
+        Viewer,
         "one run with its counters and blocking reasons",
         GetRun => RunView,
         queries::get,
@@ -69,6 +76,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "run.list",
+        Viewer,
         "runs, newest first, by policy and status",
         ListRuns => Vec<RunView>,
         queries::list,
@@ -76,6 +84,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     query!(
         "run.diff",
+        Viewer,
         "a run's snapshot against the active version: regressions and improvements",
         DiffRun => RunDiff,
         queries::diff,
