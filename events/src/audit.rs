@@ -1,7 +1,8 @@
 //! The audit trail: queries over the audit read model and over the event store itself.
 //!
-//! Queries (`<ns>.query.audit.<name>`): `log` (the audit read model, filtered) and `replay`
-//! (one aggregate's full history from the event store, optionally its state as of a time).
+//! Queries (`<ns>.query.audit.<name>`): `log` (the audit read model, filtered), `replay`
+//! (one aggregate's full history from the event store, optionally its state as of a time) and
+//! `denials` (requests refused `forbidden`, recorded by the gateway).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,39 @@ pub struct AuditLogQuery {
     /// At most this many rows (default 100, at most [`MAX_LOG_LIMIT`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+}
+
+/// `denials`: refused requests, oldest first, filtered; page with `after_position`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenialsQuery {
+    /// Only requests of this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Only requests for this operation, e.g. `policy.promote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Only denials after this position (keyset paging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_position: Option<i64>,
+    /// At most this many rows (default 100, at most [`MAX_LOG_LIMIT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One refused request: who asked for what, when, and the role they lacked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Denial {
+    pub position: i64,
+    pub denied_at: DateTime<Utc>,
+    /// The authenticated user that sent the request.
+    pub user: String,
+    /// The user's account, e.g. `CLIENTS`.
+    pub account: String,
+    /// The operation, e.g. `policy.promote`.
+    pub operation: String,
+    /// The role the user did not hold.
+    pub missing_role: String,
 }
 
 /// One row of the audit trail: one stored event.

@@ -214,8 +214,8 @@ pub enum RejectionCode {
     /// The request names no authenticated user (a client account imports Gatehouse's
     /// subjects without `share: true`).
     Unauthenticated,
-    /// The caller lacks the role the operation needs; the message names it. Nothing is
-    /// persisted.
+    /// The caller lacks the role the operation needs; the message names it. Nothing reaches an
+    /// aggregate; the denial is recorded (`audit.denials`).
     Forbidden,
 }
 

@@ -1,9 +1,11 @@
 //! Roles: every operation declares the role it needs; a user of the `CLIENTS` account without
-//! it gets `forbidden` and nothing is persisted. The matrix iterates `api::operations()`, so a
+//! it gets `forbidden`, nothing is persisted in the aggregates, and the denial is recorded
+//! (`denials`, `audit.denials`). The matrix iterates `api::operations()`, so a
 //! new operation is covered without touching this file.
 
 use gatehouse::api::{self, Grants, Kind, Operation, Role};
-use gatehouse::client::Client;
+use gatehouse::client::{Client, ClientError};
+use gatehouse_events::audit::{Denial, DenialsQuery};
 use gatehouse_events::envelope::{Rejection, RejectionCode, Reply};
 use gatehouse_events::subjects;
 
@@ -44,6 +46,7 @@ async fn every_role_may_call_exactly_its_operations_and_nothing_else_is_persiste
         let grants = Grants::parse(&format!("bob={role}")).unwrap();
         let app = spawn_app_with(|s| s.grants = grants).await;
         let bob = app.client_as("bob").await;
+        let mut forbidden = Vec::new();
         for op in api::operations() {
             let error = call(&app, &bob, "bob", op).await;
             let code = error.as_ref().map(|e| e.code);
@@ -57,10 +60,28 @@ async fn every_role_may_call_exactly_its_operations_and_nothing_else_is_persiste
                     "{}",
                     error.message
                 );
+                forbidden.push((op.name.to_owned(), op.role.as_str().to_owned()));
             }
         }
         assert_eq!(app.count("SELECT count(*) FROM events").await, 0, "{role}");
         assert_eq!(app.count("SELECT count(*) FROM command_log").await, 0);
+        // Each refusal is recorded once, in order: who, what, which role.
+        let denials: Vec<(String, String, String, String)> = app
+            .db
+            .query(
+                "SELECT \"user\", account, operation, missing_role FROM denials ORDER BY position",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let expected: Vec<_> = forbidden
+            .into_iter()
+            .map(|(op, missing)| ("bob".to_owned(), "CLIENTS".to_owned(), op, missing))
+            .collect();
+        assert_eq!(denials, expected, "{role}");
         app.stop().await;
     }
 }
@@ -103,5 +124,48 @@ async fn gatehouses_own_connection_may_call_every_operation() {
             op.name
         );
     }
+    assert_eq!(app.count("SELECT count(*) FROM denials").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_denial_is_answered_with_the_missing_role_and_listed_by_audit_denials() {
+    let app = spawn_app().await;
+    let bob = app.client_as("bob").await;
+    let err = bob
+        .command(
+            "policy",
+            "create",
+            &app.sender("bob"),
+            crate::fixtures::create_policy("media"),
+        )
+        .await
+        .unwrap_err();
+    let ClientError::Rejected(rejection) = err else {
+        panic!("expected forbidden, got {err:?}")
+    };
+    assert_eq!(rejection.code, RejectionCode::Forbidden);
+    assert!(
+        rejection.message.contains("`author`"),
+        "{}",
+        rejection.message
+    );
+    // bob is a viewer: he may read the denials, his own included.
+    let q = DenialsQuery {
+        user: Some("bob".into()),
+        ..Default::default()
+    };
+    let denials: Vec<Denial> = bob.query("audit", "denials", &q).await.unwrap();
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    let denial = &denials[0];
+    assert_eq!(
+        (denial.user.as_str(), denial.account.as_str()),
+        ("bob", "CLIENTS")
+    );
+    assert_eq!(
+        (denial.operation.as_str(), denial.missing_role.as_str()),
+        ("policy.create", "author")
+    );
+    assert_eq!(app.count("SELECT count(*) FROM events").await, 0);
     app.stop().await;
 }

@@ -97,7 +97,7 @@ impl Operation {
     }
 
     /// Answers `payload` sent by `caller`: `forbidden` unless the caller holds the operation's
-    /// role (checked before anything is parsed or persisted); a query first waits for its
+    /// role (checked before anything is parsed or persisted; the denial is recorded); a query first waits for its
     /// `wait_for`, if any.
     pub async fn call(
         &self,
@@ -105,7 +105,10 @@ impl Operation {
         caller: &Identity,
         payload: &[u8],
     ) -> Result<serde_json::Value, Rejection> {
-        roles::check(&app.grants, caller, self.name, self.role)?;
+        if let Err(denied) = roles::check(&app.grants, caller, self.name, self.role) {
+            roles::record(&app.pg, &denied).await;
+            return Err(denied.rejection());
+        }
         match self.kind {
             Kind::Command => (self.handler)(app, caller, payload).await,
             Kind::Query => {
@@ -318,6 +321,7 @@ mod tests {
                 "catalog.public",
                 "audit.log",
                 "audit.replay",
+                "audit.denials",
             ]
         );
     }
@@ -345,6 +349,8 @@ mod tests {
                 Kind::Query if op.context() == "catalog" && op.name != "catalog.public" => {
                     assert_eq!(op.reads, None, "{}", op.name)
                 }
+                // Written before the denied request is answered: nothing to wait for.
+                Kind::Query if op.name == "audit.denials" => assert_eq!(op.reads, None),
                 Kind::Query => assert!(op.reads.is_some(), "{} can wait", op.name),
             }
         }

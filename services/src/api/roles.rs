@@ -1,5 +1,6 @@
 //! Who may call what: every [`super::Operation`] declares the [`Role`] it needs, and
-//! [`check`] runs in [`super::Operation::call`] before anything is parsed or persisted.
+//! [`check`] runs in [`super::Operation::call`] before anything is parsed or persisted; a
+//! refusal is [`record`]ed in `denials` (`audit.denials`) and answered `forbidden`.
 //!
 //! - [`Identity::Internal`] (Gatehouse's own account: the workers, the tests, operators on the
 //!   server) may call every operation; it alone may call the [`Role::Internal`] ones (the
@@ -14,6 +15,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use deadpool_postgres::Pool;
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 
 use super::Identity;
@@ -111,14 +113,42 @@ impl Grants {
     }
 }
 
-/// `Ok` when `caller` may call an operation needing `role`; otherwise `forbidden` naming the
-/// missing role.
+/// A request refused for lack of a role: what [`record`] stores and the caller is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub user: String,
+    pub account: String,
+    pub operation: &'static str,
+    pub missing: Role,
+}
+
+impl Denied {
+    /// The `forbidden` answer, naming the operation and the missing role.
+    pub fn rejection(&self) -> Rejection {
+        let Denied {
+            user,
+            operation,
+            missing,
+            ..
+        } = self;
+        let message = match missing {
+            Role::Internal => format!(
+                "{operation} needs the role `internal`: only Gatehouse's own connections (its \
+                 workers) send it, and `{user}` is a client"
+            ),
+            _ => format!("{operation} needs the role `{missing}`, which `{user}` does not hold"),
+        };
+        Rejection::new(RejectionCode::Forbidden, message)
+    }
+}
+
+/// `Ok` when `caller` may call `operation`, which needs `role`.
 pub fn check(
     grants: &Grants,
     caller: &Identity,
-    operation: &str,
+    operation: &'static str,
     role: Role,
-) -> Result<(), Rejection> {
+) -> Result<(), Denied> {
     let user = match caller {
         Identity::Internal => return Ok(()),
         Identity::User(user) => user,
@@ -126,18 +156,38 @@ pub fn check(
     if role != Role::Internal && grants.holds(&user.user, role) {
         return Ok(());
     }
-    let message = match role {
-        Role::Internal => format!(
-            "{operation} needs the role `internal`: only Gatehouse's own connections (its \
-             workers) send it, and `{}` is a client",
-            user.user
-        ),
-        _ => format!(
-            "{operation} needs the role `{role}`, which `{}` does not hold",
-            user.user
-        ),
+    Err(Denied {
+        user: user.user.clone(),
+        account: user.account.clone(),
+        operation,
+        missing: role,
+    })
+}
+
+/// Records `denied` in `denials` (its own statement: nothing else of the request is written).
+/// A failure is logged and does not change the answer, which stays `forbidden`.
+pub async fn record(pg: &Pool, denied: &Denied) {
+    tracing::info!(user = %denied.user, operation = denied.operation,
+        missing_role = %denied.missing, "request denied");
+    let insert = async {
+        let client = pg.get().await.map_err(|e| e.to_string())?;
+        client
+            .execute(
+                "INSERT INTO denials (\"user\", account, operation, missing_role) \
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &denied.user,
+                    &denied.account,
+                    &denied.operation,
+                    &denied.missing.as_str(),
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())
     };
-    Err(Rejection::new(RejectionCode::Forbidden, message))
+    if let Err(e) = insert.await {
+        tracing::error!(error.message = %e, "cannot record a denial");
+    }
 }
 
 #[cfg(test)]
@@ -165,7 +215,9 @@ mod tests {
 
     #[test]
     fn a_user_without_the_role_is_forbidden_and_told_which_role() {
-        let r = check(&grants(), &user("bob"), "policy.promote", Role::Approver).unwrap_err();
+        let r = check(&grants(), &user("bob"), "policy.promote", Role::Approver)
+            .unwrap_err()
+            .rejection();
         assert_eq!(r.code, RejectionCode::Forbidden);
         assert!(r.message.contains("`approver`"), "{}", r.message);
         assert!(r.message.contains("policy.promote"), "{}", r.message);
@@ -173,15 +225,19 @@ mod tests {
 
     #[test]
     fn an_unknown_user_holds_no_role() {
-        let r = check(&grants(), &user("mallory"), "policy.get", Role::Viewer).unwrap_err();
-        assert_eq!(r.code, RejectionCode::Forbidden);
+        let denied = check(&grants(), &user("mallory"), "policy.get", Role::Viewer).unwrap_err();
+        assert_eq!(
+            (denied.user.as_str(), denied.missing),
+            ("mallory", Role::Viewer)
+        );
+        assert_eq!(denied.rejection().code, RejectionCode::Forbidden);
     }
 
     #[test]
     fn internal_operations_are_gatehouses_own_whatever_a_user_holds() {
         let all = Grants::parse("root=viewer+author+operator+approver+service+admin").unwrap();
-        let r = check(&all, &user("root"), "policy.fail_run", Role::Internal).unwrap_err();
-        assert_eq!(r.code, RejectionCode::Forbidden);
+        let denied = check(&all, &user("root"), "policy.fail_run", Role::Internal).unwrap_err();
+        assert_eq!(denied.missing, Role::Internal);
         assert!(check(&all, &Identity::Internal, "policy.fail_run", Role::Internal).is_ok());
     }
 

@@ -1,11 +1,14 @@
 //! The `audit` context: the audit read model (`audit_log`) and replays straight from the event
-//! store (`events`), including an aggregate's state as of a time. Queries `audit.log` and
-//! `audit.replay` (declared in [`OPERATIONS`]).
+//! store (`events`), including an aggregate's state as of a time, and the requests refused
+//! `forbidden` (`denials`, written by [`crate::api::roles::record`]). Queries `audit.log`,
+//! `audit.replay` and `audit.denials` (declared in [`OPERATIONS`]).
 //!
 //! Layout: [`queries`].
 pub mod queries;
 
-use gatehouse_events::audit::{AuditEntry, AuditLogQuery, Replay, ReplayQuery};
+use gatehouse_events::audit::{
+    AuditEntry, AuditLogQuery, Denial, DenialsQuery, Replay, ReplayQuery,
+};
 
 use crate::api::{Operation, ReadModel};
 use crate::query;
@@ -27,5 +30,13 @@ pub const OPERATIONS: &[Operation] = &[
         ReplayQuery => Replay,
         queries::replay,
         Some(ReadModel::Audit)
+    ),
+    query!(
+        "audit.denials",
+        Viewer,
+        "requests refused for lack of a role: who, what, when, which role",
+        DenialsQuery => Vec<Denial>,
+        queries::denials,
+        None
     ),
 ];

@@ -2,7 +2,9 @@
 //! store (`events`), including an aggregate's state as of a time.
 
 use cqrs_es::Aggregate;
-use gatehouse_events::audit::{AuditEntry, AuditLogQuery, Replay, ReplayQuery, MAX_LOG_LIMIT};
+use gatehouse_events::audit::{
+    AuditEntry, AuditLogQuery, Denial, DenialsQuery, Replay, ReplayQuery, MAX_LOG_LIMIT,
+};
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::record::EventRecord;
 use tokio_postgres::types::ToSql;
@@ -176,4 +178,37 @@ fn policy_state(events: &[EventRecord]) -> Result<serde_json::Value, Rejection> 
     let mut state = serde_json::to_value(&policy).unwrap_or_default();
     state["latest_version"] = policy.latest_version().into();
     Ok(state)
+}
+
+/// Denied requests matching every given filter, oldest first.
+pub async fn denials(app: &App, q: DenialsQuery) -> Result<Vec<Denial>, Rejection> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_LOG_LIMIT {
+        return Err(
+            bad_request(format!("limit must be between 1 and {MAX_LOG_LIMIT}")).with_field("limit"),
+        );
+    }
+    let client = app.pg.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let rows = client
+        .query(
+            "SELECT position, denied_at, \"user\", account, operation, missing_role FROM denials
+             WHERE ($1::text IS NULL OR \"user\" = $1) AND ($2::text IS NULL OR operation = $2)
+               AND position > coalesce($3::bigint, 0)
+             ORDER BY position LIMIT $4",
+            &[&q.user, &q.operation, &q.after_position, &(limit as i64)],
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    rows.iter()
+        .map(|r| {
+            Ok(Denial {
+                position: column(r, "position")?,
+                denied_at: column(r, "denied_at")?,
+                user: column(r, "user")?,
+                account: column(r, "account")?,
+                operation: column(r, "operation")?,
+                missing_role: column(r, "missing_role")?,
+            })
+        })
+        .collect()
 }

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use gatehouse_events::audit::{AuditEntry, AuditLogQuery, Replay, ReplayQuery};
+use gatehouse_events::audit::{
+    AuditEntry, AuditLogQuery, Denial, DenialsQuery, Replay, ReplayQuery,
+};
 
 use super::output::{self, clip, table, time};
 use super::Cli;
@@ -10,8 +12,12 @@ use crate::client::Client;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Audit rows, oldest first, filtered.
+    /// Audit rows, oldest first, filtered; with `--denied`, the refused requests instead.
     Log {
+        /// The requests refused `forbidden` (filters: `--actor` for the user, `--after`,
+        /// `--limit`).
+        #[arg(long)]
+        denied: bool,
         /// Aggregate type, e.g. `policy`.
         #[arg(long)]
         aggregate: Option<String>,
@@ -48,6 +54,14 @@ pub enum AuditCommand {
 pub async fn run(cli: &Cli, cmd: &AuditCommand, client: &Client) -> anyhow::Result<()> {
     match cmd {
         AuditCommand::Log {
+            denied: true,
+            actor,
+            after,
+            limit,
+            ..
+        } => denials(cli, client, actor, after, limit).await?,
+        AuditCommand::Log {
+            denied: false,
             aggregate,
             id,
             actor,
@@ -114,5 +128,46 @@ pub async fn run(cli: &Cli, cmd: &AuditCommand, client: &Client) -> anyhow::Resu
             }
         }
     }
+    Ok(())
+}
+
+/// `audit log --denied`: the refused requests as a table.
+async fn denials(
+    cli: &Cli,
+    client: &Client,
+    user: &Option<String>,
+    after: &Option<i64>,
+    limit: &u32,
+) -> anyhow::Result<()> {
+    let q = DenialsQuery {
+        user: user.clone(),
+        operation: None,
+        after_position: *after,
+        limit: Some(*limit),
+    };
+    let rows: Vec<Denial> = client.query("audit", "denials", &q).await?;
+    if cli.json {
+        output::json(&rows);
+        return Ok(());
+    }
+    let mut t = table(&[
+        "POS",
+        "TIME",
+        "USER",
+        "ACCOUNT",
+        "OPERATION",
+        "MISSING ROLE",
+    ]);
+    for r in &rows {
+        t.add_row(vec![
+            r.position.to_string(),
+            time(&r.denied_at),
+            r.user.clone(),
+            r.account.clone(),
+            r.operation.clone(),
+            r.missing_role.clone(),
+        ]);
+    }
+    crate::outln!("{t}");
     Ok(())
 }
