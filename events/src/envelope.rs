@@ -217,6 +217,9 @@ pub enum RejectionCode {
     /// The caller lacks the role the operation needs; the message names it. Nothing reaches an
     /// aggregate; the denial is recorded (`audit.denials`).
     Forbidden,
+    /// Promote refused by four-eyes: the promoter authored the run's version and the policy
+    /// requires a second approver; the message names both.
+    ApprovalRequired,
 }
 
 impl RejectionCode {
@@ -239,6 +242,7 @@ impl RejectionCode {
             RejectionCode::ActorMismatch => "actor_mismatch",
             RejectionCode::Unauthenticated => "unauthenticated",
             RejectionCode::Forbidden => "forbidden",
+            RejectionCode::ApprovalRequired => "approval_required",
         }
     }
 }
@@ -286,6 +290,7 @@ mod tests {
             RejectionCode::InvalidRules,
             RejectionCode::Conflict,
             RejectionCode::Forbidden,
+            RejectionCode::ApprovalRequired,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         }

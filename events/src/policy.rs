@@ -33,6 +33,10 @@ pub struct CreatePolicy {
     pub description: String,
     /// The attributes catalog items carry; rules may reference only these.
     pub attributes: AttributeSchema,
+    /// Four-eyes promotion: a run may be promoted only by someone other than the author of the
+    /// version it evaluated (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_second_approver: bool,
 }
 
 /// `draft`: a new immutable version `n + 1` with these rules.
@@ -108,6 +112,9 @@ pub struct PolicyCreated {
     pub attributes: AttributeSchema,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+    /// Four-eyes promotion (absent when false, as in events stored before it existed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_second_approver: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,6 +310,7 @@ mod tests {
             attributes: AttributeSchema::new(),
             created_by: "alice".into(),
             created_at: DateTime::from_timestamp(0, 0).unwrap(),
+            require_second_approver: false,
         });
         let v = serde_json::to_value(&ev).unwrap();
         assert_eq!(

@@ -71,6 +71,7 @@ fn policy_created_is_stored_as_pinned() {
         .into(),
         created_by: "alice".into(),
         created_at: at(1_700_000_000),
+        require_second_approver: false,
     });
     assert_stored_as(
         event,
@@ -78,6 +79,25 @@ fn policy_created_is_stored_as_pinned() {
             "description": "the media catalog",
             "attributes": {"quality": "double", "scan": {"critical": "int"}, "tags": "list<string>"},
             "created_by": "alice", "created_at": "2023-11-14T22:13:20Z"}}),
+    );
+}
+
+#[test]
+fn a_four_eyes_policy_created_is_stored_with_its_setting_and_older_ones_read_as_without() {
+    let event = PolicyEvent::PolicyCreated(PolicyCreated {
+        policy_id: "media".into(),
+        name: "Media".into(),
+        description: String::new(),
+        attributes: Default::default(),
+        created_by: "alice".into(),
+        created_at: at(1_700_000_000),
+        require_second_approver: true,
+    });
+    assert_stored_as(
+        event,
+        json!({"PolicyCreated": {"policy_id": "media", "name": "Media", "description": "",
+            "attributes": {}, "created_by": "alice", "created_at": "2023-11-14T22:13:20Z",
+            "require_second_approver": true}}),
     );
 }
 

@@ -51,6 +51,7 @@ fn created(policy_id: &str) -> Value {
         attributes: create_policy(policy_id).attributes,
         created_by: "alice".into(),
         created_at: Utc::now(),
+        require_second_approver: false,
     }))
     .unwrap()
 }

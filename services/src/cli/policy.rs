@@ -28,6 +28,9 @@ pub enum PolicyCommand {
         /// The attribute schema: a JSON file, or inline JSON such as '{"kind":"string"}'.
         #[arg(long)]
         attributes: String,
+        /// Four-eyes promotion: a version's author may not promote it.
+        #[arg(long)]
+        require_second_approver: bool,
     },
     /// Draft a new immutable version from a rules document (JSON file).
     Draft {
@@ -83,6 +86,7 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
             name,
             description,
             attributes,
+            require_second_approver,
         } => {
             let attributes = serde_json::from_str(&read_inline_or_file(attributes)?)
                 .context("--attributes is not a valid attribute schema")?;
@@ -91,6 +95,7 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
                 name: name.clone(),
                 description: description.clone(),
                 attributes,
+                require_second_approver: *require_second_approver,
             };
             let done = client
                 .command(AGGREGATE, "create", &cli.sender(), body)

@@ -133,6 +133,14 @@ pub enum PolicyError {
     /// Counters whose outcomes do not add up to `processed`.
     #[error("inconsistent counters: {0:?}")]
     InconsistentCounters(RunCounters),
+    /// `promote`, by the author of the run's version, of a policy that requires a second
+    /// approver.
+    #[error("version {version} was authored by `{author}`: this policy requires someone else to promote it, not `{promoter}`")]
+    ApprovalRequired {
+        version: u32,
+        author: String,
+        promoter: String,
+    },
     /// `promote` while a condition of `ready_to_promote` fails.
     #[error("the run is not ready to promote: {}", crate::run::aggregate::describe(.0))]
     PromoteBlocked(Vec<BlockingReason>),
@@ -167,6 +175,9 @@ pub struct Policy {
     pub active_version: Option<u32>,
     /// Every run, oldest first.
     pub runs: Vec<RunState>,
+    /// Four-eyes promotion: the promoter may not be the author of the run's version.
+    #[serde(default)]
+    pub require_second_approver: bool,
 }
 
 impl Policy {
@@ -175,7 +186,7 @@ impl Policy {
         self.versions.last().map_or(0, |v| v.version)
     }
 
-    fn version(&self, n: u32) -> Option<&StoredVersion> {
+    pub(crate) fn version(&self, n: u32) -> Option<&StoredVersion> {
         self.versions.iter().find(|v| v.version == n)
     }
 
@@ -202,6 +213,7 @@ impl Policy {
             attributes: cmd.attributes,
             created_by: actor,
             created_at: at,
+            require_second_approver: cmd.require_second_approver,
         }))
     }
 
@@ -356,6 +368,7 @@ impl Aggregate for Policy {
                 self.name = e.name;
                 self.description = e.description;
                 self.attributes = e.attributes;
+                self.require_second_approver = e.require_second_approver;
             }
             PolicyEvent::PolicyVersionDrafted(e) => self.versions.push(StoredVersion {
                 version: e.version,
@@ -418,6 +431,7 @@ mod tests {
             attributes: schema(),
             created_by: "alice".into(),
             created_at: at(),
+            require_second_approver: false,
         })
     }
 
@@ -445,6 +459,7 @@ mod tests {
                 name: "Media".into(),
                 description: String::new(),
                 attributes,
+                require_second_approver: false,
             },
             actor: "alice".into(),
             at: at(),

@@ -152,6 +152,9 @@ pub(crate) fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
                 .collect();
             Rejection::new(RejectionCode::NotReady, message).with_details(details)
         }
+        PolicyError::ApprovalRequired { .. } => {
+            Rejection::new(RejectionCode::ApprovalRequired, message).with_field("command.run_id")
+        }
         PolicyError::InvalidThreshold(_) => Rejection::new(RejectionCode::BadRequest, message)
             .with_field("command.coverage_threshold"),
         PolicyError::InvalidBatchSize(_) => {

@@ -234,6 +234,7 @@ impl Policy {
         if self.active_version == Some(run.version) {
             return Err(PolicyError::VersionAlreadyActive(run.version));
         }
+        self.check_second_approver(run.version, &actor)?;
         let counters = run.counters.unwrap_or(RunCounters {
             total_ready_snapshot: run.total,
             ..progress
@@ -252,6 +253,21 @@ impl Policy {
             promoted_by: actor,
             promoted_at: at,
         }))
+    }
+
+    /// Four-eyes: with `require_second_approver`, the author of `version` may not promote it.
+    fn check_second_approver(&self, version: u32, promoter: &str) -> Result<(), PolicyError> {
+        let author = self.version(version).map(|v| v.author.as_str());
+        match author {
+            Some(author) if self.require_second_approver && author == promoter => {
+                Err(PolicyError::ApprovalRequired {
+                    version,
+                    author: author.to_owned(),
+                    promoter: promoter.to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn current_epoch(&self, id: &str, epoch: u32) -> Result<&RunState, PolicyError> {

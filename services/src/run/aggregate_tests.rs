@@ -36,6 +36,7 @@ fn history(versions: u32) -> Vec<PolicyEvent> {
         attributes: Default::default(),
         created_by: "alice".into(),
         created_at: at(),
+        require_second_approver: false,
     })];
     for v in 1..=versions {
         events.push(PolicyEvent::PolicyVersionDrafted(PolicyVersionDrafted {
@@ -330,6 +331,84 @@ async fn promote_of_a_successful_run_switches_the_active_version() {
     let events = result.inspect_result().unwrap();
     assert!(
         matches!(&events[..], [PolicyEvent::PolicyPromoted(p)] if p.version == 1 && p.previous_version.is_none())
+    );
+}
+
+/// [`history`] of a policy that requires a second approver; its versions are bob's.
+fn four_eyes_history(versions: u32) -> Vec<PolicyEvent> {
+    let mut events = history(versions);
+    if let PolicyEvent::PolicyCreated(created) = &mut events[0] {
+        created.require_second_approver = true;
+    }
+    events
+}
+
+fn promote_by(actor: &str) -> PolicyCommand {
+    match promote(1.0, 0) {
+        PolicyCommand::Promote {
+            command,
+            progress,
+            at,
+            ..
+        } => PolicyCommand::Promote {
+            command,
+            progress,
+            actor: actor.into(),
+            at,
+        },
+        other => other,
+    }
+}
+
+#[tokio::test]
+async fn promote_by_the_versions_author_is_refused_when_a_second_approver_is_required() {
+    let mut given = four_eyes_history(1);
+    given.extend([prepared(1, 1, 10), succeeded(10, 0)]);
+    PolicyTest::with(())
+        .given(given)
+        .when_async(promote_by("bob"))
+        .await
+        .then_expect_error(PolicyError::ApprovalRequired {
+            version: 1,
+            author: "bob".into(),
+            promoter: "bob".into(),
+        });
+}
+
+#[tokio::test]
+async fn promote_by_someone_other_than_the_author_passes_four_eyes() {
+    let mut given = four_eyes_history(1);
+    given.extend([prepared(1, 1, 10), succeeded(10, 0)]);
+    let result = PolicyTest::with(())
+        .given(given)
+        .when_async(promote_by("dave"))
+        .await;
+    let events = result.inspect_result().unwrap();
+    assert!(matches!(&events[..], [PolicyEvent::PolicyPromoted(p)] if p.promoted_by == "dave"));
+}
+
+#[tokio::test]
+async fn without_four_eyes_the_author_may_promote_their_own_version() {
+    let mut given = history(1);
+    given.extend([prepared(1, 1, 10), succeeded(10, 0)]);
+    let result = PolicyTest::with(())
+        .given(given)
+        .when_async(promote_by("bob"))
+        .await;
+    assert!(result.inspect_result().is_ok());
+}
+
+#[test]
+fn the_approval_required_message_names_the_author_and_the_promoter() {
+    let e = PolicyError::ApprovalRequired {
+        version: 2,
+        author: "bob".into(),
+        promoter: "bob".into(),
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains("version 2") && message.contains("`bob`"),
+        "{message}"
     );
 }
 
