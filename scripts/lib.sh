@@ -490,6 +490,10 @@ export_env() {
     # For the test and benchmark harnesses: they delete the streams of the namespaces they made.
     export NATS_ADMIN_USER=admin
     export NATS_ADMIN_PASSWORD="$GATEHOUSE_ADMIN_PASSWORD"
+    # nats.conf's development users get their roles and delegate only with our own nats-server:
+    # Gatehouse grants nothing by default.
+    export GATEHOUSE_ROLES="${GATEHOUSE_ROLES:-development}"
+    export GATEHOUSE_DELEGATES="${GATEHOUSE_DELEGATES:-console}"
   elif [[ -z "${NATS_USER:-}" || -z "${NATS_PASSWORD:-}" ]]; then
     log "warning: NATS_URL is set but NATS_USER/NATS_PASSWORD are not: the service will connect without credentials"
   fi

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use gatehouse_events::subjects;
 
-use crate::api::roles::{Grants, DEFAULT_GRANTS};
+use crate::api::roles::Grants;
 
 /// Everything a Gatehouse process needs to know, one per process.
 #[derive(Debug, Clone)]
@@ -27,17 +27,19 @@ pub struct Settings {
     /// `GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S`: the events stream's dedupe window (default 600 s).
     pub events_duplicate_window: Duration,
     /// `GATEHOUSE_DELEGATES`: comma-separated NATS users of client accounts that may send
-    /// commands for another person (default `console`, the development HTTP adapter's user).
-    /// Interim: granted roles will replace this list.
+    /// commands for another person (default: none; `scripts/lib.sh` sets `console`, the
+    /// development delegate of `nats.conf`). Interim: granted roles will replace this list.
     pub delegates: Vec<String>,
-    /// `GATEHOUSE_ROLES`: the roles of client-account users, `user=role+role,...` (default
-    /// [`DEFAULT_GRANTS`](crate::api::roles::DEFAULT_GRANTS): the development users of
-    /// `nats.conf`). Interim: event-sourced grants (`access.grant`) will replace it.
+    /// `GATEHOUSE_ROLES`: the roles of client-account users, `user=role+role,...`, or
+    /// `development` for [`DEVELOPMENT_GRANTS`](crate::api::roles::DEVELOPMENT_GRANTS) (what
+    /// `scripts/lib.sh` sets with its own nats-server). Default: none, so a client-account user
+    /// may do nothing until granted a role. Interim: event-sourced grants (`access.grant`) will
+    /// replace it.
     pub grants: Grants,
 }
 
-/// The delegates when `GATEHOUSE_DELEGATES` is not set.
-pub const DEFAULT_DELEGATES: &str = "console";
+/// The delegate of the development users `nats.conf` ships (never a default; see `delegates`).
+pub const DEVELOPMENT_DELEGATES: &str = "console";
 
 /// `a, b,,c` → `[a, b, c]`.
 fn user_list(raw: &str) -> Vec<String> {
@@ -76,13 +78,11 @@ impl Settings {
                 "GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S",
                 600,
             )?),
-            delegates: user_list(
-                &var("GATEHOUSE_DELEGATES").unwrap_or_else(|| DEFAULT_DELEGATES.into()),
-            ),
+            delegates: user_list(&var("GATEHOUSE_DELEGATES").unwrap_or_default()),
             grants: match var("GATEHOUSE_ROLES") {
                 Some(raw) => Grants::parse(&raw)
                     .map_err(|why| SettingsError::Invalid("GATEHOUSE_ROLES", why))?,
-                None => development_grants(),
+                None => Grants::default(),
             },
         })
     }
@@ -103,14 +103,10 @@ impl Settings {
             request_timeout: Duration::from_secs(10),
             max_inflight: 256,
             events_duplicate_window: Duration::from_secs(600),
-            delegates: user_list(DEFAULT_DELEGATES),
-            grants: development_grants(),
+            delegates: Vec::new(),
+            grants: Grants::default(),
         }
     }
-}
-
-fn development_grants() -> Grants {
-    Grants::parse(DEFAULT_GRANTS).expect("the development grants parse (a unit test checks)")
 }
 
 /// Why the settings could not be read.
@@ -122,4 +118,20 @@ pub enum SettingsError {
     /// A variable holds a value of the wrong form.
     #[error("environment variable {0} has an invalid value `{1}`")]
     Invalid(&'static str, String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::roles::Role;
+
+    #[test]
+    fn nobody_holds_a_role_or_delegates_unless_configured() {
+        let s = Settings::new("postgres://x", "nats://x", "gatehouse");
+        assert_eq!(s.grants, Grants::default());
+        assert!(s.delegates.is_empty());
+        for role in [Role::Viewer, Role::Author, Role::Approver, Role::Admin] {
+            assert!(!s.grants.holds("alice", role), "{role:?}");
+        }
+    }
 }

@@ -125,6 +125,9 @@ pub async fn spawn_app_at(
         database.clone(),
     );
     settings.db_pool_size = 4;
+    // The roles and the delegate of the development users nats.conf ships (never a default).
+    settings.grants = gatehouse::api::roles::Grants::development();
+    settings.delegates = vec![gatehouse::settings::DEVELOPMENT_DELEGATES.to_owned()];
     configure(&mut settings);
     gatehouse::db::migrate(&settings.database_url)
         .await

@@ -78,14 +78,28 @@ impl fmt::Display for Role {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants(HashMap<String, Vec<Role>>);
 
-/// The development grants when `GATEHOUSE_ROLES` is not set (the users of `nats.conf`).
-pub const DEFAULT_GRANTS: &str = "alice=viewer+author+operator+approver+admin,bob=viewer,\
-                                  console=viewer+author+operator+approver,svc=service";
+/// The grants of the development users `nats.conf` ships. Never a default: `scripts/lib.sh`
+/// asks for them (`GATEHOUSE_ROLES=development`) when it runs its own nats-server, and the test
+/// harness sets them; a deployment's users have no role until granted one.
+pub const DEVELOPMENT_GRANTS: &str = "alice=viewer+author+operator+approver+admin,bob=viewer,\
+                                      console=viewer+author+operator+approver,svc=service";
+
+/// The value of `GATEHOUSE_ROLES` that stands for [`DEVELOPMENT_GRANTS`].
+pub const DEVELOPMENT: &str = "development";
 
 impl Grants {
+    /// [`DEVELOPMENT_GRANTS`].
+    pub fn development() -> Self {
+        Grants::parse(DEVELOPMENT_GRANTS)
+            .expect("the development grants parse (a unit test checks)")
+    }
+
     /// `alice=viewer+author,bob=viewer`: comma-separated `user=role+role`; an unknown role or
     /// an entry without `=` is an error naming it.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.trim() == DEVELOPMENT {
+            return Ok(Grants::development());
+        }
         let mut grants = Grants::default();
         for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (user, roles) = entry
@@ -257,7 +271,8 @@ mod tests {
 
     #[test]
     fn the_development_grants_parse() {
-        let g = Grants::parse(DEFAULT_GRANTS).unwrap();
+        let g = Grants::parse(DEVELOPMENT_GRANTS).unwrap();
+        assert_eq!(Grants::parse(DEVELOPMENT).unwrap(), g);
         assert!(g.holds("alice", Role::Admin));
         assert!(g.holds("svc", Role::Service) && !g.holds("svc", Role::Viewer));
     }
