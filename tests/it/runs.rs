@@ -1265,3 +1265,52 @@ async fn promote_of_a_cancelled_run_reports_the_counters_run_get_shows() {
     assert_eq!(coverage["coverage"], view.coverage);
     app.stop().await;
 }
+
+/// Four-eyes through the gateway: with `require_second_approver`, the author of the run's
+/// version may not promote it; someone else may.
+#[tokio::test]
+async fn a_policy_requiring_a_second_approver_refuses_the_versions_author_and_takes_another() {
+    let app = spawn_app().await;
+    let mut policy = create_policy("media");
+    policy.require_second_approver = true;
+    let c = &app.client;
+    c.command("policy", "create", &app.sender("alice"), policy)
+        .await
+        .expect("create");
+    c.command(
+        "policy",
+        "draft",
+        &app.sender("bob"),
+        draft("media", 0.5, "v1"),
+    )
+    .await
+    .expect("draft");
+    insert_items(&app, 20).await;
+    let run_id = prepare(&app, "media", 1, 10).await;
+    let worker = Worker::start(&app);
+    wait_status(&app, &run_id, "success").await;
+    let promote = || PromoteRun {
+        run_id: run_id.clone(),
+        coverage_threshold: None,
+        max_errors: Some(1_000),
+    };
+    let refused = match c
+        .command("policy", "promote", &app.sender("bob"), promote())
+        .await
+    {
+        Err(gatehouse::client::ClientError::Rejected(r)) => r,
+        other => panic!("the version's author promoted it: {other:?}"),
+    };
+    assert_eq!(refused.code.as_str(), "approval_required", "{refused:?}");
+    assert!(refused.message.contains("bob"), "{}", refused.message);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'PolicyPromoted'")
+            .await,
+        0
+    );
+    c.command("policy", "promote", &app.sender("dave"), promote())
+        .await
+        .expect("a second person promotes");
+    worker.stop().await;
+    app.stop().await;
+}
