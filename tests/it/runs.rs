@@ -905,22 +905,7 @@ async fn catalog_changes_after_a_run_are_evaluated_live_for_the_candidate_and_th
     assert_eq!(wait_result(&app, "new-1", seq).await, "pending");
 
     // Promoted: the active version is a live target.
-    let promote = PromoteRun {
-        run_id: run_id.clone(),
-        coverage_threshold: None,
-        max_errors: Some(1_000),
-    };
-    app.client
-        .command("policy", "promote", &app.sender("dave"), promote)
-        .await
-        .expect("promote");
-    eventually(DEADLINE, || async {
-        app.count("SELECT count(*) FROM policies WHERE active_version = 1")
-            .await
-            == 1
-    })
-    .await
-    .expect("promotion projected");
+    promote_v1(&app, &run_id).await;
     // m-000001 (quality 0.1) was denied by the run; changed to 0.9 it is allowed, then denied again.
     let seq = publish(&app, &upsert(&item_id(1), 0.9)).await;
     assert_eq!(wait_result(&app, &item_id(1), seq).await, "allow");
@@ -962,6 +947,26 @@ async fn result_of(app: &TestApp, item: &str) -> (String, i64) {
     (row.get(0), row.get(1))
 }
 
+/// Promotes run `run_id` of media v1 as dave and waits until `policies` shows version 1 active.
+async fn promote_v1(app: &TestApp, run_id: &str) {
+    let promote = PromoteRun {
+        run_id: run_id.into(),
+        coverage_threshold: None,
+        max_errors: Some(1_000),
+    };
+    app.client
+        .command("policy", "promote", &app.sender("dave"), promote)
+        .await
+        .expect("promote");
+    eventually(DEADLINE, || async {
+        app.count("SELECT count(*) FROM policies WHERE active_version = 1")
+            .await
+            == 1
+    })
+    .await
+    .expect("promotion projected");
+}
+
 /// Publishes items 1..=`n` (item `i` is the catalog stream's message `i`), prepares media v1
 /// over them, waits for its success and promotes it; returns the run's id.
 async fn promoted_v1(app: &TestApp, n: i64) -> String {
@@ -981,22 +986,7 @@ async fn promoted_v1(app: &TestApp, n: i64) -> String {
     wait_catalog(app, &item_id(n), n).await;
     let run_id = prepare(app, "media", 1, 50).await;
     wait_status(app, &run_id, "success").await;
-    let promote = PromoteRun {
-        run_id: run_id.clone(),
-        coverage_threshold: None,
-        max_errors: Some(1_000),
-    };
-    app.client
-        .command("policy", "promote", &app.sender("dave"), promote)
-        .await
-        .expect("promote");
-    eventually(DEADLINE, || async {
-        app.count("SELECT count(*) FROM policies WHERE active_version = 1")
-            .await
-            == 1
-    })
-    .await
-    .expect("promotion projected");
+    promote_v1(app, &run_id).await;
     run_id
 }
 

@@ -8,7 +8,20 @@ use serde_json::json;
 use crate::api::request::Parsed;
 use crate::api::{infrastructure_rejection, App};
 use crate::policy::{Policy, PolicyCommand, PolicyError};
-use crate::store::{CommandError, CommandTarget};
+use crate::store::{CommandContext, CommandError, CommandTarget};
+
+/// Executes `cmd` on policy `policy_id` and maps a refusal to its wire rejection.
+pub(crate) async fn execute(
+    app: &App,
+    context: &CommandContext,
+    policy_id: &str,
+    cmd: PolicyCommand,
+) -> Result<CommandAccepted, Rejection> {
+    app.policies
+        .execute(context, policy_id, cmd)
+        .await
+        .map_err(policy_rejection)
+}
 
 /// `policy.create`: a new policy with its attribute schema.
 pub async fn create(app: &App, parsed: Parsed<CreatePolicy>) -> Result<CommandAccepted, Rejection> {
@@ -19,10 +32,7 @@ pub async fn create(app: &App, parsed: Parsed<CreatePolicy>) -> Result<CommandAc
         actor: context.actor.clone(),
         at: Utc::now(),
     };
-    app.policies
-        .execute(&context, &id, cmd)
-        .await
-        .map_err(policy_rejection)
+    execute(app, &context, &id, cmd).await
 }
 
 /// `policy.draft`: a new immutable version with these rules.
@@ -34,10 +44,7 @@ pub async fn draft(app: &App, parsed: Parsed<DraftVersion>) -> Result<CommandAcc
         author: context.actor.clone(),
         at: Utc::now(),
     };
-    app.policies
-        .execute(&context, &id, cmd)
-        .await
-        .map_err(policy_rejection)
+    execute(app, &context, &id, cmd).await
 }
 
 /// `policy.restore`: a new version with an earlier version's rules.
@@ -52,10 +59,7 @@ pub async fn restore(
         author: context.actor.clone(),
         at: Utc::now(),
     };
-    app.policies
-        .execute(&context, &id, cmd)
-        .await
-        .map_err(policy_rejection)
+    execute(app, &context, &id, cmd).await
 }
 
 impl CommandTarget for Policy {

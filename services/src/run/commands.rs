@@ -26,10 +26,7 @@ async fn on_run(
     run_id: &str,
     cmd: PolicyCommand,
 ) -> Result<CommandAccepted, Rejection> {
-    app.policies
-        .execute(context, policy_id(run_id)?, cmd)
-        .await
-        .map_err(policy_rejection)
+    crate::policy::commands::execute(app, context, policy_id(run_id)?, cmd).await
 }
 
 /// `policy.cancel_run`: stop a running run; its results so far stay.
