@@ -11,9 +11,28 @@ use tokio_postgres::error::SqlState;
 /// the server refused is about the statement itself.
 pub fn is_transient_pg(e: &tokio_postgres::Error) -> bool {
     match e.code() {
-        None => e.as_db_error().is_none(),
+        None => is_unreachable(e),
         Some(code) => is_transient_state(code),
     }
+}
+
+/// Is there a failure to reach the database anywhere in `err`'s chain (I/O, a closed
+/// connection, no pooled connection)? An error without a SQLSTATE that is none of these (a
+/// value that does not convert, a wrong row count) is a bug, not an outage.
+pub fn is_unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<std::io::Error>() || e.is::<deadpool_postgres::PoolError>() {
+            return true;
+        }
+        if e.downcast_ref::<tokio_postgres::Error>()
+            .is_some_and(tokio_postgres::Error::is_closed)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// [`is_transient_pg`] for a SQLSTATE.
@@ -21,6 +40,10 @@ pub fn is_transient_state(code: &SqlState) -> bool {
     let code = code.code();
     code.starts_with("08")
         || code.starts_with("57P0")
+        // A statement or lock timeout, a read-only server during a failover.
+        || code == SqlState::QUERY_CANCELED.code()
+        || code == SqlState::LOCK_NOT_AVAILABLE.code()
+        || code == SqlState::READ_ONLY_SQL_TRANSACTION.code()
         || code.starts_with("53")
         || code == SqlState::T_R_SERIALIZATION_FAILURE.code()
         || code == SqlState::T_R_DEADLOCK_DETECTED.code()

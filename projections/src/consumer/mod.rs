@@ -31,7 +31,9 @@ use futures::{FutureExt, StreamExt};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use self::classify::{is_transient_pg, is_transient_pool, panic_message};
+pub use self::classify::{
+    is_transient_pg, is_transient_pool, is_transient_state, is_unreachable, panic_message,
+};
 pub use self::health::{Degraded, Health};
 use crate::dead_letter::{self, DeadLetter};
 
