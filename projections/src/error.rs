@@ -55,7 +55,7 @@ impl ProjectorError {
 
 /// `e` and its sources, joined by `": "`: for a dead letter's reason, which has no place for
 /// a structured chain.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

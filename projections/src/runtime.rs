@@ -73,6 +73,10 @@ async fn feed(mut projector: Projector, stream: &Stream, shutdown: &Cancellation
         };
         match fetched {
             Ok(batch) if batch.is_empty() => {
+                if pause > Duration::ZERO {
+                    // Fetching works again: a quiet projector is no longer degraded.
+                    projector.settings.health.recover(&projector.consumer_name);
+                }
                 pause = Duration::ZERO;
                 projector.idle().await;
             }

@@ -55,7 +55,12 @@ pub async fn run_with(
         .map_err(RoleError::broker("look up the events stream"))?
         .create_consumer(pull::Config {
             durable_name: Some(name),
-            filter_subject: format!("{ns}.events.policy.*.PolicyPromoted"),
+            filter_subject: subjects::event(
+                &ns,
+                gatehouse_events::policy::AGGREGATE,
+                "*",
+                "PolicyPromoted",
+            ),
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
             // One at a time: the notices of a policy keep their order.
@@ -159,7 +164,7 @@ async fn ensure_subscriber_consumer(js: &jetstream::Context, ns: &str) -> Result
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
             ack_wait: Duration::from_secs(30),
-            max_deliver: -1,
+            max_deliver: gatehouse_projections::consumer::UNLIMITED_DELIVERIES,
             ..Default::default()
         })
         .await

@@ -150,7 +150,10 @@ impl Denied {
                 "{operation} needs the role `internal`: only Gatehouse's own connections (its \
                  workers) send it, and `{user}` is a client"
             ),
-            _ => format!("{operation} needs the role `{missing}`, which `{user}` does not hold"),
+            _ => format!(
+                "{operation} needs the role `{missing}`, which `{user}` does not hold; an \
+                 administrator grants it (GATEHOUSE_ROLES, docs/protocol.md, Roles)"
+            ),
         };
         Rejection::new(RejectionCode::Forbidden, message)
     }

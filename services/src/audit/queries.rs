@@ -9,7 +9,7 @@ use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::record::EventRecord;
 use tokio_postgres::types::ToSql;
 
-use crate::api::read::{column, internal, unavailable};
+use crate::api::read::{column, internal, query};
 use crate::api::request::bad_request;
 use crate::api::App;
 use crate::policy::Policy;
@@ -42,11 +42,7 @@ pub async fn log(app: &App, q: AuditLogQuery) -> Result<Vec<AuditEntry>, Rejecti
          correlation_id, causation_id, payload FROM audit_log {where_clause} ORDER BY position LIMIT ${}",
         params.len()
     );
-    let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
-    let rows = client
-        .query(&sql, &params)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    let rows = query(pg, &sql, &params).await?;
     rows.iter()
         .map(|r| {
             Ok(AuditEntry {
@@ -124,16 +120,10 @@ pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
         ))
         .with_field("aggregate"));
     }
-    let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
-    let rows = client
-        .query(
-            "SELECT global_position, sequence, event_type, event_version, recorded_at, payload, metadata \
+    let rows = query(pg, "SELECT global_position, sequence, event_type, event_version, recorded_at, payload, metadata \
              FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
                AND ($3::timestamptz IS NULL OR recorded_at <= $3) ORDER BY sequence",
-            &[&q.aggregate, &q.aggregate_id, &q.as_of],
-        )
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+            &[&q.aggregate, &q.aggregate_id, &q.as_of],).await?;
     if rows.is_empty() {
         let message = match q.as_of {
             Some(t) => format!("{} `{}` had no events at {t}", q.aggregate, q.aggregate_id),
@@ -188,17 +178,15 @@ pub async fn denials(app: &App, q: DenialsQuery) -> Result<Vec<Denial>, Rejectio
             bad_request(format!("limit must be between 1 and {MAX_LOG_LIMIT}")).with_field("limit"),
         );
     }
-    let client = app.pg.get().await.map_err(|e| unavailable(e.to_string()))?;
-    let rows = client
-        .query(
-            "SELECT position, denied_at, \"user\", account, operation, missing_role FROM denials
+    let rows = query(
+        &app.pg,
+        "SELECT position, denied_at, \"user\", account, operation, missing_role FROM denials
              WHERE ($1::text IS NULL OR \"user\" = $1) AND ($2::text IS NULL OR operation = $2)
                AND position > coalesce($3::bigint, 0)
              ORDER BY position LIMIT $4",
-            &[&q.user, &q.operation, &q.after_position, &(limit as i64)],
-        )
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        &[&q.user, &q.operation, &q.after_position, &(limit as i64)],
+    )
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(Denial {

@@ -7,14 +7,14 @@ use gatehouse_events::policy::{
 };
 use tokio_postgres::Row;
 
-use crate::api::read::{column, database, internal, page, unavailable};
+use crate::api::read::{column, internal, page, query};
 use crate::api::App;
 
 /// `policy.list`: policies by id.
 pub async fn list(app: &App, q: ListPolicies) -> Result<Vec<PolicySummary>, Rejection> {
     let (limit, offset) = page(q.limit, q.offset)?;
     let rows = query(
-        app,
+        &app.pg,
         &format!("{POLICY_SELECT} ORDER BY policy_id LIMIT $1 OFFSET $2"),
         &[&limit, &offset],
     )
@@ -29,7 +29,7 @@ pub async fn get(app: &App, q: GetPolicy) -> Result<PolicySummary, Rejection> {
 
 async fn summary(app: &App, policy_id: &str) -> Result<PolicySummary, Rejection> {
     let rows = query(
-        app,
+        &app.pg,
         &format!("{POLICY_SELECT} WHERE policy_id = $1"),
         &[&policy_id],
     )
@@ -42,7 +42,7 @@ pub async fn versions(app: &App, q: ListVersions) -> Result<Vec<VersionSummary>,
     let policy = summary(app, &q.policy_id).await?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let rows = query(
-        app,
+        &app.pg,
         &format!("{VERSION_SELECT} WHERE policy_id = $1 ORDER BY version DESC LIMIT $2 OFFSET $3"),
         &[&q.policy_id, &limit, &offset],
     )
@@ -82,7 +82,7 @@ async fn load_version(
     version: u32,
 ) -> Result<PolicyVersion, Rejection> {
     let rows = query(
-        app,
+        &app.pg,
         &format!("{VERSION_SELECT} WHERE policy_id = $1 AND version = $2"),
         &[&policy.policy_id, &(version as i32)],
     )
@@ -104,15 +104,6 @@ async fn load_version(
         summary: version_summary(row, policy.active_version)?,
         rules,
     })
-}
-
-async fn query(
-    app: &App,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<Row>, Rejection> {
-    let client = app.pg.get().await.map_err(|e| unavailable(e.to_string()))?;
-    client.query(sql, params).await.map_err(database)
 }
 
 const POLICY_SELECT: &str =

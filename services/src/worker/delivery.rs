@@ -3,6 +3,7 @@
 //! counted against the run.
 
 use gatehouse_projections::consumer::{is_transient_pg, Outcome};
+use gatehouse_projections::error::error_chain;
 
 /// Why a job or event could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,7 @@ impl From<tokio_postgres::Error> for WorkError {
         if is_transient_pg(&e) {
             WorkError::transient("postgres", e)
         } else {
-            WorkError::Fatal(format!("postgres refused a statement: {}", chain(&e)))
+            WorkError::Fatal(format!("postgres refused a statement: {}", error_chain(&e)))
         }
     }
 }
@@ -44,16 +45,4 @@ impl From<deadpool_postgres::PoolError> for WorkError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         WorkError::transient("postgres pool", e)
     }
-}
-
-/// `e` and its sources, joined by `": "`.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

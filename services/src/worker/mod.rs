@@ -1,6 +1,7 @@
 //! Evaluation workers: the batch jobs of Prepare runs and the live evaluation of catalog changes.
 //!
-//! One `gatehouse worker` process runs three loops; the first to stop stops the others:
+//! One `gatehouse worker` process runs three consumer loops and the watchdog; the first to stop
+//! stops the others:
 //! - the **scheduler** (durable `<ns>_scheduler` on `<NS>_EVENTS`, filtered to `RunPrepared` and
 //!   `RunResumed`) turns a run into [`EvaluationJob`]s on the work queue `<NS>_JOBS`
 //!   (`<ns>.jobs.evaluate`, `Nats-Msg-Id = <run>:<epoch>:<batch>`);
@@ -24,7 +25,9 @@
 //! - `evaluate`: one item's outcome; a batch split across threads.
 //! - `store`: catalog reads (snapshot ranges, the sweep) and result upserts (binary COPY).
 //! - `progress`: the `runs` read model as workers see it; the counted-once batch commit.
-//! - `delivery`: fetching, heartbeats and retry delays shared by the loops.
+//! - `delivery`: [`WorkError`](delivery::WorkError), how a job's or event's failure is answered
+//!   (fetching, heartbeats and retry delays are the consumer runtime's).
+//! - `watchdog`: re-enqueues or fails runs that stopped making progress.
 //!
 //! [`EvaluationJob`]: gatehouse_events::run::EvaluationJob
 

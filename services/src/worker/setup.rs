@@ -25,7 +25,8 @@ pub(crate) struct Consumers {
     pub live: PullConsumer,
 }
 
-/// Creates (or updates) the events, jobs and catalog streams and the worker's consumers.
+/// Creates (or updates) the events, jobs, catalog and dead-letter streams and the worker's
+/// consumers.
 pub(crate) async fn consumers(
     js: &jetstream::Context,
     settings: &Settings,
@@ -35,6 +36,10 @@ pub(crate) async fn consumers(
     broker::ensure_events_stream(js, settings).await?;
     broker::ensure_jobs_stream(js, settings).await?;
     broker::ensure_catalog_stream(js, settings).await?;
+    // Poison is parked there: without it, a worker alone would retry poison forever.
+    gatehouse_projections::dead_letter::ensure_stream(js, ns)
+        .await
+        .map_err(RoleError::from)?;
     let run_events = ["RunPrepared", "RunResumed"]
         .map(|event_type| subjects::event(ns, AGGREGATE, "*", event_type));
     let scheduler = pull::Config {
