@@ -490,10 +490,11 @@ export_env() {
     # For the test and benchmark harnesses: they delete the streams of the namespaces they made.
     export NATS_ADMIN_USER=admin
     export NATS_ADMIN_PASSWORD="$GATEHOUSE_ADMIN_PASSWORD"
-    # nats.conf's development users get their roles and delegate only with our own nats-server:
-    # Gatehouse grants nothing by default.
+    # nats.conf's development users get their roles only with our own nats-server: Gatehouse
+    # grants nothing by default. Seeded once at start-up through access.grant (an admin can
+    # revoke them later; a restart does not give them back).
+    export GATEHOUSE_ADMIN_USER="${GATEHOUSE_ADMIN_USER:-alice}"
     export GATEHOUSE_ROLES="${GATEHOUSE_ROLES:-development}"
-    export GATEHOUSE_DELEGATES="${GATEHOUSE_DELEGATES:-console}"
   elif [[ -z "${NATS_USER:-}" || -z "${NATS_PASSWORD:-}" ]]; then
     log "warning: NATS_URL is set but NATS_USER/NATS_PASSWORD are not: the service will connect without credentials"
   fi

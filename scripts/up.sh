@@ -33,10 +33,10 @@ Use the CLI from another terminal:
   env.sh connects as \`gatehouse\`, Gatehouse's own user: --actor is recorded as given.
 Act as a development user instead (the gateway records the user you connect as):
   NATS_USER=alice NATS_PASSWORD=\$GATEHOUSE_ALICE_PASSWORD gatehouse policy ...
-  users: alice (every role), bob (viewer only), svc (a service: commands only, role service),
+  users: alice (every role, the first admin), bob (viewer only), svc (a service, role service),
          console (a delegate: --actor <person> is recorded with delegated_by console)
-  roles: GATEHOUSE_ROLES='alice=viewer+author+operator+approver+admin,bob=viewer+author' scripts/up.sh
-         gives bob more (docs/protocol.md, Roles)
+  roles: as alice, \`gatehouse access grant bob author\` gives bob more; \`gatehouse access roles\`
+         lists them (docs/protocol.md, Roles)
   passwords: GATEHOUSE_<USER>_PASSWORD in $GATEHOUSE_SECRETS (and env.sh)
 Stop the broker and database: scripts/down.sh
 

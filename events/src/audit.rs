@@ -69,6 +69,9 @@ pub struct Denial {
     pub operation: String,
     /// The role the user did not hold.
     pub missing_role: String,
+    /// The delegate that sent the request for `user` (the HTTP adapter, the console), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_by: Option<String>,
 }
 
 /// One row of the audit trail: one stored event.
@@ -78,6 +81,9 @@ pub struct AuditEntry {
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
     pub actor: String,
+    /// The delegate that sent the command for `actor` (the HTTP adapter, the console), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_by: Option<String>,
     pub aggregate: String,
     pub aggregate_id: String,
     pub sequence: u64,

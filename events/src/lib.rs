@@ -4,6 +4,7 @@
 //! service can use it. Every JSON shape and subject here is a public contract, pinned by tests.
 //!
 //! Layout:
+//! - [`access`]: the `access` aggregate: roles granted and revoked.
 //! - [`subjects`]: every subject, stream and consumer name.
 //! - [`envelope`]: command requests, replies, rejections and their codes.
 //! - [`rules`]: the rules document of a policy version and the attribute schema.
@@ -13,6 +14,7 @@
 //! - [`run`]: evaluation runs (Prepare, status, diff, Promote) and `policy.promoted`.
 //! - [`record`]: one stored event as published and replayed.
 //! - [`metadata`]: the metadata keys stored with every event.
+pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod envelope;

@@ -276,3 +276,42 @@ fn every_stored_type_name_is_pinned_here() {
         .expect_err("an unknown tag is refused");
     assert!(unknown.to_string().contains("unknown variant"), "{unknown}");
 }
+
+#[test]
+fn access_events_are_stored_as_pinned() {
+    use gatehouse_events::access::{AccessEvent, Role, RoleGranted, RoleRevoked};
+    let cases = [
+        (
+            AccessEvent::RoleGranted(RoleGranted {
+                user: "bob".into(),
+                role: Role::Approver,
+                reason: "on call this week".into(),
+                granted_by: "alice".into(),
+                granted_at: at(1_700_000_000),
+            }),
+            json!({"RoleGranted": {"user": "bob", "role": "approver",
+                "reason": "on call this week", "granted_by": "alice",
+                "granted_at": "2023-11-14T22:13:20Z"}}),
+        ),
+        (
+            AccessEvent::RoleRevoked(RoleRevoked {
+                user: "bob".into(),
+                role: Role::Delegate,
+                reason: String::new(),
+                revoked_by: "alice".into(),
+                revoked_at: at(1_700_000_060),
+            }),
+            json!({"RoleRevoked": {"user": "bob", "role": "delegate", "reason": "",
+                "revoked_by": "alice", "revoked_at": "2023-11-14T22:14:20Z"}}),
+        ),
+    ];
+    for (event, pinned) in cases {
+        assert_eq!(serde_json::to_value(&event).unwrap(), pinned);
+        let read: AccessEvent = serde_json::from_value(pinned.clone()).unwrap();
+        assert_eq!(read, event);
+        assert_eq!(
+            pinned.as_object().unwrap().keys().next().unwrap(),
+            event.event_type()
+        );
+    }
+}

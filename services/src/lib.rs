@@ -20,6 +20,7 @@
 //! - [`roles`]: `up` and the projector role; [`settings`], [`db`], [`broker`]: set-up.
 //! - [`client`]: a typed NATS client for Gatehouse (the CLI and tests use it).
 //! - [`cli`]: the `gatehouse` command line.
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod broker;

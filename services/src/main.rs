@@ -69,6 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(cmd) => cli::run::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Catalog(cmd) => cli::catalog::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Audit(cmd) => cli::audit::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::Access(cmd) => cli::access::run(&cli, cmd, &client(&settings).await?).await?,
     }
     Ok(())
 }

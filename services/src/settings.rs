@@ -26,28 +26,14 @@ pub struct Settings {
     pub max_inflight: usize,
     /// `GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S`: the events stream's dedupe window (default 600 s).
     pub events_duplicate_window: Duration,
-    /// `GATEHOUSE_DELEGATES`: comma-separated NATS users of client accounts that may send
-    /// commands for another person (default: none; `scripts/lib.sh` sets `console`, the
-    /// development delegate of `nats.conf`). Interim: granted roles will replace this list.
-    pub delegates: Vec<String>,
-    /// `GATEHOUSE_ROLES`: the roles of client-account users, `user=role+role,...`, or
+    /// `GATEHOUSE_ADMIN_USER`: the first admin, granted `admin` at start-up while nobody holds
+    /// it (default: none; an operator on Gatehouse's own account can always grant).
+    pub admin_user: Option<String>,
+    /// `GATEHOUSE_ROLES`: grants seeded at start-up, each once, `user=role+role,...`, or
     /// `development` for [`DEVELOPMENT_GRANTS`](crate::api::roles::DEVELOPMENT_GRANTS) (what
     /// `scripts/lib.sh` sets with its own nats-server). Default: none, so a client-account user
-    /// may do nothing until granted a role. Interim: event-sourced grants (`access.grant`) will
-    /// replace it.
+    /// may do nothing until an admin grants a role (`access.grant`).
     pub grants: Grants,
-}
-
-/// The delegate of the development users `nats.conf` ships (never a default; see `delegates`).
-pub const DEVELOPMENT_DELEGATES: &str = "console";
-
-/// `a, b,,c` → `[a, b, c]`.
-fn user_list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 impl Settings {
@@ -78,7 +64,7 @@ impl Settings {
                 "GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S",
                 600,
             )?),
-            delegates: user_list(&var("GATEHOUSE_DELEGATES").unwrap_or_default()),
+            admin_user: var("GATEHOUSE_ADMIN_USER"),
             grants: match var("GATEHOUSE_ROLES") {
                 Some(raw) => Grants::parse(&raw)
                     .map_err(|why| SettingsError::Invalid("GATEHOUSE_ROLES", why))?,
@@ -103,7 +89,7 @@ impl Settings {
             request_timeout: Duration::from_secs(10),
             max_inflight: 256,
             events_duplicate_window: Duration::from_secs(600),
-            delegates: Vec::new(),
+            admin_user: None,
             grants: Grants::default(),
         }
     }
@@ -129,7 +115,7 @@ mod tests {
     fn nobody_holds_a_role_or_delegates_unless_configured() {
         let s = Settings::new("postgres://x", "nats://x", "gatehouse");
         assert_eq!(s.grants, Grants::default());
-        assert!(s.delegates.is_empty());
+        assert!(s.admin_user.is_none());
         for role in [Role::Viewer, Role::Author, Role::Approver, Role::Admin] {
             assert!(!s.grants.holds("alice", role), "{role:?}");
         }

@@ -94,6 +94,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Like [`spawn_app`], with the roles of the development users nats.conf ships seeded (as
+/// `scripts/up.sh` does): alice holds every human role, bob is a viewer, svc a service, console
+/// a delegate. Without it, only Gatehouse's own connection may call anything (and nothing is
+/// stored before the test's first command).
+pub async fn spawn_app_with_users() -> TestApp {
+    spawn_app_with(|s| s.grants = gatehouse::api::Grants::development()).await
+}
+
 /// Like [`spawn_app`], after `configure` adjusted the settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let nats_user = std::env::var("NATS_USER").ok();
@@ -125,9 +133,6 @@ pub async fn spawn_app_at(
         database.clone(),
     );
     settings.db_pool_size = 4;
-    // The roles and the delegate of the development users nats.conf ships (never a default).
-    settings.grants = gatehouse::api::roles::Grants::development();
-    settings.delegates = vec![gatehouse::settings::DEVELOPMENT_DELEGATES.to_owned()];
     configure(&mut settings);
     gatehouse::db::migrate(&settings.database_url)
         .await

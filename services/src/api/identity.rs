@@ -8,9 +8,9 @@
 //! operator: it is [`Identity::Internal`]. The HTTP adapter will build an [`Identity::User`]
 //! from a bearer token the same way.
 //!
-//! Delegates (e.g. the HTTP adapter's NATS user, which authenticates people itself) may name
-//! another person as the `actor`; their events record both. Today the delegates are a
-//! configured list of user names (`GATEHOUSE_DELEGATES`); granted roles will replace it.
+//! Delegates (users holding the `delegate` role, e.g. the HTTP adapter's NATS user, which
+//! authenticates people itself) may name another person as the `actor`; their events record
+//! both. [`super::Operation::call`] sets [`User::delegate`] from the grants in force.
 
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 use serde::Deserialize;
@@ -58,8 +58,8 @@ struct RequestInfo {
 impl Identity {
     /// The identity of a NATS request from the values of its `Nats-Request-Info` header (all
     /// of them, exact header name): none is [`Identity::Internal`]; one naming a user is that
-    /// user, a delegate if listed in `delegates`; anything else is `unauthenticated`.
-    pub fn from_request_info(values: &[&str], delegates: &[String]) -> Result<Self, Rejection> {
+    /// user (no delegate until the grants say so); anything else is `unauthenticated`.
+    pub fn from_request_info(values: &[&str]) -> Result<Self, Rejection> {
         let raw = match values {
             [] => return Ok(Identity::Internal),
             [raw] => raw,
@@ -79,7 +79,7 @@ impl Identity {
             ))
         })?;
         Ok(Identity::User(User {
-            delegate: delegates.contains(&user),
+            delegate: false,
             user,
             account: info.acc,
         }))
@@ -119,12 +119,8 @@ mod tests {
 
     const ALICE: &str = r#"{"start":"2026-12-05T19:09:05.009119029Z","host":"127.0.0.1","id":10,"acc":"CLIENTS","user":"alice","name":"cli-alice","rtt":114680,"server":"NCVV","kind":"Client","client_type":"nats"}"#;
 
-    fn delegates() -> Vec<String> {
-        vec!["console".to_owned()]
-    }
-
     fn resolve(values: &[&str]) -> Result<Identity, Rejection> {
-        Identity::from_request_info(values, &delegates())
+        Identity::from_request_info(values)
     }
 
     fn user(name: &str, delegate: bool) -> Identity {
@@ -143,12 +139,6 @@ mod tests {
     #[test]
     fn the_stamped_user_and_account_are_the_identity() {
         assert_eq!(resolve(&[ALICE]).unwrap(), user("alice", false));
-    }
-
-    #[test]
-    fn a_listed_user_is_a_delegate() {
-        let console = ALICE.replace("alice", "console");
-        assert_eq!(resolve(&[&console]).unwrap(), user("console", true));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Every operation Gatehouse answers, declared once: each context (`policy`, `run`, `catalog`,
-//! `audit`) lists its commands and queries in an `OPERATIONS` table — name, request type, reply
+//! `audit`, `access`) lists its commands and queries in an `OPERATIONS` table — name, request type, reply
 //! type, which read model a query reads, and the handler — with the [`command!`](crate::command) and [`query!`](crate::query)
 //! macros. Adapters iterate [`operations`]: the NATS gateway registers one services-API endpoint
 //! per entry, and an HTTP adapter can serve the same table; no adapter keeps a list of names.
@@ -29,6 +29,7 @@ use futures::future::BoxFuture;
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 use serde::Serialize;
 
+use crate::access::{grants, Access};
 use crate::policy::Policy;
 use crate::store::{CommandError, Store};
 pub use consistency::ReadModel;
@@ -36,21 +37,23 @@ pub use identity::Identity;
 pub use roles::{Grants, Role};
 
 /// What every handler shares: the event stores, the read-model pool, the namespace, the
-/// users' roles.
+/// grants in force.
 pub struct App {
     pub(crate) policies: Store<Policy>,
+    pub(crate) access: Store<Access>,
     pub(crate) pg: Pool,
     pub(crate) namespace: String,
-    pub(crate) grants: Grants,
+    pub(crate) grants: grants::Current,
 }
 
 impl App {
-    pub fn new(sqlx: sqlx::PgPool, pg: Pool, namespace: impl Into<String>, grants: Grants) -> Self {
+    pub fn new(sqlx: sqlx::PgPool, pg: Pool, namespace: impl Into<String>) -> Self {
         App {
-            policies: Store::new(sqlx, pg.clone()),
+            policies: Store::new(sqlx.clone(), pg.clone()),
+            access: Store::new(sqlx, pg.clone()),
             pg,
             namespace: namespace.into(),
-            grants,
+            grants: grants::Current::default(),
         }
     }
 }
@@ -105,10 +108,7 @@ impl Operation {
         caller: &Identity,
         payload: &[u8],
     ) -> Result<serde_json::Value, Rejection> {
-        if let Err(denied) = roles::check(&app.grants, caller, self.name, self.role) {
-            roles::record(&app.pg, &denied).await;
-            return Err(denied.rejection());
-        }
+        let caller = &self.authorize(app, caller, payload).await?;
         match self.kind {
             Kind::Command => (self.handler)(app, caller, payload).await,
             Kind::Query => {
@@ -122,12 +122,46 @@ impl Operation {
     }
 }
 
+impl Operation {
+    /// The caller as the role check sees it, once it may call this operation: a user's
+    /// delegation and roles are the grants in force now; a denial is recorded and answered
+    /// `forbidden` before anything is parsed or persisted.
+    async fn authorize(
+        &self,
+        app: &App,
+        caller: &Identity,
+        payload: &[u8],
+    ) -> Result<Identity, Rejection> {
+        let Identity::User(user) = caller else {
+            return Ok(Identity::Internal);
+        };
+        let grants = app.grants.now(&app.pg).await?;
+        let user = Identity::User(roles::with_delegation(&grants.access, user));
+        let claimed = match (&user, self.kind) {
+            (Identity::User(u), Kind::Command) if u.delegate => request::claimed_actor(payload),
+            _ => None,
+        };
+        if let Err(denied) = roles::check(
+            &grants.access,
+            &user,
+            claimed.as_deref(),
+            self.name,
+            self.role,
+        ) {
+            roles::record(&app.pg, &denied).await;
+            return Err(denied.rejection());
+        }
+        Ok(user)
+    }
+}
+
 /// Every context's operations.
 const CONTEXTS: &[&[Operation]] = &[
     crate::policy::OPERATIONS,
     crate::run::OPERATIONS,
     crate::catalog::OPERATIONS,
     crate::audit::OPERATIONS,
+    crate::access::OPERATIONS,
 ];
 
 /// Every operation of every context, commands and queries.
@@ -274,7 +308,7 @@ mod tests {
             let (context, name) = op.name.split_once('.').expect("<context>.<name>");
             assert!(!name.is_empty() && !name.contains('.'), "{}", op.name);
             assert!(
-                ["policy", "run", "catalog", "audit"].contains(&context),
+                ["policy", "run", "catalog", "audit", "access"].contains(&context),
                 "{} is in an unknown context",
                 op.name
             );
@@ -303,6 +337,8 @@ mod tests {
                 "policy.promote",
                 "policy.complete_run",
                 "policy.fail_run",
+                "access.grant",
+                "access.revoke",
             ]
         );
         assert_eq!(
@@ -322,6 +358,7 @@ mod tests {
                 "audit.log",
                 "audit.replay",
                 "audit.denials",
+                "access.roles",
             ]
         );
     }
@@ -333,6 +370,7 @@ mod tests {
             "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
             "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,
             "policy.promote" => Role::Approver,
+            "access.grant" | "access.revoke" => Role::Admin,
             "policy.complete_run" | "policy.fail_run" => Role::Internal,
             other => panic!("{other} has no documented role"),
         };
@@ -349,8 +387,11 @@ mod tests {
                 Kind::Query if op.context() == "catalog" && op.name != "catalog.public" => {
                     assert_eq!(op.reads, None, "{}", op.name)
                 }
-                // Written before the denied request is answered: nothing to wait for.
-                Kind::Query if op.name == "audit.denials" => assert_eq!(op.reads, None),
+                // Written before the denied request is answered, or read from the event store:
+                // nothing to wait for.
+                Kind::Query if ["audit.denials", "access.roles"].contains(&op.name) => {
+                    assert_eq!(op.reads, None, "{}", op.name)
+                }
                 Kind::Query => assert!(op.reads.is_some(), "{} can wait", op.name),
             }
         }

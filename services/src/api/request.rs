@@ -64,6 +64,42 @@ pub fn command<C: DeserializeOwned>(
     Ok(Parsed { context, command })
 }
 
+/// The `actor` a command envelope names, read leniently (the full checks come later): whose
+/// roles count when a delegate sends it.
+pub fn claimed_actor(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        actor: Option<String>,
+    }
+    serde_json::from_slice::<Envelope>(payload).ok()?.actor
+}
+
+/// The context of a command Gatehouse sends itself (actor `gatehouse`), without a round trip
+/// over NATS: `command_id` makes it idempotent like any client's.
+pub fn internal<C: serde::Serialize>(
+    namespace: &str,
+    command_type: &str,
+    command_id: &str,
+    command: &C,
+) -> CommandContext {
+    let canonical = serde_json::to_value(command)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_default();
+    CommandContext {
+        command_id: command_id.to_owned(),
+        actor: INTERNAL_ACTOR.to_owned(),
+        delegated_by: None,
+        correlation_id: command_id.to_owned(),
+        causation_id: command_id.to_owned(),
+        command_type: command_type.to_owned(),
+        request_hash: request_hash(command_type, &canonical),
+        legacy_request_hash: legacy_request_hash(namespace, command_type, &canonical),
+    }
+}
+
+/// The actor of the commands Gatehouse sends itself.
+pub const INTERNAL_ACTOR: &str = "gatehouse";
+
 /// `v2:` + SHA-256 of the tag, the command type and the canonical command: the same request
 /// hashes alike whichever route (NATS subject, HTTP path) it came by.
 fn request_hash(command_type: &str, canonical: &[u8]) -> String {

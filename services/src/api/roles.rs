@@ -8,81 +8,35 @@
 //! - An [`Identity::User`] needs a grant of the operation's role; roles do not imply one
 //!   another (an `admin` who also promotes holds `approver` too).
 //!
-//! Grants are, for now, a configured table ([`Grants::parse`] of `GATEHOUSE_ROLES`); the
-//! event-sourced `access` context (issue 9, part 2) will replace it. A delegate's own grants
-//! are checked, not those of the person it acts for.
+//! - A user holding [`Role::Delegate`] (the HTTP adapter, the console) may name another person
+//!   as a command's actor; the person's roles are checked then, not the delegate's, and the
+//!   denial or the events record both.
+//!
+//! The grants are the `access` aggregate's ([`crate::access`]), read from the event store for
+//! each request ([`crate::access::grants::Current`]); [`Grants`] are those the environment
+//! seeds at start-up.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::BTreeMap;
 
 use deadpool_postgres::Pool;
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 
+pub use gatehouse_events::access::Role;
+
+use super::identity::User;
 use super::Identity;
+use crate::access::Access;
 
-/// A role an operation needs. The names are a public contract (`docs/protocol.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Queries.
-    Viewer,
-    /// `policy.create`, `policy.draft`, `policy.restore`.
-    Author,
-    /// `policy.prepare`, `policy.cancel_run`, `policy.resume_run`.
-    Operator,
-    /// `policy.promote`.
-    Approver,
-    /// Other services: catalog publishing and outcome reports (no operation yet).
-    Service,
-    /// Grants of roles.
-    Admin,
-    /// Gatehouse's own connections only; no grant gives it.
-    Internal,
-}
-
-impl Role {
-    /// The roles a user can be granted.
-    pub const GRANTABLE: [Role; 6] = [
-        Role::Viewer,
-        Role::Author,
-        Role::Operator,
-        Role::Approver,
-        Role::Service,
-        Role::Admin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Author => "author",
-            Role::Operator => "operator",
-            Role::Approver => "approver",
-            Role::Service => "service",
-            Role::Admin => "admin",
-            Role::Internal => "internal",
-        }
-    }
-
-    /// A grantable role by name.
-    pub fn grantable(name: &str) -> Option<Role> {
-        Role::GRANTABLE.into_iter().find(|r| r.as_str() == name)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The roles granted to each user of a client account.
+/// Grants named in configuration (`GATEHOUSE_ROLES`), seeded into the `access` aggregate at
+/// start-up ([`crate::access::seed`]): user → roles.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants(HashMap<String, Vec<Role>>);
+pub struct Grants(BTreeMap<String, Vec<Role>>);
 
 /// The grants of the development users `nats.conf` ships. Never a default: `scripts/lib.sh`
 /// asks for them (`GATEHOUSE_ROLES=development`) when it runs its own nats-server, and the test
 /// harness sets them; a deployment's users have no role until granted one.
 pub const DEVELOPMENT_GRANTS: &str = "alice=viewer+author+operator+approver+admin,bob=viewer,\
-                                      console=viewer+author+operator+approver,svc=service";
+                                      console=viewer+delegate,svc=service";
 
 /// The value of `GATEHOUSE_ROLES` that stands for [`DEVELOPMENT_GRANTS`].
 pub const DEVELOPMENT: &str = "development";
@@ -106,7 +60,12 @@ impl Grants {
                 .split_once('=')
                 .ok_or_else(|| format!("`{entry}` is not user=role+role"))?;
             for name in roles.split('+').map(str::trim).filter(|r| !r.is_empty()) {
-                let role = Role::grantable(name).ok_or_else(|| format!("unknown role `{name}`"))?;
+                let role = Role::grantable(name).ok_or_else(|| {
+                    format!(
+                        "unknown role `{name}` (the roles are {})",
+                        Role::grantable_names()
+                    )
+                })?;
                 grants.grant(user.trim(), role);
             }
         }
@@ -121,7 +80,14 @@ impl Grants {
         }
     }
 
-    /// Whether `user` holds `role`.
+    /// Every `(user, role)`, users in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (String, Role)> + '_ {
+        self.0
+            .iter()
+            .flat_map(|(user, roles)| roles.iter().map(move |role| (user.clone(), *role)))
+    }
+
+    /// Whether `user` is named with `role`.
     pub fn holds(&self, user: &str, role: Role) -> bool {
         self.0.get(user).is_some_and(|roles| roles.contains(&role))
     }
@@ -130,8 +96,11 @@ impl Grants {
 /// A request refused for lack of a role: what [`record`] stores and the caller is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
+    /// Who lacked the role: the authenticated user, or the person a delegate acted for.
     pub user: String,
     pub account: String,
+    /// The delegate that sent the request for `user`, if any.
+    pub delegated_by: Option<String>,
     pub operation: &'static str,
     pub missing: Role,
 }
@@ -152,17 +121,20 @@ impl Denied {
             ),
             _ => format!(
                 "{operation} needs the role `{missing}`, which `{user}` does not hold; an \
-                 administrator grants it (GATEHOUSE_ROLES, docs/protocol.md, Roles)"
+                 admin grants it (`gatehouse access grant {user} {missing}`)"
             ),
         };
         Rejection::new(RejectionCode::Forbidden, message)
     }
 }
 
-/// `Ok` when `caller` may call `operation`, which needs `role`.
+/// `Ok` when `caller` may call `operation`, which needs `role`, by the grants of `access`.
+/// A delegate's command naming another person as its actor (`claimed`) is checked against that
+/// person's roles, not the delegate's: the delegate only vouches for who the person is.
 pub fn check(
-    grants: &Grants,
+    access: &Access,
     caller: &Identity,
+    claimed: Option<&str>,
     operation: &'static str,
     role: Role,
 ) -> Result<(), Denied> {
@@ -170,31 +142,45 @@ pub fn check(
         Identity::Internal => return Ok(()),
         Identity::User(user) => user,
     };
-    if role != Role::Internal && grants.holds(&user.user, role) {
+    let (subject, delegated_by) = match claimed {
+        Some(person) if user.delegate && person != user.user => (person, Some(user.user.clone())),
+        _ => (user.user.as_str(), None),
+    };
+    if role != Role::Internal && access.holds(subject, role) {
         return Ok(());
     }
     Err(Denied {
-        user: user.user.clone(),
+        user: subject.to_owned(),
         account: user.account.clone(),
+        delegated_by,
         operation,
         missing: role,
     })
 }
 
+/// `user` with `delegate` set as `access` says.
+pub fn with_delegation(access: &Access, user: &User) -> User {
+    User {
+        delegate: access.holds(&user.user, Role::Delegate),
+        ..user.clone()
+    }
+}
+
 /// Records `denied` in `denials` (its own statement: nothing else of the request is written).
 /// A failure is logged and does not change the answer, which stays `forbidden`.
 pub async fn record(pg: &Pool, denied: &Denied) {
-    tracing::info!(user = %denied.user, operation = denied.operation,
-        missing_role = %denied.missing, "request denied");
+    tracing::info!(user = %denied.user, delegated_by = ?denied.delegated_by,
+        operation = denied.operation, missing_role = %denied.missing, "request denied");
     let insert = async {
         let client = pg.get().await.map_err(|e| e.to_string())?;
         client
             .execute(
-                "INSERT INTO denials (\"user\", account, operation, missing_role) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO denials (\"user\", account, delegated_by, operation, missing_role) \
+                 VALUES ($1, $2, $3, $4, $5)",
                 &[
                     &denied.user,
                     &denied.account,
+                    &denied.delegated_by,
                     &denied.operation,
                     &denied.missing.as_str(),
                 ],
@@ -210,65 +196,189 @@ pub async fn record(pg: &Pool, denied: &Denied) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::identity::User;
+    use cqrs_es::Aggregate;
+    use gatehouse_events::access::{AccessEvent, RoleGranted};
 
-    fn user(name: &str) -> Identity {
+    fn user(name: &str, delegate: bool) -> Identity {
         Identity::User(User {
             user: name.into(),
             account: "CLIENTS".into(),
-            delegate: false,
+            delegate,
         })
     }
 
-    fn grants() -> Grants {
-        Grants::parse("bob=viewer, carol = author+operator").unwrap()
+    /// bob: viewer; carol: author + operator; console: delegate.
+    fn access() -> Access {
+        let mut access = Access::default();
+        for (name, role) in [
+            ("bob", Role::Viewer),
+            ("carol", Role::Author),
+            ("carol", Role::Operator),
+            ("console", Role::Delegate),
+        ] {
+            access.apply(AccessEvent::RoleGranted(RoleGranted {
+                user: name.into(),
+                role,
+                reason: String::new(),
+                granted_by: "gatehouse".into(),
+                granted_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            }));
+        }
+        access
     }
 
     #[test]
     fn a_user_holding_the_role_may_call() {
-        assert!(check(&grants(), &user("bob"), "policy.get", Role::Viewer).is_ok());
-        assert!(check(&grants(), &user("carol"), "policy.prepare", Role::Operator).is_ok());
+        let bob = user("bob", false);
+        assert!(check(&access(), &bob, None, "policy.get", Role::Viewer).is_ok());
+        let carol = user("carol", false);
+        assert!(check(&access(), &carol, None, "policy.prepare", Role::Operator).is_ok());
     }
 
     #[test]
     fn a_user_without_the_role_is_forbidden_and_told_which_role() {
-        let r = check(&grants(), &user("bob"), "policy.promote", Role::Approver)
-            .unwrap_err()
-            .rejection();
+        let r = check(
+            &access(),
+            &user("bob", false),
+            None,
+            "policy.promote",
+            Role::Approver,
+        )
+        .unwrap_err()
+        .rejection();
         assert_eq!(r.code, RejectionCode::Forbidden);
         assert!(r.message.contains("`approver`"), "{}", r.message);
         assert!(r.message.contains("policy.promote"), "{}", r.message);
+        assert!(r.message.contains("gatehouse access grant bob approver"));
     }
 
     #[test]
     fn an_unknown_user_holds_no_role() {
-        let denied = check(&grants(), &user("mallory"), "policy.get", Role::Viewer).unwrap_err();
+        let denied = check(
+            &access(),
+            &user("mallory", false),
+            None,
+            "policy.get",
+            Role::Viewer,
+        )
+        .unwrap_err();
         assert_eq!(
             (denied.user.as_str(), denied.missing),
             ("mallory", Role::Viewer)
         );
-        assert_eq!(denied.rejection().code, RejectionCode::Forbidden);
+    }
+
+    #[test]
+    fn a_delegates_command_is_checked_against_the_person_it_names() {
+        let console = user("console", true);
+        // carol may prepare; the delegate itself may not, and needs not.
+        assert!(check(
+            &access(),
+            &console,
+            Some("carol"),
+            "policy.prepare",
+            Role::Operator
+        )
+        .is_ok());
+        let denied = check(
+            &access(),
+            &console,
+            Some("bob"),
+            "policy.prepare",
+            Role::Operator,
+        )
+        .unwrap_err();
+        assert_eq!(denied.user, "bob");
+        assert_eq!(denied.delegated_by.as_deref(), Some("console"));
+        // Acting as itself, the delegate's own roles count.
+        assert!(check(
+            &access(),
+            &console,
+            Some("console"),
+            "policy.get",
+            Role::Viewer
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn only_a_delegate_speaks_for_someone_else() {
+        // bob is no delegate: the claimed actor does not change whose roles count (the
+        // envelope check answers actor_mismatch later).
+        let denied = check(
+            &access(),
+            &user("bob", false),
+            Some("carol"),
+            "policy.draft",
+            Role::Author,
+        )
+        .unwrap_err();
+        assert_eq!((denied.user.as_str(), denied.delegated_by), ("bob", None));
+    }
+
+    #[test]
+    fn delegation_comes_from_the_delegate_role() {
+        let User { delegate, .. } = with_delegation(
+            &access(),
+            &User {
+                user: "console".into(),
+                account: "CLIENTS".into(),
+                delegate: false,
+            },
+        );
+        assert!(delegate);
+        let bob = User {
+            user: "bob".into(),
+            account: "CLIENTS".into(),
+            delegate: true,
+        };
+        assert!(!with_delegation(&access(), &bob).delegate);
     }
 
     #[test]
     fn internal_operations_are_gatehouses_own_whatever_a_user_holds() {
-        let all = Grants::parse("root=viewer+author+operator+approver+service+admin").unwrap();
-        let denied = check(&all, &user("root"), "policy.fail_run", Role::Internal).unwrap_err();
+        let mut all = Access::default();
+        for role in Role::GRANTABLE {
+            all.apply(AccessEvent::RoleGranted(RoleGranted {
+                user: "root".into(),
+                role,
+                reason: String::new(),
+                granted_by: "gatehouse".into(),
+                granted_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            }));
+        }
+        let denied = check(
+            &all,
+            &user("root", false),
+            None,
+            "policy.fail_run",
+            Role::Internal,
+        )
+        .unwrap_err();
         assert_eq!(denied.missing, Role::Internal);
-        assert!(check(&all, &Identity::Internal, "policy.fail_run", Role::Internal).is_ok());
+        assert!(check(
+            &all,
+            &Identity::Internal,
+            None,
+            "policy.fail_run",
+            Role::Internal
+        )
+        .is_ok());
     }
 
     #[test]
     fn gatehouse_itself_may_call_everything() {
         for role in Role::GRANTABLE {
-            assert!(check(&Grants::default(), &Identity::Internal, "x.y", role).is_ok());
+            assert!(check(&Access::default(), &Identity::Internal, None, "x.y", role).is_ok());
         }
     }
 
     #[test]
-    fn the_internal_role_cannot_be_granted_nor_an_unknown_one() {
+    fn the_internal_role_cannot_be_seeded_nor_an_unknown_one() {
         assert!(Grants::parse("bob=internal").is_err());
-        assert!(Grants::parse("bob=root").is_err());
+        assert!(Grants::parse("bob=root")
+            .unwrap_err()
+            .contains("viewer, author"));
         assert!(Grants::parse("bob").is_err());
     }
 
@@ -277,6 +387,8 @@ mod tests {
         let g = Grants::parse(DEVELOPMENT_GRANTS).unwrap();
         assert_eq!(Grants::parse(DEVELOPMENT).unwrap(), g);
         assert!(g.holds("alice", Role::Admin));
+        assert!(g.holds("console", Role::Delegate));
         assert!(g.holds("svc", Role::Service) && !g.holds("svc", Role::Viewer));
+        assert_eq!(g.iter().filter(|(u, _)| u == "alice").count(), 5);
     }
 }

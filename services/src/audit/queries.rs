@@ -9,6 +9,7 @@ use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::record::EventRecord;
 use tokio_postgres::types::ToSql;
 
+use crate::access::Access;
 use crate::api::read::{column, internal, query};
 use crate::api::request::bad_request;
 use crate::api::App;
@@ -38,7 +39,8 @@ pub async fn log(app: &App, q: AuditLogQuery) -> Result<Vec<AuditEntry>, Rejecti
         format!("WHERE {}", clauses.join(" AND "))
     };
     let sql = format!(
-        "SELECT position, recorded_at, actor, aggregate_type, aggregate_id, sequence, event_type, command_id, \
+        "SELECT position, recorded_at, actor, metadata ->> 'delegated_by' AS delegated_by, \
+         aggregate_type, aggregate_id, sequence, event_type, command_id, \
          correlation_id, causation_id, payload FROM audit_log {where_clause} ORDER BY position LIMIT ${}",
         params.len()
     );
@@ -49,6 +51,7 @@ pub async fn log(app: &App, q: AuditLogQuery) -> Result<Vec<AuditEntry>, Rejecti
                 position: column(r, "position")?,
                 recorded_at: column(r, "recorded_at")?,
                 actor: column(r, "actor")?,
+                delegated_by: column(r, "delegated_by")?,
                 aggregate: column(r, "aggregate_type")?,
                 aggregate_id: column(r, "aggregate_id")?,
                 sequence: column::<i64>(r, "sequence")? as u64,
@@ -113,10 +116,12 @@ impl Filters {
 /// One aggregate's history from the event store, and its state after it.
 pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
     let pg = &app.pg;
-    if q.aggregate != Policy::TYPE {
+    if ![Policy::TYPE, Access::TYPE].contains(&q.aggregate.as_str()) {
         return Err(bad_request(format!(
-            "unknown aggregate `{}` (known: policy)",
-            q.aggregate
+            "unknown aggregate `{}` (known: {}, {})",
+            q.aggregate,
+            Policy::TYPE,
+            Access::TYPE
         ))
         .with_field("aggregate"));
     }
@@ -147,7 +152,11 @@ pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
             })
         })
         .collect::<Result<_, Rejection>>()?;
-    let state = policy_state(&events)?;
+    let state = if q.aggregate == Access::TYPE {
+        folded::<Access>(&events)?
+    } else {
+        policy_state(&events)?
+    };
     Ok(Replay {
         aggregate: q.aggregate,
         aggregate_id: q.aggregate_id,
@@ -157,14 +166,25 @@ pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
     })
 }
 
-/// Folds policy events into the aggregate's state, as the command side would load it.
-fn policy_state(events: &[EventRecord]) -> Result<serde_json::Value, Rejection> {
-    let mut policy = Policy::default();
+/// Folds events into an aggregate's state, as the command side would load it.
+fn fold<A: Aggregate>(events: &[EventRecord]) -> Result<A, Rejection> {
+    let mut aggregate = A::default();
     for e in events {
         let event = serde_json::from_value(e.payload.clone())
             .map_err(|err| internal(format!("event {} cannot be decoded: {err}", e.position)))?;
-        policy.apply(event);
+        aggregate.apply(event);
     }
+    Ok(aggregate)
+}
+
+/// The state `events` fold into, as JSON.
+fn folded<A: Aggregate>(events: &[EventRecord]) -> Result<serde_json::Value, Rejection> {
+    Ok(serde_json::to_value(fold::<A>(events)?).unwrap_or_default())
+}
+
+/// A policy's state, with its latest version.
+fn policy_state(events: &[EventRecord]) -> Result<serde_json::Value, Rejection> {
+    let policy = fold::<Policy>(events)?;
     let mut state = serde_json::to_value(&policy).unwrap_or_default();
     state["latest_version"] = policy.latest_version().into();
     Ok(state)
@@ -180,7 +200,8 @@ pub async fn denials(app: &App, q: DenialsQuery) -> Result<Vec<Denial>, Rejectio
     }
     let rows = query(
         &app.pg,
-        "SELECT position, denied_at, \"user\", account, operation, missing_role FROM denials
+        "SELECT position, denied_at, \"user\", account, delegated_by, operation, missing_role
+           FROM denials
              WHERE ($1::text IS NULL OR \"user\" = $1) AND ($2::text IS NULL OR operation = $2)
                AND position > coalesce($3::bigint, 0)
              ORDER BY position LIMIT $4",
@@ -196,6 +217,7 @@ pub async fn denials(app: &App, q: DenialsQuery) -> Result<Vec<Denial>, Rejectio
                 account: column(r, "account")?,
                 operation: column(r, "operation")?,
                 missing_role: column(r, "missing_role")?,
+                delegated_by: column(r, "delegated_by")?,
             })
         })
         .collect()

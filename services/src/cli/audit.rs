@@ -100,7 +100,10 @@ pub async fn run(cli: &Cli, cmd: &AuditCommand, client: &Client) -> anyhow::Resu
                 t.add_row(vec![
                     r.position.to_string(),
                     time(&r.recorded_at),
-                    r.actor.clone(),
+                    match &r.delegated_by {
+                        Some(delegate) => format!("{} (via {delegate})", r.actor),
+                        None => r.actor.clone(),
+                    },
                     format!("{}/{}", r.aggregate, r.aggregate_id),
                     r.sequence.to_string(),
                     r.event_type.clone(),
@@ -162,7 +165,10 @@ async fn denials(
         t.add_row(vec![
             r.position.to_string(),
             time(&r.denied_at),
-            r.user.clone(),
+            match &r.delegated_by {
+                Some(delegate) => format!("{} (via {delegate})", r.user),
+                None => r.user.clone(),
+            },
             r.account.clone(),
             r.operation.clone(),
             r.missing_role.clone(),

@@ -3,9 +3,10 @@
 //!
 //! Layout:
 //! - this file: the argument grammar and dispatch.
-//! - [`policy`], [`audit`]: the user commands.
+//! - [`policy`], [`run`], [`catalog`], [`audit`], [`access`]: the user commands.
 //! - [`output`]: tables and `--json`.
 
+pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod output;
@@ -72,6 +73,9 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Roles: grant, revoke, list.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
     /// Read-model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),

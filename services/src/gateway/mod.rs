@@ -27,19 +27,22 @@ use tracing::Instrument;
 use crate::api::identity::REQUEST_INFO_HEADER;
 use crate::api::{self, App, Identity, Kind, Operation};
 use crate::settings::Settings;
-use crate::{broker, db, RoleError};
+use crate::{access, broker, db, RoleError};
 
 /// Runs a gateway until `shutdown`; requests in hand are answered before it returns.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     let pg = db::pool(&settings.database_url, settings.db_pool_size)?;
     let sqlx = db::sqlx_pool(&settings.database_url, settings.db_pool_size as u32).await?;
     let client = broker::connect(&settings, "gateway").await?;
-    let app = Arc::new(App::new(
-        sqlx,
-        pg,
-        settings.namespace.clone(),
-        settings.grants.clone(),
-    ));
+    let app = Arc::new(App::new(sqlx, pg, settings.namespace.clone()));
+    // Before serving: a user's first request already meets the seeded grants.
+    access::seed(
+        &app,
+        settings.admin_user.as_deref(),
+        &settings.grants,
+        &shutdown,
+    )
+    .await;
     let service = client
         .service_builder()
         .description("Gatehouse command gateway: commands and queries")
@@ -66,7 +69,6 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     tracing::info!(namespace = %settings.namespace, "gateway serving");
     let mut requests = futures::stream::select_all(streams);
     let limit = Arc::new(Semaphore::new(settings.max_inflight));
-    let delegates: Arc<[String]> = settings.delegates.clone().into();
     loop {
         let (op, request) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -79,11 +81,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             break;
         };
         let app = app.clone();
-        let delegates = delegates.clone();
         tokio::spawn(async move {
             let subject = request.message.subject.to_string();
             let span = tracing::info_span!("request", %subject, caller = tracing::field::Empty);
-            let caller = caller(request.message.headers.as_ref(), &delegates);
+            let caller = caller(request.message.headers.as_ref());
             let handling = answer(&app, op, caller, &request.message.payload);
             let reply = unless_panicked(handling).instrument(span).await;
             if let Err(e) = request.respond(Ok(reply)).await {
@@ -101,14 +102,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
 /// Who sent a request: the user nats-server stamped in its `Nats-Request-Info` header (exact
 /// name: the server replaces a client-set one, but lets a lower-case look-alike through).
-fn caller(
-    headers: Option<&async_nats::HeaderMap>,
-    delegates: &[String],
-) -> Result<Identity, Rejection> {
+fn caller(headers: Option<&async_nats::HeaderMap>) -> Result<Identity, Rejection> {
     let values: Vec<&str> = headers
         .map(|h| h.get_all(REQUEST_INFO_HEADER).map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    Identity::from_request_info(&values, delegates)
+    Identity::from_request_info(&values)
 }
 
 /// The reply to one request for `op` from `caller`.

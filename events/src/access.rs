@@ -1,0 +1,204 @@
+//! The `access` aggregate: who holds which role.
+//!
+//! Commands (`<ns>.cmd.access.<name>`): `grant`, `revoke` (role `admin`). Query
+//! (`<ns>.query.access.roles`): the grants in force. Events: [`AccessEvent`], published on
+//! `<ns>.events.access.grants.<event_type>`: one stream ([`GRANTS`]) holds every grant, so a
+//! refusal that needs all of them (revoking the last admin) is decided on one consistent state.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The aggregate type name, as stored in the event store and used in subjects.
+pub const AGGREGATE: &str = "access";
+/// The id of the one `access` aggregate.
+pub const GRANTS: &str = "grants";
+/// Longest user name a grant may name.
+pub const MAX_USER_LEN: usize = 256;
+/// Longest reason of a grant or revocation.
+pub const MAX_REASON_LEN: usize = 4_000;
+
+/// A role an operation needs. The names are a public contract (`docs/protocol.md`, Roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Queries.
+    Viewer,
+    /// `policy.create`, `policy.draft`, `policy.restore`.
+    Author,
+    /// `policy.prepare`, `policy.cancel_run`, `policy.resume_run`.
+    Operator,
+    /// `policy.promote`.
+    Approver,
+    /// Other services: decisions, catalog publishing, outcome reports.
+    Service,
+    /// `access.grant`, `access.revoke`.
+    Admin,
+    /// May send a command for another person (the HTTP adapter, the console), who needs the
+    /// command's role; the events record both.
+    Delegate,
+    /// Gatehouse's own connections only; no grant gives it.
+    Internal,
+}
+
+impl Role {
+    /// The roles a user can be granted: all but [`Role::Internal`].
+    pub const GRANTABLE: [Role; 7] = [
+        Role::Viewer,
+        Role::Author,
+        Role::Operator,
+        Role::Approver,
+        Role::Service,
+        Role::Admin,
+        Role::Delegate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Author => "author",
+            Role::Operator => "operator",
+            Role::Approver => "approver",
+            Role::Service => "service",
+            Role::Admin => "admin",
+            Role::Delegate => "delegate",
+            Role::Internal => "internal",
+        }
+    }
+
+    /// A grantable role by name.
+    pub fn grantable(name: &str) -> Option<Role> {
+        Role::GRANTABLE.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// The grantable role names, comma-separated, for messages.
+    pub fn grantable_names() -> String {
+        Role::GRANTABLE.map(Role::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `grant`: `user` holds `role` from now on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRole {
+    /// The user as the server authenticates them (a NATS user of a client account).
+    pub user: String,
+    /// One of [`Role::GRANTABLE`], by name.
+    pub role: String,
+    /// Why: shown in `access.roles` and the audit log.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `revoke`: `user` no longer holds `role`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRole {
+    pub user: String,
+    pub role: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Every event of the `access` aggregate, stored externally tagged under the name spelled out
+/// here (see `PolicyEvent`); `events/tests/stored_events.rs` pins them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccessEvent {
+    #[serde(rename = "RoleGranted")]
+    RoleGranted(RoleGranted),
+    #[serde(rename = "RoleRevoked")]
+    RoleRevoked(RoleRevoked),
+}
+
+impl AccessEvent {
+    /// The stable stored type name.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            AccessEvent::RoleGranted(_) => "RoleGranted",
+            AccessEvent::RoleRevoked(_) => "RoleRevoked",
+        }
+    }
+
+    /// The payload schema version of this event type.
+    pub fn event_version(&self) -> &'static str {
+        "1.0"
+    }
+}
+
+#[cfg(feature = "cqrs")]
+impl cqrs_es::DomainEvent for AccessEvent {
+    fn event_type(&self) -> String {
+        AccessEvent::event_type(self).to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        AccessEvent::event_version(self).to_owned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleGranted {
+    pub user: String,
+    pub role: Role,
+    pub reason: String,
+    pub granted_by: String,
+    pub granted_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleRevoked {
+    pub user: String,
+    pub role: Role,
+    pub reason: String,
+    pub revoked_by: String,
+    pub revoked_at: DateTime<Utc>,
+}
+
+/// `roles`: the grants in force, by user; only `user`'s when given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRoles {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A user's roles, by role name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRoles {
+    pub user: String,
+    pub roles: Vec<RoleGrant>,
+}
+
+/// One grant in force: who gave it, when, why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleGrant {
+    pub role: Role,
+    pub granted_by: String,
+    pub granted_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_are_their_wire_names() {
+        for role in Role::GRANTABLE.into_iter().chain([Role::Internal]) {
+            assert_eq!(
+                serde_json::to_value(role).unwrap(),
+                serde_json::Value::String(role.as_str().into())
+            );
+        }
+        assert_eq!(Role::grantable("delegate"), Some(Role::Delegate));
+        assert_eq!(Role::grantable("internal"), None);
+        assert_eq!(Role::grantable("root"), None);
+    }
+}

@@ -1,0 +1,414 @@
+//! The `access` aggregate: every grant in force, in one stream ([`GRANTS`]).
+//!
+//! `grant` and `revoke` change it; the role check ([`super::grants`]) and `access.roles` read
+//! its state folded from the stored events. One stream keeps refusals that need every grant
+//! (revoking the last admin) consistent; grants change rarely, and the state is kept between
+//! commands like any aggregate's.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use gatehouse_events::access::{
+    AccessEvent, Role, RoleGrant, RoleGranted, RoleRevoked, UserRoles, AGGREGATE, MAX_REASON_LEN,
+    MAX_USER_LEN,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::validation::FieldError;
+
+/// A command to the access aggregate, with the authenticated actor and the time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessCommand {
+    Grant {
+        user: String,
+        role: String,
+        reason: String,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    Revoke {
+        user: String,
+        role: String,
+        reason: String,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Why a grant or revocation was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AccessError {
+    /// A field breaks its format or size rule (or names no grantable role).
+    #[error("{0}")]
+    InvalidField(FieldError),
+    /// `grant` of a role the user holds.
+    #[error("`{user}` already holds the role `{role}` (granted by {granted_by})")]
+    AlreadyHeld {
+        user: String,
+        role: Role,
+        granted_by: String,
+    },
+    /// `revoke` of a role the user does not hold.
+    #[error("`{user}` does not hold the role `{role}`")]
+    NotHeld { user: String, role: Role },
+    /// `revoke` of the last admin's `admin`: nobody could grant anything after it.
+    #[error(
+        "`{0}` is the only admin: grant `admin` to someone else first (nobody could grant a role \
+         after this)"
+    )]
+    LastAdmin(String),
+}
+
+/// Every grant in force: user → role → how it was granted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Access {
+    grants: BTreeMap<String, BTreeMap<Role, RoleGrant>>,
+}
+
+impl Access {
+    /// Whether `user` holds `role`.
+    pub fn holds(&self, user: &str, role: Role) -> bool {
+        self.grants
+            .get(user)
+            .is_some_and(|roles| roles.contains_key(&role))
+    }
+
+    /// The grants in force, by user (only `user`'s when given), users and roles in name order.
+    pub fn roles(&self, user: Option<&str>) -> Vec<UserRoles> {
+        self.grants
+            .iter()
+            .filter(|(name, _)| user.is_none_or(|u| u == name.as_str()))
+            .map(|(name, roles)| UserRoles {
+                user: name.clone(),
+                roles: roles.values().cloned().collect(),
+            })
+            .collect()
+    }
+
+    /// How many users hold `admin`.
+    fn admins(&self) -> usize {
+        self.grants
+            .values()
+            .filter(|roles| roles.contains_key(&Role::Admin))
+            .count()
+    }
+
+    fn grant(
+        &self,
+        user: String,
+        role: &str,
+        reason: String,
+        actor: String,
+        at: DateTime<Utc>,
+    ) -> Result<AccessEvent, AccessError> {
+        let role = validate(&user, role, &reason)?;
+        if let Some(held) = self.grants.get(&user).and_then(|roles| roles.get(&role)) {
+            return Err(AccessError::AlreadyHeld {
+                user,
+                role,
+                granted_by: held.granted_by.clone(),
+            });
+        }
+        Ok(AccessEvent::RoleGranted(RoleGranted {
+            user,
+            role,
+            reason,
+            granted_by: actor,
+            granted_at: at,
+        }))
+    }
+
+    fn revoke(
+        &self,
+        user: String,
+        role: &str,
+        reason: String,
+        actor: String,
+        at: DateTime<Utc>,
+    ) -> Result<AccessEvent, AccessError> {
+        let role = validate(&user, role, &reason)?;
+        if !self.holds(&user, role) {
+            return Err(AccessError::NotHeld { user, role });
+        }
+        if role == Role::Admin && self.admins() == 1 {
+            return Err(AccessError::LastAdmin(user));
+        }
+        Ok(AccessEvent::RoleRevoked(RoleRevoked {
+            user,
+            role,
+            reason,
+            revoked_by: actor,
+            revoked_at: at,
+        }))
+    }
+}
+
+/// The role named `role`, once `user`, `role` and `reason` pass their rules.
+fn validate(user: &str, role: &str, reason: &str) -> Result<Role, AccessError> {
+    let invalid = |field: &str, message: String| {
+        AccessError::InvalidField(FieldError {
+            field: format!("command.{field}"),
+            message,
+        })
+    };
+    if user.is_empty() || user.chars().count() > MAX_USER_LEN {
+        return Err(invalid(
+            "user",
+            format!("must be 1 to {MAX_USER_LEN} characters"),
+        ));
+    }
+    if user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "user",
+            "must not contain spaces or control characters (it is a user name as the server \
+             authenticates it)"
+                .into(),
+        ));
+    }
+    if reason.chars().count() > MAX_REASON_LEN {
+        return Err(invalid(
+            "reason",
+            format!("must be at most {MAX_REASON_LEN} characters"),
+        ));
+    }
+    match Role::grantable(role) {
+        Some(role) => Ok(role),
+        None if role == Role::Internal.as_str() => Err(invalid(
+            "role",
+            "`internal` is Gatehouse's own role and cannot be granted".into(),
+        )),
+        None => Err(invalid(
+            "role",
+            format!(
+                "unknown role `{role}`; the roles are {}",
+                Role::grantable_names()
+            ),
+        )),
+    }
+}
+
+impl Aggregate for Access {
+    const TYPE: &'static str = AGGREGATE;
+    type Command = AccessCommand;
+    type Event = AccessEvent;
+    type Error = AccessError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = match command {
+            AccessCommand::Grant {
+                user,
+                role,
+                reason,
+                actor,
+                at,
+            } => self.grant(user, &role, reason, actor, at)?,
+            AccessCommand::Revoke {
+                user,
+                role,
+                reason,
+                actor,
+                at,
+            } => self.revoke(user, &role, reason, actor, at)?,
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            AccessEvent::RoleGranted(e) => {
+                self.grants.entry(e.user).or_default().insert(
+                    e.role,
+                    RoleGrant {
+                        role: e.role,
+                        granted_by: e.granted_by,
+                        granted_at: e.granted_at,
+                        reason: e.reason,
+                    },
+                );
+            }
+            AccessEvent::RoleRevoked(e) => {
+                if let Some(roles) = self.grants.get_mut(&e.user) {
+                    roles.remove(&e.role);
+                    if roles.is_empty() {
+                        self.grants.remove(&e.user);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type AccessTest = TestFramework<Access>;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    fn grant(user: &str, role: &str) -> AccessCommand {
+        AccessCommand::Grant {
+            user: user.into(),
+            role: role.into(),
+            reason: "because".into(),
+            actor: "alice".into(),
+            at: at(),
+        }
+    }
+
+    fn revoke(user: &str, role: &str) -> AccessCommand {
+        AccessCommand::Revoke {
+            user: user.into(),
+            role: role.into(),
+            reason: String::new(),
+            actor: "alice".into(),
+            at: at(),
+        }
+    }
+
+    fn granted(user: &str, role: Role) -> AccessEvent {
+        AccessEvent::RoleGranted(RoleGranted {
+            user: user.into(),
+            role,
+            reason: "because".into(),
+            granted_by: "alice".into(),
+            granted_at: at(),
+        })
+    }
+
+    fn revoked(user: &str, role: Role) -> AccessEvent {
+        AccessEvent::RoleRevoked(RoleRevoked {
+            user: user.into(),
+            role,
+            reason: String::new(),
+            revoked_by: "alice".into(),
+            revoked_at: at(),
+        })
+    }
+
+    fn field_of(error: AccessError) -> String {
+        match error {
+            AccessError::InvalidField(f) => f.field,
+            other => panic!("not a field error: {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grant_records_who_gave_which_role_to_whom() {
+        AccessTest::with(())
+            .given_no_previous_events()
+            .when_async(grant("bob", "approver"))
+            .await
+            .then_expect_events(vec![granted("bob", Role::Approver)]);
+    }
+
+    #[tokio::test]
+    async fn a_role_held_is_not_granted_twice() {
+        AccessTest::with(())
+            .given(vec![granted("bob", Role::Viewer)])
+            .when_async(grant("bob", "viewer"))
+            .await
+            .then_expect_error(AccessError::AlreadyHeld {
+                user: "bob".into(),
+                role: Role::Viewer,
+                granted_by: "alice".into(),
+            });
+    }
+
+    #[tokio::test]
+    async fn a_revocation_removes_the_role() {
+        AccessTest::with(())
+            .given(vec![granted("bob", Role::Viewer)])
+            .when_async(revoke("bob", "viewer"))
+            .await
+            .then_expect_events(vec![revoked("bob", Role::Viewer)]);
+    }
+
+    #[tokio::test]
+    async fn a_role_not_held_cannot_be_revoked() {
+        AccessTest::with(())
+            .given(vec![
+                granted("bob", Role::Viewer),
+                revoked("bob", Role::Viewer),
+            ])
+            .when_async(revoke("bob", "viewer"))
+            .await
+            .then_expect_error(AccessError::NotHeld {
+                user: "bob".into(),
+                role: Role::Viewer,
+            });
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_keeps_admin_but_one_of_two_may_go() {
+        AccessTest::with(())
+            .given(vec![granted("alice", Role::Admin)])
+            .when_async(revoke("alice", "admin"))
+            .await
+            .then_expect_error(AccessError::LastAdmin("alice".into()));
+        AccessTest::with(())
+            .given(vec![
+                granted("alice", Role::Admin),
+                granted("carol", Role::Admin),
+            ])
+            .when_async(revoke("alice", "admin"))
+            .await
+            .then_expect_events(vec![revoked("alice", Role::Admin)]);
+    }
+
+    #[test]
+    fn unknown_internal_and_malformed_are_refused_naming_the_field() {
+        let access = Access::default();
+        let refuse = |user: &str, role: &str, reason: &str| {
+            access
+                .grant(user.into(), role, reason.into(), "alice".into(), at())
+                .unwrap_err()
+        };
+        let unknown = refuse("bob", "root", "");
+        assert!(unknown.to_string().contains("viewer, author"), "{unknown}");
+        assert_eq!(field_of(unknown), "command.role");
+        let internal = refuse("bob", "internal", "");
+        assert!(internal.to_string().contains("cannot be granted"));
+        assert_eq!(field_of(internal), "command.role");
+        assert_eq!(field_of(refuse("", "viewer", "")), "command.user");
+        assert_eq!(field_of(refuse("bob smith", "viewer", "")), "command.user");
+        let long = "x".repeat(MAX_USER_LEN + 1);
+        assert_eq!(field_of(refuse(&long, "viewer", "")), "command.user");
+        let essay = "x".repeat(MAX_REASON_LEN + 1);
+        assert_eq!(field_of(refuse("bob", "viewer", &essay)), "command.reason");
+    }
+
+    #[test]
+    fn the_state_lists_the_grants_in_force_by_user() {
+        let mut access = Access::default();
+        for event in [
+            granted("bob", Role::Viewer),
+            granted("alice", Role::Admin),
+            granted("bob", Role::Author),
+            revoked("bob", Role::Viewer),
+        ] {
+            access.apply(event);
+        }
+        assert!(access.holds("bob", Role::Author) && !access.holds("bob", Role::Viewer));
+        let roles = access.roles(None);
+        assert_eq!(
+            roles.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        assert_eq!(access.roles(Some("bob"))[0].roles[0].role, Role::Author);
+        access.apply(revoked("bob", Role::Author));
+        assert!(access.roles(Some("bob")).is_empty());
+    }
+}
