@@ -1,4 +1,5 @@
-//! The users of `nats.conf`: `svc` may only send commands (and is answered by its roles); `subscriber` may only consume.
+//! The users of `nats.conf`: `svc` may send commands and queries (answered by its roles) and
+//! publish catalog changes; `subscriber` may only consume.
 
 use std::time::Duration;
 
@@ -47,18 +48,69 @@ async fn svc_may_send_commands_but_not_publish_events_or_delete_streams() {
         .map_or(true, |r| r.is_err()));
     app.audit_caught_up().await;
     assert_eq!(app.stream_messages().await, 0);
-    // Queries are not commands: svc may not send them.
+    // Queries reach Gatehouse, which answers them by svc's roles (none here).
     let q = gatehouse_events::policy::ListPolicies::default();
     let err = client
         .query::<_, serde_json::Value>("policy", "list", &q)
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            ClientError::TimedOut(_) | ClientError::NoResponders(_) | ClientError::Transport(_)
-        ),
+        matches!(&err, ClientError::Rejected(r) if r.code == RejectionCode::Forbidden),
         "{err:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_publishes_catalog_changes_through_the_import_and_a_person_may_not() {
+    let app = spawn_app().await;
+    let ns = &app.settings.namespace;
+    let change = |id: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "op": "upsert", "id": id, "status": "ready", "attributes": {"quality": 0.9}
+        }))
+        .unwrap()
+    };
+    // svc is a user of CLIENTS, which has no JetStream of its own: the catalog stream in
+    // GATEHOUSE stores what arrives through the import, and the PubAck comes back the same way.
+    let svc = connect_as("svc", "GATEHOUSE_SVC_PASSWORD", None).await;
+    let js = async_nats::jetstream::new(svc);
+    let ack = js
+        .publish(
+            subjects::catalog_item(ns, "song-1"),
+            change("song-1").into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .expect("a PubAck from the catalog stream");
+    assert_eq!(ack.stream, subjects::catalog_stream(ns));
+    crate::helpers::eventually(Duration::from_secs(20), || async {
+        let q = gatehouse_events::catalog::GetItem {
+            item_id: "song-1".into(),
+        };
+        app.client
+            .query::<_, gatehouse_events::catalog::CatalogItem>("catalog", "get", &q)
+            .await
+            .is_ok()
+    })
+    .await
+    .unwrap();
+    // bob (a person) may not publish into the catalog.
+    let bob = connect_as("bob", "GATEHOUSE_BOB_PASSWORD", None).await;
+    let js = async_nats::jetstream::new(bob);
+    let ack = tokio::time::timeout(Duration::from_secs(3), async {
+        js.publish(
+            subjects::catalog_item(ns, "song-2"),
+            change("song-2").into(),
+        )
+        .await?
+        .await
+    })
+    .await;
+    assert!(
+        !matches!(ack, Ok(Ok(_))),
+        "bob could publish into the catalog"
     );
     app.stop().await;
 }

@@ -90,9 +90,10 @@ pub enum ImportError {
     },
     #[error("nothing to resume for {path}: {reason}")]
     NothingToResume { path: String, reason: String },
-    #[error("cannot set up the catalog stream")]
-    Stream(#[source] gatehouse_projections::ProjectorError),
-    #[error("line {line}: could not publish after {tries} tries; run the import again to resume")]
+    #[error(
+        "line {line}: could not publish after {tries} tries; run the import again to resume \
+         (Gatehouse must be running: its catalog projector creates the stream)"
+    )]
     Publish {
         line: u64,
         tries: u32,
@@ -113,10 +114,8 @@ pub async fn import(
 ) -> Result<ImportReport, ImportError> {
     let file = ImportFile::open(path).await?;
     let resumed_after = file.resume_point(options.require_resume).await?;
-    let js = crate::broker::jetstream(client);
-    gatehouse_projections::catalog::ensure_stream(&js, ns)
-        .await
-        .map_err(ImportError::Stream)?;
+    // No look at the stream first: Gatehouse's catalog projector creates it, and a host
+    // system's user (a client account) has no JetStream API, only the catalog subjects.
     let mut run = Run {
         bar: Bar::new(options.progress_bar, &file, resumed_after).await,
         publisher: Publisher::new(client, ns, &file.import_id, options.in_flight),
