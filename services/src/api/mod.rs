@@ -29,8 +29,11 @@ use futures::future::BoxFuture;
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 use serde::Serialize;
 
+use crate::artifact::Artifact;
 use crate::policy::Policy;
+use crate::repo::Repo;
 use crate::store::{CommandError, Store};
+use crate::worker::policies::PolicyCache;
 pub use consistency::ReadModel;
 pub use identity::Identity;
 pub use roles::{Grants, Role};
@@ -39,6 +42,10 @@ pub use roles::{Grants, Role};
 /// users' roles.
 pub struct App {
     pub(crate) policies: Store<Policy>,
+    pub(crate) repos: Store<Repo>,
+    pub(crate) artifacts: Store<Artifact>,
+    /// Compiled policy versions for decisions, compiled once per process.
+    pub(crate) compiled: PolicyCache,
     pub(crate) pg: Pool,
     pub(crate) namespace: String,
     pub(crate) grants: Grants,
@@ -47,7 +54,10 @@ pub struct App {
 impl App {
     pub fn new(sqlx: sqlx::PgPool, pg: Pool, namespace: impl Into<String>, grants: Grants) -> Self {
         App {
-            policies: Store::new(sqlx, pg.clone()),
+            policies: Store::new(sqlx.clone(), pg.clone()),
+            repos: Store::new(sqlx.clone(), pg.clone()),
+            artifacts: Store::new(sqlx, pg.clone()),
+            compiled: PolicyCache::default(),
             pg,
             namespace: namespace.into(),
             grants,
@@ -128,6 +138,10 @@ const CONTEXTS: &[&[Operation]] = &[
     crate::run::OPERATIONS,
     crate::catalog::OPERATIONS,
     crate::audit::OPERATIONS,
+    crate::repo::OPERATIONS,
+    crate::decision::OPERATIONS,
+    crate::quarantine::OPERATIONS,
+    crate::artifact::OPERATIONS,
 ];
 
 /// Every operation of every context, commands and queries.
@@ -274,7 +288,8 @@ mod tests {
             let (context, name) = op.name.split_once('.').expect("<context>.<name>");
             assert!(!name.is_empty() && !name.contains('.'), "{}", op.name);
             assert!(
-                ["policy", "run", "catalog", "audit"].contains(&context),
+                ["policy", "run", "catalog", "audit", "repo", "decision", "quarantine", "artifact"]
+                    .contains(&context),
                 "{} is in an unknown context",
                 op.name
             );
@@ -303,6 +318,10 @@ mod tests {
                 "policy.promote",
                 "policy.complete_run",
                 "policy.fail_run",
+                "repo.bind",
+                "decision.evaluate",
+                "quarantine.release",
+                "quarantine.reject",
             ]
         );
         assert_eq!(
@@ -322,6 +341,12 @@ mod tests {
                 "audit.log",
                 "audit.replay",
                 "audit.denials",
+                "repo.get",
+                "repo.list",
+                "decision.list",
+                "quarantine.list",
+                "quarantine.get",
+                "artifact.can_read",
             ]
         );
     }
@@ -332,7 +357,9 @@ mod tests {
             _ if operation(Kind::Query, name).is_some() => Role::Viewer,
             "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
             "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,
-            "policy.promote" => Role::Approver,
+            "policy.promote" | "quarantine.release" | "quarantine.reject" => Role::Approver,
+            "repo.bind" => Role::Operator,
+            "decision.evaluate" => Role::Service,
             "policy.complete_run" | "policy.fail_run" => Role::Internal,
             other => panic!("{other} has no documented role"),
         };

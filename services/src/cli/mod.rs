@@ -10,6 +10,7 @@ pub mod audit;
 pub mod catalog;
 pub mod output;
 pub mod policy;
+pub mod quarantine;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +53,8 @@ pub enum Command {
     Worker,
     /// Run the `policy.promoted` notifier only.
     Notifier,
+    /// Run the releaser only: releases quarantine cases a newly promoted version allows.
+    Releaser,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
@@ -72,6 +75,17 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Repos bound to a policy: bind, show.
+    #[command(subcommand)]
+    Repo(quarantine::RepoCommand),
+    /// Ask for a publish or promote decision on an item of a repo.
+    Decide(quarantine::DecideArgs),
+    /// Quarantine cases: list, show, release, reject.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
+    /// Artifacts: may one be read?
+    #[command(subcommand)]
+    Artifact(quarantine::ArtifactCommand),
     /// Read-model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
