@@ -295,10 +295,17 @@ mod quarantine {
         event_type: &str,
         pinned: Value,
     ) {
-        assert_eq!(serde_json::to_value(&event).unwrap(), pinned, "{event_type}");
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            pinned,
+            "{event_type}"
+        );
         let read: E = serde_json::from_value(pinned.clone()).unwrap();
         assert_eq!(read, event);
-        assert_eq!(pinned.as_object().unwrap().keys().next().unwrap(), event_type);
+        assert_eq!(
+            pinned.as_object().unwrap().keys().next().unwrap(),
+            event_type
+        );
     }
 
     #[test]
@@ -313,9 +320,13 @@ mod quarantine {
             bound_at: at(0),
         });
         assert_eq!(bound.event_type(), "RepoBound");
-        pinned(bound, "RepoBound", json!({"RepoBound": {"repo": "npm", "policy_id": "gate",
+        pinned(
+            bound,
+            "RepoBound",
+            json!({"RepoBound": {"repo": "npm", "policy_id": "gate",
             "budget_ms": 250, "auto_release": true, "previous_policy_id": "old",
-            "bound_by": "alice", "bound_at": "1970-01-01T00:00:00Z"}}));
+            "bound_by": "alice", "bound_at": "1970-01-01T00:00:00Z"}}),
+        );
         let timed_out = RepoEvent::PolicyTimedOut(PolicyTimedOut {
             repo: "npm".into(),
             item_id: "a-1".into(),
@@ -326,9 +337,13 @@ mod quarantine {
             timed_out_at: at(1),
         });
         assert_eq!(timed_out.event_type(), "PolicyTimedOut");
-        pinned(timed_out, "PolicyTimedOut", json!({"PolicyTimedOut": {"repo": "npm",
+        pinned(
+            timed_out,
+            "PolicyTimedOut",
+            json!({"PolicyTimedOut": {"repo": "npm",
             "item_id": "a-1", "action": "promote", "policy_id": "gate", "budget_ms": 250,
-            "request_command_id": "c-1", "timed_out_at": "1970-01-01T00:00:01Z"}}));
+            "request_command_id": "c-1", "timed_out_at": "1970-01-01T00:00:01Z"}}),
+        );
     }
 
     #[test]
@@ -347,11 +362,15 @@ mod quarantine {
             decided_by: "svc".into(),
             decided_at: at(2),
         });
-        pinned(decided, "DecisionRecorded", json!({"DecisionRecorded": {"repo": "npm",
+        pinned(
+            decided,
+            "DecisionRecorded",
+            json!({"DecisionRecorded": {"repo": "npm",
             "item_id": "a-1", "action": "publish", "decision": "quarantine", "rule_id": "scan",
             "reason": "scan not clean", "policy_id": "gate", "version": 3,
             "input_digest": "sha256:ab", "digests": ["sha256:0123456789"], "decided_by": "svc",
-            "decided_at": "1970-01-01T00:00:02Z"}}));
+            "decided_at": "1970-01-01T00:00:02Z"}}),
+        );
         let opened = ArtifactEvent::QuarantineOpened(QuarantineOpened {
             policy_id: "gate".into(),
             version: 3,
@@ -361,9 +380,13 @@ mod quarantine {
             opened_by: "svc".into(),
             opened_at: at(2),
         });
-        pinned(opened, "QuarantineOpened", json!({"QuarantineOpened": {"policy_id": "gate",
+        pinned(
+            opened,
+            "QuarantineOpened",
+            json!({"QuarantineOpened": {"policy_id": "gate",
             "version": 3, "rule_id": null, "reason": "default", "attributes": {"q": 1},
-            "opened_by": "svc", "opened_at": "1970-01-01T00:00:02Z"}}));
+            "opened_by": "svc", "opened_at": "1970-01-01T00:00:02Z"}}),
+        );
         let joined = ArtifactEvent::QuarantineJoined(QuarantineJoined {
             policy_id: "gate".into(),
             version: 3,
@@ -372,9 +395,13 @@ mod quarantine {
             attributes: json!({}),
             joined_at: at(3),
         });
-        pinned(joined, "QuarantineJoined", json!({"QuarantineJoined": {"policy_id": "gate",
+        pinned(
+            joined,
+            "QuarantineJoined",
+            json!({"QuarantineJoined": {"policy_id": "gate",
             "version": 3, "rule_id": "scan", "reason": "r", "attributes": {},
-            "joined_at": "1970-01-01T00:00:03Z"}}));
+            "joined_at": "1970-01-01T00:00:03Z"}}),
+        );
         let resolved = || CaseResolved {
             reason: "checked".into(),
             resolved_by: "alice".into(),
@@ -382,9 +409,15 @@ mod quarantine {
         };
         let body = json!({"reason": "checked", "resolved_by": "alice",
             "resolved_at": "1970-01-01T00:00:04Z"});
-        pinned(ArtifactEvent::QuarantineReleased(resolved()), "QuarantineReleased",
-            json!({"QuarantineReleased": body}));
-        pinned(ArtifactEvent::QuarantineRejected(resolved()), "QuarantineRejected",
-            json!({"QuarantineRejected": body}));
+        pinned(
+            ArtifactEvent::QuarantineReleased(resolved()),
+            "QuarantineReleased",
+            json!({"QuarantineReleased": body}),
+        );
+        pinned(
+            ArtifactEvent::QuarantineRejected(resolved()),
+            "QuarantineRejected",
+            json!({"QuarantineRejected": body}),
+        );
     }
 }

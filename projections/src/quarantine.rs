@@ -250,7 +250,14 @@ async fn apply_artifact(
                          resolution_reason = $6
                       WHERE repo = $1 AND item_id = $2"
                 ),
-                &[&repo, &item_id, &status, &r.resolved_by, &r.resolved_at, &r.reason],
+                &[
+                    &repo,
+                    &item_id,
+                    &status,
+                    &r.resolved_by,
+                    &r.resolved_at,
+                    &r.reason,
+                ],
             )
             .await?;
         }
@@ -260,8 +267,11 @@ async fn apply_artifact(
         "INSERT INTO {artifacts} (artifact_id, repo, item_id, last_sequence) VALUES ($1, $2, $3, $4)
          ON CONFLICT (artifact_id) DO UPDATE SET last_sequence = $4"
     );
-    tx.execute(&sql, &[&event.aggregate_id, &repo, &item_id, &event.sequence])
-        .await?;
+    tx.execute(
+        &sql,
+        &[&event.aggregate_id, &repo, &item_id, &event.sequence],
+    )
+    .await?;
     Ok(())
 }
 
@@ -271,7 +281,12 @@ mod tests {
     use chrono::DateTime;
     use serde_json::json;
 
-    fn record(aggregate: &str, sequence: i64, event_type: &str, payload: serde_json::Value) -> EventRecord {
+    fn record(
+        aggregate: &str,
+        sequence: i64,
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> EventRecord {
         EventRecord {
             position: 7,
             aggregate: aggregate.into(),
@@ -291,19 +306,34 @@ mod tests {
         assert!(guard(None, &r(1)).unwrap());
         assert!(!guard(Some(3), &r(2)).unwrap());
         assert!(guard(Some(3), &r(4)).unwrap());
-        assert!(matches!(guard(Some(3), &r(6)), Err(ApplyError::Gap { expected: 4, .. })));
+        assert!(matches!(
+            guard(Some(3), &r(6)),
+            Err(ApplyError::Gap { expected: 4, .. })
+        ));
     }
 
     #[test]
     fn an_undecodable_known_event_is_poison_and_an_unknown_one_is_skipped() {
-        let bad = record("artifact", 1, "QuarantineOpened", json!({"QuarantineOpened": {}}));
+        let bad = record(
+            "artifact",
+            1,
+            "QuarantineOpened",
+            json!({"QuarantineOpened": {}}),
+        );
         assert!(matches!(
             decode(&bad, &ARTIFACT_EVENTS, ArtifactEvent::event_type),
             Err(ApplyError::Poison(_))
         ));
-        let unknown = record("artifact", 1, "ArtifactRenamed", json!({"ArtifactRenamed": {}}));
-        assert!(decode(&unknown, &ARTIFACT_EVENTS, ArtifactEvent::event_type)
-            .unwrap()
-            .is_none());
+        let unknown = record(
+            "artifact",
+            1,
+            "ArtifactRenamed",
+            json!({"ArtifactRenamed": {}}),
+        );
+        assert!(
+            decode(&unknown, &ARTIFACT_EVENTS, ArtifactEvent::event_type)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -7,10 +7,14 @@ use std::time::Duration;
 use gatehouse::client::ClientError;
 use gatehouse_events::artifact::{CanRead, ReadAllowed};
 use gatehouse_events::catalog::{PublicCatalogPage, PublicCatalogQuery};
-use gatehouse_events::decision::{Action, DecisionEntry, DecisionReply, EvaluateDecision, ListDecisions};
+use gatehouse_events::decision::{
+    Action, DecisionEntry, DecisionReply, EvaluateDecision, ListDecisions,
+};
 use gatehouse_events::envelope::{Rejection, RejectionCode, WaitFor};
 use gatehouse_events::policy::{CreatePolicy, DraftVersion};
-use gatehouse_events::quarantine::{CaseDetail, CasePage, CaseStatus, GetCase, ListCases, ResolveCase};
+use gatehouse_events::quarantine::{
+    CaseDetail, CasePage, CaseStatus, GetCase, ListCases, ResolveCase,
+};
 use gatehouse_events::repo::{BindRepo, GetRepo, RepoSummary};
 use gatehouse_events::rules::Decision;
 use gatehouse_events::run::PromoteRun;
@@ -49,10 +53,14 @@ fn gate_rules(lenient: bool, host_rules: bool) -> Value {
         json!({"id": "scan", "condition": scan, "decision": "quarantine", "reason": "scan not clean"}),
     ];
     if host_rules {
-        rules.push(json!({"id": "promote-bar", "condition": "action == \"promote\" && quality < 0.8",
-            "decision": "deny", "reason": "promotion needs quality 0.8"}));
-        rules.push(json!({"id": "internal", "condition": "repo == \"internal\" && kind == \"secret\"",
-            "decision": "deny", "reason": "no secrets in internal"}));
+        rules.push(
+            json!({"id": "promote-bar", "condition": "action == \"promote\" && quality < 0.8",
+            "decision": "deny", "reason": "promotion needs quality 0.8"}),
+        );
+        rules.push(
+            json!({"id": "internal", "condition": "repo == \"internal\" && kind == \"secret\"",
+            "decision": "deny", "reason": "no secrets in internal"}),
+        );
     }
     rules.push(json!({"id": "low-quality", "condition": "quality < 0.5", "decision": "deny", "reason": "low quality"}));
     rules.push(json!({"id": "banned", "condition": "\"banned\" in tags", "decision": "deny", "reason": "banned tag"}));
@@ -96,7 +104,13 @@ async fn promote(app: &TestApp, policy_id: &str, version: u32) {
         .expect("the promotion is projected");
 }
 
-async fn bind(app: &TestApp, repo: &str, policy_id: &str, budget_ms: Option<u32>, auto_release: bool) {
+async fn bind(
+    app: &TestApp,
+    repo: &str,
+    policy_id: &str,
+    budget_ms: Option<u32>,
+    auto_release: bool,
+) {
     let bind = BindRepo {
         repo: repo.into(),
         policy_id: policy_id.into(),
@@ -116,7 +130,12 @@ async fn gate(app: &TestApp) {
 
 async fn gate_with(app: &TestApp, host_rules: bool) {
     app.client
-        .command("policy", "create", &app.sender("alice"), create_gate("gate"))
+        .command(
+            "policy",
+            "create",
+            &app.sender("alice"),
+            create_gate("gate"),
+        )
         .await
         .expect("create");
     draft_rules(app, "gate", false, host_rules).await;
@@ -133,7 +152,12 @@ fn attributes(quality: f64, scan: &str, critical: i64) -> Map<String, Value> {
     m
 }
 
-fn evaluate(repo: &str, item: &str, action: Action, attrs: Option<Map<String, Value>>) -> EvaluateDecision {
+fn evaluate(
+    repo: &str,
+    item: &str,
+    action: Action,
+    attrs: Option<Map<String, Value>>,
+) -> EvaluateDecision {
     EvaluateDecision {
         repo: repo.into(),
         item_id: item.into(),
@@ -159,20 +183,36 @@ async fn decide(app: &TestApp, cmd: EvaluateDecision) -> Result<DecisionReply, R
     }
 }
 
-async fn resolve(app: &TestApp, name: &str, actor: &str, repo: &str, item: &str, reason: &str) -> Result<(), Rejection> {
+async fn resolve(
+    app: &TestApp,
+    name: &str,
+    actor: &str,
+    repo: &str,
+    item: &str,
+    reason: &str,
+) -> Result<(), Rejection> {
     let cmd = ResolveCase {
         repo: repo.into(),
         item_id: item.into(),
         reason: reason.into(),
     };
-    match app.client.command("quarantine", name, &app.sender(actor), cmd).await {
+    match app
+        .client
+        .command("quarantine", name, &app.sender(actor), cmd)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(ClientError::Rejected(r)) => Err(r),
         Err(e) => panic!("quarantine.{name}: {e}"),
     }
 }
 
-async fn can_read(app: &TestApp, repo: &str, item: Option<&str>, digest: Option<String>) -> Result<ReadAllowed, Rejection> {
+async fn can_read(
+    app: &TestApp,
+    repo: &str,
+    item: Option<&str>,
+    digest: Option<String>,
+) -> Result<ReadAllowed, Rejection> {
     let q = CanRead {
         repo: repo.into(),
         item_id: item.map(Into::into),
@@ -197,8 +237,10 @@ async fn case(app: &TestApp, repo: &str, item: &str, after: &DecisionReply) -> C
 }
 
 async fn events(app: &TestApp, aggregate: &str) -> i64 {
-    app.count(&format!("SELECT count(*) FROM events WHERE aggregate_type = '{aggregate}'"))
-        .await
+    app.count(&format!(
+        "SELECT count(*) FROM events WHERE aggregate_type = '{aggregate}'"
+    ))
+    .await
 }
 
 #[tokio::test]
@@ -207,15 +249,63 @@ async fn the_decision_matrix_records_every_decision_with_its_provenance() {
     gate(&app).await;
     let cases = [
         // (item, action, attributes, decision, rule)
-        ("ok", Action::Publish, attributes(0.9, "clean", 0), Decision::Allow, None),
-        ("ok", Action::Promote, attributes(0.9, "clean", 0), Decision::Allow, None),
-        ("crit", Action::Publish, attributes(0.9, "clean", 2), Decision::Deny, Some("critical")),
-        ("crit", Action::Promote, attributes(0.9, "clean", 2), Decision::Deny, Some("critical")),
-        ("dirty", Action::Publish, attributes(0.9, "infected", 0), Decision::Quarantine, Some("scan")),
-        ("dirty2", Action::Promote, attributes(0.9, "infected", 0), Decision::Quarantine, Some("scan")),
+        (
+            "ok",
+            Action::Publish,
+            attributes(0.9, "clean", 0),
+            Decision::Allow,
+            None,
+        ),
+        (
+            "ok",
+            Action::Promote,
+            attributes(0.9, "clean", 0),
+            Decision::Allow,
+            None,
+        ),
+        (
+            "crit",
+            Action::Publish,
+            attributes(0.9, "clean", 2),
+            Decision::Deny,
+            Some("critical"),
+        ),
+        (
+            "crit",
+            Action::Promote,
+            attributes(0.9, "clean", 2),
+            Decision::Deny,
+            Some("critical"),
+        ),
+        (
+            "dirty",
+            Action::Publish,
+            attributes(0.9, "infected", 0),
+            Decision::Quarantine,
+            Some("scan"),
+        ),
+        (
+            "dirty2",
+            Action::Promote,
+            attributes(0.9, "infected", 0),
+            Decision::Quarantine,
+            Some("scan"),
+        ),
         // The rule reads `action`: publishing at 0.6 is allowed, promoting it is not.
-        ("mid", Action::Publish, attributes(0.6, "clean", 0), Decision::Allow, None),
-        ("mid", Action::Promote, attributes(0.6, "clean", 0), Decision::Deny, Some("promote-bar")),
+        (
+            "mid",
+            Action::Publish,
+            attributes(0.6, "clean", 0),
+            Decision::Allow,
+            None,
+        ),
+        (
+            "mid",
+            Action::Promote,
+            attributes(0.6, "clean", 0),
+            Decision::Deny,
+            Some("promote-bar"),
+        ),
     ];
     let mut last = None;
     for (item, action, attrs, decision, rule) in cases {
@@ -223,19 +313,32 @@ async fn the_decision_matrix_records_every_decision_with_its_provenance() {
             .await
             .unwrap_or_else(|r| panic!("{item} {action}: {r}"));
         let o = &reply.outcome;
-        assert_eq!((o.decision, o.rule_id.as_deref()), (decision, rule), "{item} {action}");
+        assert_eq!(
+            (o.decision, o.rule_id.as_deref()),
+            (decision, rule),
+            "{item} {action}"
+        );
         assert_eq!((o.policy_id.as_str(), o.version), ("gate", 1));
         assert_eq!(o.action, action);
         let evaluated = gatehouse::decision::evaluate::input_attributes("npm", action, attrs);
         assert_eq!(
             o.input_digest,
-            gatehouse::decision::evaluate::input_digest("npm", item, action, &Value::Object(evaluated)),
+            gatehouse::decision::evaluate::input_digest(
+                "npm",
+                item,
+                action,
+                &Value::Object(evaluated)
+            ),
             "the digest is of the evaluated input"
         );
         assert_eq!(reply.recorded.aggregate, "artifact");
         assert_eq!(reply.recorded.aggregate_id, format!("npm:{item}"));
         let quarantined = decision == Decision::Quarantine;
-        assert_eq!(o.case, quarantined.then_some(CaseStatus::Quarantined), "{item}");
+        assert_eq!(
+            o.case,
+            quarantined.then_some(CaseStatus::Quarantined),
+            "{item}"
+        );
         assert_eq!(o.case_opened, quarantined);
         last = Some(reply);
     }
@@ -243,32 +346,73 @@ async fn the_decision_matrix_records_every_decision_with_its_provenance() {
     let wait = WaitFor::after(&last.unwrap().recorded);
     let all: Vec<DecisionEntry> = app
         .client
-        .query_after("decision", "list", &ListDecisions { repo: "npm".into(), ..Default::default() }, &wait)
+        .query_after(
+            "decision",
+            "list",
+            &ListDecisions {
+                repo: "npm".into(),
+                ..Default::default()
+            },
+            &wait,
+        )
         .await
         .unwrap();
     assert_eq!(all.len(), 8);
-    assert!(all.windows(2).all(|w| w[0].position > w[1].position), "newest first");
-    assert_eq!((all[0].item_id.as_str(), all[0].action), ("mid", Action::Promote));
+    assert!(
+        all.windows(2).all(|w| w[0].position > w[1].position),
+        "newest first"
+    );
+    assert_eq!(
+        (all[0].item_id.as_str(), all[0].action),
+        ("mid", Action::Promote)
+    );
     let q = ListDecisions {
         repo: "npm".into(),
         item_id: Some("mid".into()),
         action: Some(Action::Promote),
         ..Default::default()
     };
-    let mid: Vec<DecisionEntry> = app.client.query_after("decision", "list", &q, &wait).await.unwrap();
+    let mid: Vec<DecisionEntry> = app
+        .client
+        .query_after("decision", "list", &q, &wait)
+        .await
+        .unwrap();
     assert_eq!(mid.len(), 1);
-    assert_eq!((mid[0].decision, mid[0].decided_by.as_str()), (Decision::Deny, "svc"));
+    assert_eq!(
+        (mid[0].decision, mid[0].decided_by.as_str()),
+        (Decision::Deny, "svc")
+    );
     assert_eq!(mid[0].digests, vec![format!("sha256:{:0>16}", hex("mid"))]);
     // A retry with the same command id answers the recorded decision.
     let sender = app.sender("svc");
     let first: DecisionReply = app
         .client
-        .command_reply("decision", "evaluate", &sender, evaluate("npm", "again", Action::Publish, Some(attributes(0.9, "clean", 0))))
+        .command_reply(
+            "decision",
+            "evaluate",
+            &sender,
+            evaluate(
+                "npm",
+                "again",
+                Action::Publish,
+                Some(attributes(0.9, "clean", 0)),
+            ),
+        )
         .await
         .unwrap();
     let again: DecisionReply = app
         .client
-        .command_reply("decision", "evaluate", &sender, evaluate("npm", "again", Action::Publish, Some(attributes(0.9, "clean", 0))))
+        .command_reply(
+            "decision",
+            "evaluate",
+            &sender,
+            evaluate(
+                "npm",
+                "again",
+                Action::Publish,
+                Some(attributes(0.9, "clean", 0)),
+            ),
+        )
         .await
         .unwrap();
     assert!(again.recorded.duplicate);
@@ -280,30 +424,49 @@ async fn the_decision_matrix_records_every_decision_with_its_provenance() {
 async fn an_unbound_repo_or_a_policy_without_an_active_version_fails_closed() {
     let app = spawn_app().await;
     app.client
-        .command("policy", "create", &app.sender("alice"), create_gate("gate"))
+        .command(
+            "policy",
+            "create",
+            &app.sender("alice"),
+            create_gate("gate"),
+        )
         .await
         .unwrap();
     draft(&app, "gate", false).await;
     let ok = || Some(attributes(0.9, "clean", 0));
-    let r = decide(&app, evaluate("npm", "a", Action::Publish, ok())).await.unwrap_err();
+    let r = decide(&app, evaluate("npm", "a", Action::Publish, ok()))
+        .await
+        .unwrap_err();
     assert_eq!(r.code, RejectionCode::PolicyUnavailable, "{r}");
     assert!(r.message.contains("bound to no policy"), "{r}");
     // Bound, but version 1 is drafted, not active.
     bind(&app, "npm", "gate", None, true).await;
-    let r = decide(&app, evaluate("npm", "a", Action::Publish, ok())).await.unwrap_err();
+    let r = decide(&app, evaluate("npm", "a", Action::Publish, ok()))
+        .await
+        .unwrap_err();
     assert_eq!(r.code, RejectionCode::PolicyUnavailable, "{r}");
     assert!(r.message.contains("no active version"), "{r}");
     promote(&app, "gate", 1).await;
     // An item that does not fit the schema: an evaluation error, never allow.
     let mut bad = attributes(0.9, "clean", 0);
     bad.insert("quality".into(), json!("high"));
-    let r = decide(&app, evaluate("npm", "a", Action::Publish, Some(bad))).await.unwrap_err();
+    let r = decide(&app, evaluate("npm", "a", Action::Publish, Some(bad)))
+        .await
+        .unwrap_err();
     assert_eq!(r.code, RejectionCode::PolicyUnavailable, "{r}");
     // Not in the catalog and no attributes: nothing to evaluate.
-    let r = decide(&app, evaluate("npm", "a", Action::Publish, None)).await.unwrap_err();
+    let r = decide(&app, evaluate("npm", "a", Action::Publish, None))
+        .await
+        .unwrap_err();
     assert_eq!(r.code, RejectionCode::NotFound, "{r}");
-    assert_eq!(events(&app, "artifact").await, 0, "a refused decision records nothing");
-    let reply = decide(&app, evaluate("npm", "a", Action::Publish, ok())).await.unwrap();
+    assert_eq!(
+        events(&app, "artifact").await,
+        0,
+        "a refused decision records nothing"
+    );
+    let reply = decide(&app, evaluate("npm", "a", Action::Publish, ok()))
+        .await
+        .unwrap();
     assert_eq!(reply.outcome.decision, Decision::Allow);
     app.stop().await;
 }
@@ -333,13 +496,18 @@ async fn a_decision_past_the_budget_fails_closed_and_records_only_the_timeout() 
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let r = decide(&app, evaluate("slow", "pkg-1", Action::Publish, None)).await.unwrap_err();
+    let r = decide(&app, evaluate("slow", "pkg-1", Action::Publish, None))
+        .await
+        .unwrap_err();
     let took = started.elapsed();
     locker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(r.code, RejectionCode::PolicyTimeout, "{r}");
     assert_eq!(r.details[0]["fail_closed"], true);
     assert_eq!(r.details[0]["budget_ms"], 100);
-    assert!(took < Duration::from_secs(5), "answered at the budget, not when the lock went: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "answered at the budget, not when the lock went: {took:?}"
+    );
     // Only the timeout is recorded: on the repo, as the `policy.timeout` audit record.
     assert_eq!(app.count("SELECT count(*) FROM events").await, before + 1);
     let row = app
@@ -365,7 +533,16 @@ async fn a_decision_past_the_budget_fails_closed_and_records_only_the_timeout() 
         1
     );
     eventually(DEADLINE, || async {
-        let r: Result<RepoSummary, _> = app.client.query("repo", "get", &GetRepo { repo: "slow".into() }).await;
+        let r: Result<RepoSummary, _> = app
+            .client
+            .query(
+                "repo",
+                "get",
+                &GetRepo {
+                    repo: "slow".into(),
+                },
+            )
+            .await;
         r.is_ok_and(|r| r.timeouts == 1)
     })
     .await
@@ -373,7 +550,9 @@ async fn a_decision_past_the_budget_fails_closed_and_records_only_the_timeout() 
     assert_eq!(app.count("SELECT count(*) FROM decisions").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM quarantine_cases").await, 0);
     // With the store back, the same request decides.
-    let reply = decide(&app, evaluate("slow", "pkg-1", Action::Publish, None)).await.unwrap();
+    let reply = decide(&app, evaluate("slow", "pkg-1", Action::Publish, None))
+        .await
+        .unwrap();
     assert_eq!(reply.outcome.decision, Decision::Allow);
     app.stop().await;
 }
@@ -383,46 +562,98 @@ async fn a_case_is_released_or_rejected_once_by_an_approver_with_a_reason() {
     let app = spawn_app().await;
     gate(&app).await;
     let dirty = || Some(attributes(0.9, "infected", 0));
-    let first = decide(&app, evaluate("npm", "a", Action::Publish, dirty())).await.unwrap();
+    let first = decide(&app, evaluate("npm", "a", Action::Publish, dirty()))
+        .await
+        .unwrap();
     assert!(first.outcome.case_opened);
     // A second quarantine decision joins the open case.
-    let second = decide(&app, evaluate("npm", "a", Action::Promote, dirty())).await.unwrap();
+    let second = decide(&app, evaluate("npm", "a", Action::Promote, dirty()))
+        .await
+        .unwrap();
     assert!(!second.outcome.case_opened);
     assert_eq!(second.outcome.case, Some(CaseStatus::Quarantined));
     let detail = case(&app, "npm", "a", &second).await;
-    assert_eq!((detail.case.status, detail.case.decisions), (CaseStatus::Quarantined, 2));
+    assert_eq!(
+        (detail.case.status, detail.case.decisions),
+        (CaseStatus::Quarantined, 2)
+    );
     assert_eq!(detail.history.len(), 2);
-    assert_eq!(detail.history[0].action, Action::Promote, "history newest first");
+    assert_eq!(
+        detail.history[0].action,
+        Action::Promote,
+        "history newest first"
+    );
 
     // Only an approver resolves it; svc (a service) is forbidden.
     let svc = app.client_as("svc").await;
-    let cmd = ResolveCase { repo: "npm".into(), item_id: "a".into(), reason: "fine".into() };
-    match svc.command("quarantine", "release", &app.sender("svc"), cmd).await {
+    let cmd = ResolveCase {
+        repo: "npm".into(),
+        item_id: "a".into(),
+        reason: "fine".into(),
+    };
+    match svc
+        .command("quarantine", "release", &app.sender("svc"), cmd)
+        .await
+    {
         Err(ClientError::Rejected(r)) => assert_eq!(r.code, RejectionCode::Forbidden, "{r}"),
         other => panic!("svc released a case: {other:?}"),
     }
-    let r = resolve(&app, "release", "alice", "npm", "a", " ").await.unwrap_err();
-    assert_eq!((r.code, r.field.as_deref()), (RejectionCode::BadRequest, Some("command.reason")));
-    resolve(&app, "release", "alice", "npm", "a", "false positive, rescanned").await.unwrap();
+    let r = resolve(&app, "release", "alice", "npm", "a", " ")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        (RejectionCode::BadRequest, Some("command.reason"))
+    );
+    resolve(
+        &app,
+        "release",
+        "alice",
+        "npm",
+        "a",
+        "false positive, rescanned",
+    )
+    .await
+    .unwrap();
     for again in ["release", "reject"] {
-        let r = resolve(&app, again, "bob", "npm", "a", "again").await.unwrap_err();
+        let r = resolve(&app, again, "bob", "npm", "a", "again")
+            .await
+            .unwrap_err();
         assert_eq!(r.code, RejectionCode::InvalidState, "{r}");
-        assert!(r.message.contains("already released") && r.message.contains("alice"), "{r}");
+        assert!(
+            r.message.contains("already released") && r.message.contains("alice"),
+            "{r}"
+        );
         assert_eq!(r.details[0]["status"], "released");
         assert_eq!(r.details[0]["resolved_by"], "alice");
     }
     // A later quarantine decision is recorded but does not reopen the case.
-    let later = decide(&app, evaluate("npm", "a", Action::Publish, dirty())).await.unwrap();
+    let later = decide(&app, evaluate("npm", "a", Action::Publish, dirty()))
+        .await
+        .unwrap();
     assert_eq!(later.outcome.case, Some(CaseStatus::Released));
 
-    decide(&app, evaluate("npm", "b", Action::Publish, dirty())).await.unwrap();
-    resolve(&app, "reject", "alice", "npm", "b", "malware confirmed").await.unwrap();
-    let r = resolve(&app, "release", "bob", "npm", "b", "oops").await.unwrap_err();
-    assert!(r.message.contains("already rejected") && r.message.contains("alice"), "{r}");
-    let r = resolve(&app, "release", "alice", "npm", "nocase", "why").await.unwrap_err();
+    decide(&app, evaluate("npm", "b", Action::Publish, dirty()))
+        .await
+        .unwrap();
+    resolve(&app, "reject", "alice", "npm", "b", "malware confirmed")
+        .await
+        .unwrap();
+    let r = resolve(&app, "release", "bob", "npm", "b", "oops")
+        .await
+        .unwrap_err();
+    assert!(
+        r.message.contains("already rejected") && r.message.contains("alice"),
+        "{r}"
+    );
+    let r = resolve(&app, "release", "alice", "npm", "nocase", "why")
+        .await
+        .unwrap_err();
     assert_eq!(r.code, RejectionCode::NotFound, "{r}");
 
-    let last = decide(&app, evaluate("npm", "c", Action::Publish, dirty())).await.unwrap();
+    let last = decide(&app, evaluate("npm", "c", Action::Publish, dirty()))
+        .await
+        .unwrap();
     let wait = WaitFor::after(&last.recorded);
     let list = |status: Option<&str>| ListCases {
         repo: Some("npm".into()),
@@ -430,14 +661,26 @@ async fn a_case_is_released_or_rejected_once_by_an_approver_with_a_reason() {
         limit: Some(2),
         offset: None,
     };
-    let page: CasePage = app.client.query_after("quarantine", "list", &list(None), &wait).await.unwrap();
+    let page: CasePage = app
+        .client
+        .query_after("quarantine", "list", &list(None), &wait)
+        .await
+        .unwrap();
     assert_eq!((page.cases.len(), page.total), (2, 3));
     for (status, item) in [("quarantined", "c"), ("released", "a"), ("rejected", "b")] {
-        let page: CasePage = app.client.query_after("quarantine", "list", &list(Some(status)), &wait).await.unwrap();
+        let page: CasePage = app
+            .client
+            .query_after("quarantine", "list", &list(Some(status)), &wait)
+            .await
+            .unwrap();
         let items: Vec<_> = page.cases.iter().map(|c| c.item_id.as_str()).collect();
         assert_eq!(items, [item], "{status}");
     }
-    match app.client.query::<_, CasePage>("quarantine", "list", &list(Some("open"))).await {
+    match app
+        .client
+        .query::<_, CasePage>("quarantine", "list", &list(Some("open")))
+        .await
+    {
         Err(ClientError::Rejected(r)) => {
             assert_eq!(r.code, RejectionCode::BadRequest);
             assert!(r.message.contains("quarantined, released, rejected"), "{r}");
@@ -453,37 +696,82 @@ async fn reads_are_refused_while_quarantined_or_rejected_and_allowed_after_relea
     gate(&app).await;
     let digest = |item: &str| Some(format!("sha256:{:0>16}", hex(item)));
     // Never decided: nothing blocks it.
-    assert!(can_read(&app, "npm", Some("x"), None).await.unwrap().allowed);
-    let reply = decide(&app, evaluate("npm", "x", Action::Publish, Some(attributes(0.9, "infected", 0))))
-        .await
-        .unwrap();
+    assert!(
+        can_read(&app, "npm", Some("x"), None)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let reply = decide(
+        &app,
+        evaluate(
+            "npm",
+            "x",
+            Action::Publish,
+            Some(attributes(0.9, "infected", 0)),
+        ),
+    )
+    .await
+    .unwrap();
     // Blocked at once (the case is read from the event store, not a lagging read model).
     let r = can_read(&app, "npm", Some("x"), None).await.unwrap_err();
     assert_eq!(r.code, RejectionCode::QuarantinedBlob, "{r}");
     assert_eq!(r.details[0]["status"], "quarantined");
     // By digest, once the decision is projected.
-    let q = CanRead { repo: "npm".into(), item_id: None, digest: digest("x") };
-    match app.client.query_after::<_, ReadAllowed>("artifact", "can_read", &q, &WaitFor::after(&reply.recorded)).await {
+    let q = CanRead {
+        repo: "npm".into(),
+        item_id: None,
+        digest: digest("x"),
+    };
+    match app
+        .client
+        .query_after::<_, ReadAllowed>("artifact", "can_read", &q, &WaitFor::after(&reply.recorded))
+        .await
+    {
         Err(ClientError::Rejected(r)) => assert_eq!(r.code, RejectionCode::QuarantinedBlob),
         other => panic!("a quarantined digest was readable: {other:?}"),
     }
     // Another repo's item of the same id is not blocked.
     bind(&app, "pypi", "gate", None, true).await;
-    assert!(can_read(&app, "pypi", Some("x"), None).await.unwrap().allowed);
+    assert!(
+        can_read(&app, "pypi", Some("x"), None)
+            .await
+            .unwrap()
+            .allowed
+    );
 
-    resolve(&app, "release", "alice", "npm", "x", "reviewed").await.unwrap();
+    resolve(&app, "release", "alice", "npm", "x", "reviewed")
+        .await
+        .unwrap();
     let allowed = can_read(&app, "npm", Some("x"), None).await.unwrap();
-    assert_eq!((allowed.allowed, allowed.case), (true, Some(CaseStatus::Released)));
+    assert_eq!(
+        (allowed.allowed, allowed.case),
+        (true, Some(CaseStatus::Released))
+    );
     let by_digest = can_read(&app, "npm", None, digest("x")).await.unwrap();
     assert_eq!(by_digest.item_ids, ["x"]);
 
-    decide(&app, evaluate("npm", "y", Action::Publish, Some(attributes(0.9, "infected", 0)))).await.unwrap();
-    resolve(&app, "reject", "alice", "npm", "y", "malware").await.unwrap();
+    decide(
+        &app,
+        evaluate(
+            "npm",
+            "y",
+            Action::Publish,
+            Some(attributes(0.9, "infected", 0)),
+        ),
+    )
+    .await
+    .unwrap();
+    resolve(&app, "reject", "alice", "npm", "y", "malware")
+        .await
+        .unwrap();
     let r = can_read(&app, "npm", Some("y"), None).await.unwrap_err();
     assert_eq!(r.code, RejectionCode::QuarantinedBlob);
     assert_eq!(r.details[0]["status"], "rejected");
     assert_eq!(r.details[0]["resolved_by"], "alice");
-    let r = can_read(&app, "npm", Some("y"), digest("y")).await.unwrap_err();
+    let r = can_read(&app, "npm", Some("y"), digest("y"))
+        .await
+        .unwrap_err();
     assert_eq!(r.code, RejectionCode::BadRequest, "item and digest at once");
     app.stop().await;
 }
@@ -495,10 +783,24 @@ async fn a_promoted_version_that_allows_a_quarantined_item_releases_it_automatic
     gate(&app).await;
     bind(&app, "manual", "gate", None, false).await;
     let suspicious = || Some(attributes(0.9, "suspicious", 0));
-    decide(&app, evaluate("npm", "s", Action::Publish, suspicious())).await.unwrap();
-    decide(&app, evaluate("manual", "s", Action::Publish, suspicious())).await.unwrap();
+    decide(&app, evaluate("npm", "s", Action::Publish, suspicious()))
+        .await
+        .unwrap();
+    decide(&app, evaluate("manual", "s", Action::Publish, suspicious()))
+        .await
+        .unwrap();
     // Still not clean under the lenient version: stays quarantined.
-    decide(&app, evaluate("npm", "i", Action::Publish, Some(attributes(0.9, "infected", 0)))).await.unwrap();
+    decide(
+        &app,
+        evaluate(
+            "npm",
+            "i",
+            Action::Publish,
+            Some(attributes(0.9, "infected", 0)),
+        ),
+    )
+    .await
+    .unwrap();
 
     draft(&app, "gate", true).await;
     promote(&app, "gate", 2).await;
@@ -519,14 +821,30 @@ async fn a_promoted_version_that_allows_a_quarantined_item_releases_it_automatic
     let released: Value = row.get(0);
     assert_eq!(row.get::<_, String>(1), "gatehouse");
     assert_eq!(released["QuarantineReleased"]["resolved_by"], "gatehouse");
-    let reason = released["QuarantineReleased"]["reason"].as_str().unwrap().to_owned();
+    let reason = released["QuarantineReleased"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(reason.contains("version 2"), "{reason}");
     // Auto-release off keeps the case for a person; an item the new version still
     // quarantines stays quarantined.
-    assert_eq!(can_read(&app, "manual", Some("s"), None).await.unwrap_err().code, RejectionCode::QuarantinedBlob);
-    assert_eq!(can_read(&app, "npm", Some("i"), None).await.unwrap_err().code, RejectionCode::QuarantinedBlob);
     assert_eq!(
-        app.count("SELECT count(*) FROM events WHERE event_type = 'QuarantineReleased'").await,
+        can_read(&app, "manual", Some("s"), None)
+            .await
+            .unwrap_err()
+            .code,
+        RejectionCode::QuarantinedBlob
+    );
+    assert_eq!(
+        can_read(&app, "npm", Some("i"), None)
+            .await
+            .unwrap_err()
+            .code,
+        RejectionCode::QuarantinedBlob
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'QuarantineReleased'")
+            .await,
         1
     );
     app.stop().await;
@@ -541,7 +859,11 @@ async fn the_public_catalog_never_serves_an_item_with_an_open_or_rejected_case()
     insert_items(&app, 30).await;
     gate_with(&app, false).await;
     let public = || async {
-        let q = PublicCatalogQuery { policy_id: "gate".into(), after: None, limit: Some(1_000) };
+        let q = PublicCatalogQuery {
+            policy_id: "gate".into(),
+            after: None,
+            limit: Some(1_000),
+        };
         let page: PublicCatalogPage = app.client.query("catalog", "public", &q).await.unwrap();
         page.items
     };
@@ -555,12 +877,25 @@ async fn the_public_catalog_never_serves_an_item_with_an_open_or_rejected_case()
     // A publish decision quarantines two allowed items (their scan changed), and the catalog's
     // quarantined item (attributes from the catalog).
     let infected = || Some(attributes(0.9, "infected", 0));
-    decide(&app, evaluate("npm", &open, Action::Publish, infected())).await.unwrap();
-    decide(&app, evaluate("npm", &rejected, Action::Publish, infected())).await.unwrap();
-    let w = decide(&app, evaluate("npm", &waived, Action::Publish, None)).await.unwrap();
+    decide(&app, evaluate("npm", &open, Action::Publish, infected()))
+        .await
+        .unwrap();
+    decide(
+        &app,
+        evaluate("npm", &rejected, Action::Publish, infected()),
+    )
+    .await
+    .unwrap();
+    let w = decide(&app, evaluate("npm", &waived, Action::Publish, None))
+        .await
+        .unwrap();
     assert_eq!(w.outcome.decision, Decision::Quarantine);
-    resolve(&app, "reject", "alice", "npm", &rejected, "malware").await.unwrap();
-    resolve(&app, "release", "alice", "npm", &waived, "false positive").await.unwrap();
+    resolve(&app, "reject", "alice", "npm", &rejected, "malware")
+        .await
+        .unwrap();
+    resolve(&app, "release", "alice", "npm", &waived, "false positive")
+        .await
+        .unwrap();
     eventually(DEADLINE, || async {
         let items = public().await;
         let now = ids(&items);
@@ -571,9 +906,15 @@ async fn the_public_catalog_never_serves_an_item_with_an_open_or_rejected_case()
     let items = public().await;
     let served = items.iter().find(|i| i.item_id == waived).unwrap();
     let waiver = served.waiver.as_ref().expect("served as a waiver");
-    assert_eq!((waiver.repo.as_str(), waiver.released_by.as_str()), ("npm", "alice"));
+    assert_eq!(
+        (waiver.repo.as_str(), waiver.released_by.as_str()),
+        ("npm", "alice")
+    );
     assert_eq!(waiver.reason, "false positive");
-    assert!(items.iter().filter(|i| i.item_id != waived).all(|i| i.waiver.is_none()));
+    assert!(items
+        .iter()
+        .filter(|i| i.item_id != waived)
+        .all(|i| i.waiver.is_none()));
     assert_eq!(items.len(), before.len() - 2 + 1);
     app.stop().await;
 }
@@ -588,7 +929,8 @@ async fn the_demo_script_runs_against_a_running_system() {
         .and_then(|deps| deps.parent())
         .expect("target dir")
         .join("gatehouse");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo-quarantine.sh");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo-quarantine.sh");
     let s = &app.settings;
     let output = tokio::process::Command::new("bash")
         .arg(&script)

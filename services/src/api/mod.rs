@@ -288,8 +288,17 @@ mod tests {
             let (context, name) = op.name.split_once('.').expect("<context>.<name>");
             assert!(!name.is_empty() && !name.contains('.'), "{}", op.name);
             assert!(
-                ["policy", "run", "catalog", "audit", "repo", "decision", "quarantine", "artifact"]
-                    .contains(&context),
+                [
+                    "policy",
+                    "run",
+                    "catalog",
+                    "audit",
+                    "repo",
+                    "decision",
+                    "quarantine",
+                    "artifact"
+                ]
+                .contains(&context),
                 "{} is in an unknown context",
                 op.name
             );

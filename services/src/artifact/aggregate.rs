@@ -381,7 +381,11 @@ mod tests {
         ] {
             for again in [Resolution::Release, Resolution::Reject] {
                 ArtifactTest::with(())
-                    .given(vec![recorded(Decision::Quarantine), opened(), first.clone()])
+                    .given(vec![
+                        recorded(Decision::Quarantine),
+                        opened(),
+                        first.clone(),
+                    ])
                     .when_async(resolve(again, "again"))
                     .await
                     .then_expect_error(ArtifactError::AlreadyResolved {
@@ -419,13 +423,21 @@ mod tests {
     #[test]
     fn apply_counts_decisions_and_tracks_the_case() {
         let mut a = Artifact::default();
-        for e in [recorded(Decision::Quarantine), opened(), recorded(Decision::Quarantine), joined()] {
+        for e in [
+            recorded(Decision::Quarantine),
+            opened(),
+            recorded(Decision::Quarantine),
+            joined(),
+        ] {
             a.apply(e);
         }
         assert_eq!(a.decisions, 2);
         assert_eq!(a.case.as_ref().unwrap().decisions, 2);
         a.apply(ArtifactEvent::QuarantineRejected(resolution("alice")));
         let case = a.case.unwrap();
-        assert_eq!((case.status, case.resolved_by.as_deref()), (CaseStatus::Rejected, Some("alice")));
+        assert_eq!(
+            (case.status, case.resolved_by.as_deref()),
+            (CaseStatus::Rejected, Some("alice"))
+        );
     }
 }

@@ -169,9 +169,10 @@ pub async fn repo(cli: &Cli, cmd: &RepoCommand, client: &Client) -> anyhow::Resu
 
 pub async fn decide(cli: &Cli, args: &DecideArgs, client: &Client) -> anyhow::Result<()> {
     let attributes = match &args.attributes {
-        Some(text) => Some(serde_json::from_str(text).map_err(|e| {
-            anyhow::anyhow!("--attributes is not a JSON object: {e}")
-        })?),
+        Some(text) => Some(
+            serde_json::from_str(text)
+                .map_err(|e| anyhow::anyhow!("--attributes is not a JSON object: {e}"))?,
+        ),
         None => None,
     };
     let command = EvaluateDecision {
@@ -237,7 +238,14 @@ pub async fn quarantine(cli: &Cli, cmd: &QuarantineCommand, client: &Client) -> 
                 return Ok(());
             }
             let mut t = table(&[
-                "REPO", "ITEM", "STATUS", "POLICY", "RULE", "OPENED", "DECISIONS", "RESOLVED BY",
+                "REPO",
+                "ITEM",
+                "STATUS",
+                "POLICY",
+                "RULE",
+                "OPENED",
+                "DECISIONS",
+                "RESOLVED BY",
             ]);
             for c in &page.cases {
                 t.add_row(vec![
@@ -285,7 +293,9 @@ pub async fn quarantine(cli: &Cli, cmd: &QuarantineCommand, client: &Client) -> 
                     c.resolution_reason.as_deref().unwrap_or("")
                 );
             }
-            let mut t = table(&["POSITION", "ACTION", "DECISION", "RULE", "VERSION", "BY", "AT"]);
+            let mut t = table(&[
+                "POSITION", "ACTION", "DECISION", "RULE", "VERSION", "BY", "AT",
+            ]);
             for e in &d.history {
                 t.add_row(vec![
                     e.position.to_string(),

@@ -52,8 +52,8 @@ pub async fn evaluate(
             .with_field("command.repo")
         })?;
     let budget = Duration::from_millis(u64::from(binding.budget_ms));
-    let evaluated = tokio::time::timeout(budget, within_budget(app, &client, &binding, &command))
-        .await;
+    let evaluated =
+        tokio::time::timeout(budget, within_budget(app, &client, &binding, &command)).await;
     drop(client);
     let (version, evaluated) = match evaluated {
         Ok(outcome) => outcome?,
@@ -171,17 +171,20 @@ async fn within_budget(
             })?,
     };
     let attributes = input_attributes(&command.repo, command.action, attributes);
-    let (repo, item_id, action) = (command.repo.clone(), command.item_id.clone(), command.action);
-    let evaluated = tokio::task::spawn_blocking(move || {
-        decide(&compiled, &repo, &item_id, action, attributes)
-    })
-    .await
-    .map_err(|e| internal(format!("the evaluation task failed: {e}")))?
-    .map_err(|why| {
-        policy_unavailable(format!(
-            "policy `{policy_id}` version {version} cannot decide: {why}; failing closed"
-        ))
-    })?;
+    let (repo, item_id, action) = (
+        command.repo.clone(),
+        command.item_id.clone(),
+        command.action,
+    );
+    let evaluated =
+        tokio::task::spawn_blocking(move || decide(&compiled, &repo, &item_id, action, attributes))
+            .await
+            .map_err(|e| internal(format!("the evaluation task failed: {e}")))?
+            .map_err(|why| {
+                policy_unavailable(format!(
+                    "policy `{policy_id}` version {version} cannot decide: {why}; failing closed"
+                ))
+            })?;
     Ok((version, evaluated))
 }
 
@@ -250,7 +253,10 @@ async fn reply(app: &App, done: CommandAccepted) -> Result<DecisionReply, Reject
         .map_err(|e| {
             Rejection::new(
                 RejectionCode::IdempotencyConflict,
-                format!("command_id `{}` was used for another command: {e}", done.command_id),
+                format!(
+                    "command_id `{}` was used for another command: {e}",
+                    done.command_id
+                ),
             )
             .with_field("command_id")
         })?;

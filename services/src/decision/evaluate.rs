@@ -110,10 +110,12 @@ mod tests {
     #[test]
     fn rules_read_the_action_and_the_repo_set_by_gatehouse() {
         let p = policy();
-        let publish = evaluate(&p, "npm", "a", Action::Publish, attrs(0.5, Action::Publish)).unwrap();
+        let publish =
+            evaluate(&p, "npm", "a", Action::Publish, attrs(0.5, Action::Publish)).unwrap();
         assert_eq!(publish.decision, Decision::Allow);
         assert_eq!(publish.rule_id, None);
-        let promote = evaluate(&p, "npm", "a", Action::Promote, attrs(0.5, Action::Promote)).unwrap();
+        let promote =
+            evaluate(&p, "npm", "a", Action::Promote, attrs(0.5, Action::Promote)).unwrap();
         assert_eq!(promote.decision, Decision::Quarantine);
         assert_eq!(promote.rule_id.as_deref(), Some("promote-quality"));
         assert_eq!(promote.attributes["action"], "promote");
@@ -140,8 +142,14 @@ mod tests {
         let Value::Object(m) = json!({"quality": "high"}) else {
             unreachable!()
         };
-        let e = evaluate(&policy(), "npm", "a", Action::Publish, input_attributes("npm", Action::Publish, m))
-            .unwrap_err();
+        let e = evaluate(
+            &policy(),
+            "npm",
+            "a",
+            Action::Publish,
+            input_attributes("npm", Action::Publish, m),
+        )
+        .unwrap_err();
         assert!(e.contains("quality"), "{e}");
     }
 }

@@ -20,14 +20,18 @@ pub async fn binding(
             &[&repo],
         )
         .await?;
-    Ok(row.and_then(|r| match serde_json::from_value(r.get::<_, Value>(0)) {
-        Ok(RepoEvent::RepoBound(b)) => Some(b),
-        _ => None,
-    }))
+    Ok(
+        row.and_then(|r| match serde_json::from_value(r.get::<_, Value>(0)) {
+            Ok(RepoEvent::RepoBound(b)) => Some(b),
+            _ => None,
+        }),
+    )
 }
 
 /// Every repo's binding (its last `RepoBound`).
-pub async fn bindings(client: &tokio_postgres::Client) -> Result<Vec<RepoBound>, tokio_postgres::Error> {
+pub async fn bindings(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<RepoBound>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT DISTINCT ON (aggregate_id) payload FROM events
@@ -117,24 +121,26 @@ pub async fn case_state(
             &[&artifact::aggregate_id(repo, item_id)],
         )
         .await?;
-    Ok(row.and_then(|r| match serde_json::from_value(r.get::<_, Value>(0)) {
-        Ok(ArtifactEvent::QuarantineOpened(_)) => Some(CaseState {
-            status: CaseStatus::Quarantined,
-            resolved_by: None,
-            reason: None,
+    Ok(
+        row.and_then(|r| match serde_json::from_value(r.get::<_, Value>(0)) {
+            Ok(ArtifactEvent::QuarantineOpened(_)) => Some(CaseState {
+                status: CaseStatus::Quarantined,
+                resolved_by: None,
+                reason: None,
+            }),
+            Ok(ArtifactEvent::QuarantineReleased(r)) => Some(CaseState {
+                status: CaseStatus::Released,
+                resolved_by: Some(r.resolved_by),
+                reason: Some(r.reason),
+            }),
+            Ok(ArtifactEvent::QuarantineRejected(r)) => Some(CaseState {
+                status: CaseStatus::Rejected,
+                resolved_by: Some(r.resolved_by),
+                reason: Some(r.reason),
+            }),
+            _ => None,
         }),
-        Ok(ArtifactEvent::QuarantineReleased(r)) => Some(CaseState {
-            status: CaseStatus::Released,
-            resolved_by: Some(r.resolved_by),
-            reason: Some(r.reason),
-        }),
-        Ok(ArtifactEvent::QuarantineRejected(r)) => Some(CaseState {
-            status: CaseStatus::Rejected,
-            resolved_by: Some(r.resolved_by),
-            reason: Some(r.reason),
-        }),
-        _ => None,
-    }))
+    )
 }
 
 /// An open case of a repo: the item and the attributes its last quarantine decision evaluated.

@@ -28,12 +28,16 @@ async fn resolve(
 ) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     if !is_valid_repo(&command.repo) {
-        return Err(bad_request(format!("`{}` is not a repo name", command.repo))
-            .with_field("command.repo"));
+        return Err(
+            bad_request(format!("`{}` is not a repo name", command.repo))
+                .with_field("command.repo"),
+        );
     }
     if !is_valid_item_id(&command.item_id) {
-        return Err(bad_request(format!("`{}` is not an item id", command.item_id))
-            .with_field("command.item_id"));
+        return Err(
+            bad_request(format!("`{}` is not an item id", command.item_id))
+                .with_field("command.item_id"),
+        );
     }
     let id = artifact::aggregate_id(&command.repo, &command.item_id);
     let cmd = ArtifactCommand::Resolve {

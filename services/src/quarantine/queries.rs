@@ -2,7 +2,9 @@
 //! `quarantine` read model).
 
 use gatehouse_events::envelope::{Rejection, RejectionCode};
-use gatehouse_events::quarantine::{CaseDetail, CasePage, CaseStatus, CaseSummary, GetCase, ListCases};
+use gatehouse_events::quarantine::{
+    CaseDetail, CasePage, CaseStatus, CaseSummary, GetCase, ListCases,
+};
 use tokio_postgres::Row;
 
 use crate::api::read::{column, internal, page, query};
@@ -38,11 +40,8 @@ pub async fn list(app: &App, q: ListCases) -> Result<CasePage, Rejection> {
         None => None,
         Some(s) => Some(CaseStatus::parse(s).ok_or_else(|| {
             let allowed: Vec<&str> = CaseStatus::ALL.iter().map(|s| s.as_str()).collect();
-            bad_request(format!(
-                "status `{s}` is not one of {}",
-                allowed.join(", ")
-            ))
-            .with_field("status")
+            bad_request(format!("status `{s}` is not one of {}", allowed.join(", ")))
+                .with_field("status")
         })?),
     };
     let status = status.map(|s| s.as_str());

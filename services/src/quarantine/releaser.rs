@@ -112,7 +112,12 @@ impl Handler for Releaser {
         match self.release_allowed(&policy_id, version).await {
             Ok(released) => {
                 if released > 0 {
-                    tracing::info!(policy_id, version, released, "auto-released quarantine cases");
+                    tracing::info!(
+                        policy_id,
+                        version,
+                        released,
+                        "auto-released quarantine cases"
+                    );
                 }
                 Outcome::Ack
             }
@@ -170,21 +175,22 @@ impl Releaser {
                     .and_then(Value::as_str)
                     .and_then(Action::parse)
                     .unwrap_or(Action::Publish);
-                let verdict = match evaluate::evaluate(
-                    &compiled,
-                    &binding.repo,
-                    &case.item_id,
-                    action,
-                    attributes,
-                ) {
-                    Ok(v) => v,
-                    // The version cannot decide on it: a person keeps the case.
-                    Err(why) => {
-                        tracing::info!(repo = binding.repo, item_id = case.item_id, why,
+                let verdict =
+                    match evaluate::evaluate(
+                        &compiled,
+                        &binding.repo,
+                        &case.item_id,
+                        action,
+                        attributes,
+                    ) {
+                        Ok(v) => v,
+                        // The version cannot decide on it: a person keeps the case.
+                        Err(why) => {
+                            tracing::info!(repo = binding.repo, item_id = case.item_id, why,
                             "a case stays quarantined: the promoted version cannot decide on it");
-                        continue;
-                    }
-                };
+                            continue;
+                        }
+                    };
                 if verdict.decision != Decision::Allow {
                     continue;
                 }
@@ -212,7 +218,10 @@ impl Releaser {
                 {
                     Ok(_) => released += 1,
                     Err(ClientError::Rejected(r))
-                        if matches!(r.code, RejectionCode::InvalidState | RejectionCode::NotFound) =>
+                        if matches!(
+                            r.code,
+                            RejectionCode::InvalidState | RejectionCode::NotFound
+                        ) =>
                     {
                         tracing::debug!(repo = binding.repo, item_id = case.item_id, %r,
                             "the case was resolved before the automatic release")
