@@ -949,3 +949,123 @@ async fn the_demo_script_runs_against_a_running_system() {
     assert!(stdout.contains("error [quarantined_blob]"), "{stdout}");
     app.stop().await;
 }
+
+/// Every row of the `quarantine` read model's tables, in a stable order.
+async fn quarantine_model(app: &TestApp) -> Vec<(&'static str, Vec<Value>)> {
+    let mut tables = Vec::new();
+    for &table in gatehouse_projections::read_model("quarantine")
+        .unwrap()
+        .tables()
+    {
+        let sql = format!("SELECT to_jsonb(t) FROM {table} t ORDER BY to_jsonb(t)::text");
+        let rows = app.db.query(sql.as_str(), &[]).await.unwrap();
+        tables.push((table, rows.iter().map(|r| r.get(0)).collect()));
+    }
+    tables
+}
+
+#[tokio::test]
+async fn the_quarantine_model_rebuilt_from_the_event_store_equals_the_live_one() {
+    let app = spawn_app().await;
+    gate(&app).await;
+    bind(&app, "slow", "gate", Some(2_000), false).await;
+    for (item, scan) in [("a", "clean"), ("b", "infected"), ("c", "suspicious")] {
+        decide(
+            &app,
+            evaluate("npm", item, Action::Publish, Some(attributes(0.9, scan, 0))),
+        )
+        .await
+        .unwrap();
+    }
+    decide(
+        &app,
+        evaluate(
+            "npm",
+            "b",
+            Action::Promote,
+            Some(attributes(0.9, "infected", 0)),
+        ),
+    )
+    .await
+    .unwrap();
+    resolve(&app, "release", "alice", "npm", "b", "ok")
+        .await
+        .unwrap();
+    resolve(&app, "reject", "alice", "npm", "c", "no")
+        .await
+        .unwrap();
+    let artifacts = "SELECT count(*) FROM events WHERE aggregate_type IN ('repo', 'artifact')";
+    let stored = app.count(artifacts).await;
+    eventually(DEADLINE, || async {
+        app.count("SELECT coalesce(sum(last_sequence), 0)::bigint FROM repos")
+            .await
+            + app
+                .count("SELECT coalesce(sum(last_sequence), 0)::bigint FROM artifacts")
+                .await
+            == stored
+    })
+    .await
+    .expect("the quarantine model caught up");
+    let live = quarantine_model(&app).await;
+    assert_eq!(live[2].1.len(), 4, "four decisions");
+    let pool = gatehouse::db::pool(&app.settings.database_url, 2).unwrap();
+    let model = gatehouse_projections::read_model("quarantine").unwrap();
+    gatehouse_projections::rebuild(model.as_ref(), &pool, 3)
+        .await
+        .unwrap();
+    assert_eq!(quarantine_model(&app).await, live);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rule_slower_than_the_budget_fails_closed_and_records_only_the_timeout() {
+    let app = spawn_app().await;
+    let create: CreatePolicy = serde_json::from_value(json!({
+        "policy_id": "heavy", "name": "Heavy", "attributes": {"tags": "list<string>"}
+    }))
+    .unwrap();
+    app.client
+        .command("policy", "create", &app.sender("alice"), create)
+        .await
+        .unwrap();
+    let draft = DraftVersion {
+        policy_id: "heavy".into(),
+        rules: serde_json::from_value(json!({
+            "rules": [{"id": "pairs", "condition": "tags.all(t, tags.all(u, t + u != \"x\"))",
+                       "decision": "deny", "reason": "every pair checked"}],
+            "default_decision": "allow", "score": "1.0"
+        }))
+        .unwrap(),
+        notes: "quadratic on purpose".into(),
+    };
+    app.client
+        .command("policy", "draft", &app.sender("bob"), draft)
+        .await
+        .unwrap();
+    promote(&app, "heavy", 1).await;
+    bind(&app, "npm", "heavy", Some(50), true).await;
+    let before = app.count("SELECT count(*) FROM events").await;
+    let tags: Vec<String> = (0..1_000).map(|i| format!("t{i}")).collect();
+    let Value::Object(attrs) = json!({"tags": tags}) else {
+        unreachable!()
+    };
+    let started = std::time::Instant::now();
+    let r = decide(&app, evaluate("npm", "big", Action::Publish, Some(attrs)))
+        .await
+        .unwrap_err();
+    assert_eq!(r.code, RejectionCode::PolicyTimeout, "{r}");
+    assert_eq!(r.details[0]["budget_ms"], 50);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.count("SELECT count(*) FROM events").await, before + 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE event_type = 'PolicyTimedOut'")
+            .await,
+        1
+    );
+    assert_eq!(events(&app, "artifact").await, 0);
+    app.stop().await;
+}
