@@ -149,6 +149,18 @@ pub struct PublicItem {
     pub item_id: String,
     pub score: f64,
     pub attributes: serde_json::Value,
+    /// Set when the item was quarantined and its case released: served as a waiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiver: Option<Waiver>,
+}
+
+/// The provenance of an item served because its quarantine case was released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiver {
+    pub repo: String,
+    pub released_by: String,
+    pub released_at: DateTime<Utc>,
+    pub reason: String,
 }
 
 /// `catalog.stats` takes no parameters (any JSON object, usually `{}`).

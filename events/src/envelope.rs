@@ -220,6 +220,17 @@ pub enum RejectionCode {
     /// Promote refused by four-eyes: the promoter authored the run's version and the policy
     /// requires a second approver; the message names both.
     ApprovalRequired,
+    /// A decision could not be made and fails closed (never `allow`): the repo is bound to no
+    /// policy, the policy has no active version, the item does not fit the schema, or a rule
+    /// failed on it. Nothing is recorded.
+    PolicyUnavailable,
+    /// The evaluation ran past the repo's budget and fails closed: `details` is
+    /// `[{"fail_closed": true, "budget_ms", "repo", "item_id", "action"}]`. Only the
+    /// `PolicyTimedOut` audit record is written.
+    PolicyTimeout,
+    /// A read of an artifact whose quarantine case is `quarantined` or `rejected`: `details`
+    /// names the repo, the item and the case's status (HTTP: 423 Locked).
+    QuarantinedBlob,
 }
 
 impl RejectionCode {
@@ -243,6 +254,9 @@ impl RejectionCode {
             RejectionCode::Unauthenticated => "unauthenticated",
             RejectionCode::Forbidden => "forbidden",
             RejectionCode::ApprovalRequired => "approval_required",
+            RejectionCode::PolicyUnavailable => "policy_unavailable",
+            RejectionCode::PolicyTimeout => "policy_timeout",
+            RejectionCode::QuarantinedBlob => "quarantined_blob",
         }
     }
 }
@@ -291,6 +305,9 @@ mod tests {
             RejectionCode::Conflict,
             RejectionCode::Forbidden,
             RejectionCode::ApprovalRequired,
+            RejectionCode::PolicyUnavailable,
+            RejectionCode::PolicyTimeout,
+            RejectionCode::QuarantinedBlob,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         }

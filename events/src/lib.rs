@@ -12,15 +12,24 @@
 //! - [`audit`]: audit-log and replay queries.
 //! - [`catalog`]: catalog changes, items and the public catalog.
 //! - [`run`]: evaluation runs (Prepare, status, diff, Promote) and `policy.promoted`.
+//! - [`repo`]: repos bound to a policy (`repo.bind`), and evaluation timeouts.
+//! - [`decision`]: publish/promote decisions (`decision.evaluate`, `decision.list`).
+//! - [`quarantine`]: quarantine cases (`release`, `reject`, `list`, `get`).
+//! - [`artifact`]: the `artifact` aggregate (decisions and the case of one item in one repo)
+//!   and `artifact.can_read`.
 //! - [`record`]: one stored event as published and replayed.
 //! - [`metadata`]: the metadata keys stored with every event.
 pub mod access;
+pub mod artifact;
 pub mod audit;
 pub mod catalog;
+pub mod decision;
 pub mod envelope;
 pub mod metadata;
 pub mod policy;
+pub mod quarantine;
 pub mod record;
+pub mod repo;
 pub mod rules;
 pub mod run;
 pub mod subjects;

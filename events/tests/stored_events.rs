@@ -277,6 +277,151 @@ fn every_stored_type_name_is_pinned_here() {
     assert!(unknown.to_string().contains("unknown variant"), "{unknown}");
 }
 
+// ----- the repo and artifact aggregates (decisions and quarantine) -----
+
+mod quarantine {
+    use super::at;
+    use gatehouse_events::artifact::{
+        ArtifactEvent, CaseResolved, DecisionRecorded, QuarantineJoined, QuarantineOpened,
+    };
+    use gatehouse_events::decision::Action;
+    use gatehouse_events::repo::{PolicyTimedOut, RepoBound, RepoEvent};
+    use gatehouse_events::rules::Decision;
+    use serde::{de::DeserializeOwned, Serialize};
+    use serde_json::{json, Value};
+
+    fn pinned<E: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+        event: E,
+        event_type: &str,
+        pinned: Value,
+    ) {
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            pinned,
+            "{event_type}"
+        );
+        let read: E = serde_json::from_value(pinned.clone()).unwrap();
+        assert_eq!(read, event);
+        assert_eq!(
+            pinned.as_object().unwrap().keys().next().unwrap(),
+            event_type
+        );
+    }
+
+    #[test]
+    fn repo_events_are_stored_as_pinned() {
+        let bound = RepoEvent::RepoBound(RepoBound {
+            repo: "npm".into(),
+            policy_id: "gate".into(),
+            budget_ms: 250,
+            auto_release: true,
+            previous_policy_id: Some("old".into()),
+            bound_by: "alice".into(),
+            bound_at: at(0),
+        });
+        assert_eq!(bound.event_type(), "RepoBound");
+        pinned(
+            bound,
+            "RepoBound",
+            json!({"RepoBound": {"repo": "npm", "policy_id": "gate",
+            "budget_ms": 250, "auto_release": true, "previous_policy_id": "old",
+            "bound_by": "alice", "bound_at": "1970-01-01T00:00:00Z"}}),
+        );
+        let timed_out = RepoEvent::PolicyTimedOut(PolicyTimedOut {
+            repo: "npm".into(),
+            item_id: "a-1".into(),
+            action: Action::Promote,
+            policy_id: "gate".into(),
+            budget_ms: 250,
+            request_command_id: "c-1".into(),
+            timed_out_at: at(1),
+        });
+        assert_eq!(timed_out.event_type(), "PolicyTimedOut");
+        pinned(
+            timed_out,
+            "PolicyTimedOut",
+            json!({"PolicyTimedOut": {"repo": "npm",
+            "item_id": "a-1", "action": "promote", "policy_id": "gate", "budget_ms": 250,
+            "request_command_id": "c-1", "timed_out_at": "1970-01-01T00:00:01Z"}}),
+        );
+    }
+
+    #[test]
+    fn artifact_events_are_stored_as_pinned() {
+        let decided = ArtifactEvent::DecisionRecorded(DecisionRecorded {
+            repo: "npm".into(),
+            item_id: "a-1".into(),
+            action: Action::Publish,
+            decision: Decision::Quarantine,
+            rule_id: Some("scan".into()),
+            reason: "scan not clean".into(),
+            policy_id: "gate".into(),
+            version: 3,
+            input_digest: "sha256:ab".into(),
+            digests: vec!["sha256:0123456789".into()],
+            decided_by: "svc".into(),
+            decided_at: at(2),
+        });
+        pinned(
+            decided,
+            "DecisionRecorded",
+            json!({"DecisionRecorded": {"repo": "npm",
+            "item_id": "a-1", "action": "publish", "decision": "quarantine", "rule_id": "scan",
+            "reason": "scan not clean", "policy_id": "gate", "version": 3,
+            "input_digest": "sha256:ab", "digests": ["sha256:0123456789"], "decided_by": "svc",
+            "decided_at": "1970-01-01T00:00:02Z"}}),
+        );
+        let opened = ArtifactEvent::QuarantineOpened(QuarantineOpened {
+            policy_id: "gate".into(),
+            version: 3,
+            rule_id: None,
+            reason: "default".into(),
+            attributes: json!({"q": 1}),
+            opened_by: "svc".into(),
+            opened_at: at(2),
+        });
+        pinned(
+            opened,
+            "QuarantineOpened",
+            json!({"QuarantineOpened": {"policy_id": "gate",
+            "version": 3, "rule_id": null, "reason": "default", "attributes": {"q": 1},
+            "opened_by": "svc", "opened_at": "1970-01-01T00:00:02Z"}}),
+        );
+        let joined = ArtifactEvent::QuarantineJoined(QuarantineJoined {
+            policy_id: "gate".into(),
+            version: 3,
+            rule_id: Some("scan".into()),
+            reason: "r".into(),
+            attributes: json!({}),
+            joined_at: at(3),
+        });
+        pinned(
+            joined,
+            "QuarantineJoined",
+            json!({"QuarantineJoined": {"policy_id": "gate",
+            "version": 3, "rule_id": "scan", "reason": "r", "attributes": {},
+            "joined_at": "1970-01-01T00:00:03Z"}}),
+        );
+        let resolved = || CaseResolved {
+            reason: "checked".into(),
+            resolved_by: "alice".into(),
+            resolved_at: at(4),
+        };
+        let body = json!({"reason": "checked", "resolved_by": "alice",
+            "resolved_at": "1970-01-01T00:00:04Z"});
+        pinned(
+            ArtifactEvent::QuarantineReleased(resolved()),
+            "QuarantineReleased",
+            json!({"QuarantineReleased": body}),
+        );
+        pinned(
+            ArtifactEvent::QuarantineRejected(resolved()),
+            "QuarantineRejected",
+            json!({"QuarantineRejected": body}),
+        );
+    }
+}
+
 #[test]
 fn access_events_are_stored_as_pinned() {
     use gatehouse_events::access::{AccessEvent, Role, RoleGranted, RoleRevoked};

@@ -13,6 +13,8 @@
 //! - [`audit`]: the `audit` read model (`audit_log`).
 //! - [`policy`]: the `policies` read model (`policies`, `policy_versions`, and `runs` through
 //!   `run`): the policy and run contexts.
+//! - [`quarantine`]: the `quarantine` read model (`repos`, `artifacts`, `decisions`,
+//!   `quarantine_cases`): the repo, decision and quarantine contexts.
 //! - [`catalog`]: the catalog projector (`catalog_items`, `catalog_rejections`), fed from the
 //!   catalog stream `<NS>_CATALOG` rather than the events stream.
 //! - [`consumer`]: the consumer runtime every consumer loop shares (outcomes, retries without a
@@ -33,6 +35,7 @@ mod fallback;
 pub mod json_text;
 pub mod model;
 pub mod policy;
+pub mod quarantine;
 pub mod rebuild;
 mod run;
 pub mod runtime;
@@ -51,6 +54,7 @@ pub use catalog::CatalogSettings;
 pub use error::ProjectorError;
 pub use model::{ApplyError, Interest, ReadModel, Tables};
 pub use policy::Policies;
+pub use quarantine::Quarantine;
 pub use rebuild::{rebuild, RebuildReport};
 pub use runtime::run;
 pub use settings::ProjectorSettings;
@@ -59,10 +63,10 @@ pub use settings::{Hook, Hooks};
 
 /// Every read model, in a stable order.
 pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
-    vec![Arc::new(AuditLog), Arc::new(Policies)]
+    vec![Arc::new(AuditLog), Arc::new(Policies), Arc::new(Quarantine)]
 }
 
-/// The read model called `name` (`audit`, `policies`).
+/// The read model called `name` (`audit`, `policies`, `quarantine`).
 pub fn read_model(name: &str) -> Option<Arc<dyn ReadModel>> {
     read_models().into_iter().find(|model| model.name() == name)
 }

@@ -69,6 +69,18 @@ impl Client {
         sender: &Sender,
         command: C,
     ) -> Result<CommandAccepted, ClientError> {
+        self.command_reply(aggregate, name, sender, command).await
+    }
+
+    /// Like [`Client::command`], for a command whose reply is not a plain [`CommandAccepted`]
+    /// (`decision.evaluate` answers a `DecisionReply`).
+    pub async fn command_reply<C: Serialize, R: DeserializeOwned>(
+        &self,
+        aggregate: &str,
+        name: &str,
+        sender: &Sender,
+        command: C,
+    ) -> Result<R, ClientError> {
         let request = CommandRequest {
             command_id: sender.command_id.clone(),
             actor: sender.actor.clone(),
@@ -122,6 +134,22 @@ impl Client {
                 "get",
                 serde_json::json!({"policy_id": done.aggregate_id}),
             ),
+            "repo" => (
+                "repo",
+                "get",
+                serde_json::json!({"repo": done.aggregate_id}),
+            ),
+            "artifact" => {
+                let (repo, item_id) = done
+                    .aggregate_id
+                    .split_once(':')
+                    .unwrap_or((done.aggregate_id.as_str(), ""));
+                (
+                    "decision",
+                    "list",
+                    serde_json::json!({"repo": repo, "item_id": item_id, "limit": 1}),
+                )
+            }
             _ => ("audit", "log", serde_json::json!({"limit": 1})),
         };
         self.query_after::<_, serde_json::Value>(model, name, &query, &wait)

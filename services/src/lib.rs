@@ -9,6 +9,10 @@
 //! - [`run`]: evaluation runs (the run half of the policy aggregate, Prepare, Promote, diffs).
 //! - [`catalog`]: the host's items and each policy's public catalog.
 //! - [`audit`]: the audit log and replays from the event store.
+//! - [`repo`]: repos bound to a policy (the `repo` aggregate).
+//! - [`decision`]: publish/promote decisions, within a budget, failing closed.
+//! - [`quarantine`]: quarantine cases: release, reject, auto-release ([`quarantine::releaser`]).
+//! - [`artifact`]: the `artifact` aggregate (one item in one repo) and `artifact.can_read`.
 //!
 //! And what serves them:
 //! - [`api`]: the operations every context declares, and what they share (parsing, waits).
@@ -22,16 +26,20 @@
 //! - [`cli`]: the `gatehouse` command line.
 pub mod access;
 pub mod api;
+pub mod artifact;
 pub mod audit;
 pub mod broker;
 pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod db;
+pub mod decision;
 pub mod gateway;
 pub mod notifier;
 pub mod policy;
+pub mod quarantine;
 pub mod relay;
+pub mod repo;
 pub mod roles;
 pub mod run;
 pub mod settings;

@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay => relay::run(settings, shutdown).await?,
         Command::Worker => gatehouse::worker::run(settings, shutdown).await?,
         Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
+        Command::Releaser => gatehouse::quarantine::releaser::run(settings, shutdown).await?,
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -70,6 +71,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Catalog(cmd) => cli::catalog::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Audit(cmd) => cli::audit::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Access(cmd) => cli::access::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::Repo(cmd) => cli::quarantine::repo(&cli, cmd, &client(&settings).await?).await?,
+        Command::Decide(args) => {
+            cli::quarantine::decide(&cli, args, &client(&settings).await?).await?
+        }
+        Command::Quarantine(cmd) => {
+            cli::quarantine::quarantine(&cli, cmd, &client(&settings).await?).await?
+        }
+        Command::Artifact(cmd) => {
+            cli::quarantine::artifact(&cli, cmd, &client(&settings).await?).await?
+        }
     }
     Ok(())
 }
@@ -112,6 +123,7 @@ fn is_role(command: &Command) -> bool {
             | Command::Relay
             | Command::Worker
             | Command::Notifier
+            | Command::Releaser
             | Command::Projector { .. }
             | Command::Migrate
     )

@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::settings::Settings;
 use crate::{broker, db, gateway, notifier, relay, worker, RoleError};
 
-/// Runs migrations, then the gateway, the relay, every projector and a worker until `shutdown`.
+/// Runs migrations, then the gateway, the relay, every projector, a worker, the notifier and
+/// the releaser until `shutdown`.
 pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     db::migrate(&settings.database_url).await?;
     let mut roles = JoinSet::new();
@@ -23,6 +24,10 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
     roles.spawn(named(
         "notifier",
         notifier::run(settings.clone(), stop.clone()),
+    ));
+    roles.spawn(named(
+        "releaser",
+        crate::quarantine::releaser::run(settings.clone(), stop.clone()),
     ));
     roles.spawn(named(
         "projector",

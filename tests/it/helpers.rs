@@ -66,6 +66,7 @@ pub struct TestApp {
     pub projector: Option<Role>,
     pub notifier: Option<Role>,
     pub worker: Option<Role>,
+    pub releaser: Option<Role>,
     pub projector_settings: ProjectorSettings,
 }
 
@@ -160,6 +161,7 @@ pub async fn spawn_app_at(
         projector: None,
         notifier: None,
         worker: None,
+        releaser: None,
         projector_settings,
     };
     app.start_gateway();
@@ -205,6 +207,15 @@ impl TestApp {
         let s = self.settings.clone();
         self.worker = Some(Role::spawn("worker", move |stop| {
             gatehouse::worker::run(s, stop)
+        }));
+    }
+
+    /// Starts the releaser (auto-release of quarantine cases on a promotion; not started by
+    /// default).
+    pub fn start_releaser(&mut self) {
+        let s = self.settings.clone();
+        self.releaser = Some(Role::spawn("releaser", move |stop| {
+            gatehouse::quarantine::releaser::run(s, stop)
         }));
     }
 
@@ -314,6 +325,7 @@ impl TestApp {
             self.projector.take(),
             self.notifier.take(),
             self.worker.take(),
+            self.releaser.take(),
         ]
         .into_iter()
         .flatten()

@@ -16,5 +16,6 @@ mod permissions;
 mod policies;
 mod projections;
 mod projector_faults;
+mod quarantine;
 mod relay;
 mod runs;

@@ -30,8 +30,11 @@ use gatehouse_events::envelope::{Rejection, RejectionCode};
 use serde::Serialize;
 
 use crate::access::{grants, Access};
+use crate::artifact::Artifact;
 use crate::policy::Policy;
+use crate::repo::Repo;
 use crate::store::{CommandError, Store};
+use crate::worker::policies::PolicyCache;
 pub use consistency::ReadModel;
 pub use identity::Identity;
 pub use roles::{Grants, Role};
@@ -41,6 +44,10 @@ pub use roles::{Grants, Role};
 pub struct App {
     pub(crate) policies: Store<Policy>,
     pub(crate) access: Store<Access>,
+    pub(crate) repos: Store<Repo>,
+    pub(crate) artifacts: Store<Artifact>,
+    /// Compiled policy versions for decisions, compiled once per process.
+    pub(crate) compiled: PolicyCache,
     pub(crate) pg: Pool,
     pub(crate) namespace: String,
     pub(crate) grants: grants::Current,
@@ -50,7 +57,10 @@ impl App {
     pub fn new(sqlx: sqlx::PgPool, pg: Pool, namespace: impl Into<String>) -> Self {
         App {
             policies: Store::new(sqlx.clone(), pg.clone()),
-            access: Store::new(sqlx, pg.clone()),
+            access: Store::new(sqlx.clone(), pg.clone()),
+            repos: Store::new(sqlx.clone(), pg.clone()),
+            artifacts: Store::new(sqlx, pg.clone()),
+            compiled: PolicyCache::default(),
             pg,
             namespace: namespace.into(),
             grants: grants::Current::default(),
@@ -162,6 +172,10 @@ const CONTEXTS: &[&[Operation]] = &[
     crate::catalog::OPERATIONS,
     crate::audit::OPERATIONS,
     crate::access::OPERATIONS,
+    crate::repo::OPERATIONS,
+    crate::decision::OPERATIONS,
+    crate::quarantine::OPERATIONS,
+    crate::artifact::OPERATIONS,
 ];
 
 /// Every operation of every context, commands and queries.
@@ -308,7 +322,18 @@ mod tests {
             let (context, name) = op.name.split_once('.').expect("<context>.<name>");
             assert!(!name.is_empty() && !name.contains('.'), "{}", op.name);
             assert!(
-                ["policy", "run", "catalog", "audit", "access"].contains(&context),
+                [
+                    "policy",
+                    "run",
+                    "catalog",
+                    "audit",
+                    "access",
+                    "repo",
+                    "decision",
+                    "quarantine",
+                    "artifact"
+                ]
+                .contains(&context),
                 "{} is in an unknown context",
                 op.name
             );
@@ -339,6 +364,10 @@ mod tests {
                 "policy.fail_run",
                 "access.grant",
                 "access.revoke",
+                "repo.bind",
+                "decision.evaluate",
+                "quarantine.release",
+                "quarantine.reject",
             ]
         );
         assert_eq!(
@@ -359,6 +388,12 @@ mod tests {
                 "audit.replay",
                 "audit.denials",
                 "access.roles",
+                "repo.get",
+                "repo.list",
+                "decision.list",
+                "quarantine.list",
+                "quarantine.get",
+                "artifact.can_read",
             ]
         );
     }
@@ -366,11 +401,14 @@ mod tests {
     #[test]
     fn every_operation_declares_the_documented_role() {
         let role = |name: &str| match name {
+            "artifact.can_read" => Role::Service,
             _ if operation(Kind::Query, name).is_some() => Role::Viewer,
             "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
             "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,
-            "policy.promote" => Role::Approver,
             "access.grant" | "access.revoke" => Role::Admin,
+            "policy.promote" | "quarantine.release" | "quarantine.reject" => Role::Approver,
+            "repo.bind" => Role::Operator,
+            "decision.evaluate" => Role::Service,
             "policy.complete_run" | "policy.fail_run" => Role::Internal,
             other => panic!("{other} has no documented role"),
         };

@@ -1,10 +1,11 @@
 //! Queries over the catalog (`catalog_items`) and the public catalog: the active version's
 //! allowed, ready, non-deleted items whose result (`eval_results`) is of their current catalog
-//! change.
+//! change — never an item with a `quarantined` or `rejected` quarantine case in any repo, and an
+//! item evaluated `quarantine` whose case was released, as a waiver.
 
 use gatehouse_events::catalog::{
     CatalogItem, CatalogStats, GetItem, PublicCatalogPage, PublicCatalogQuery, PublicItem,
-    StatsQuery,
+    StatsQuery, Waiver,
 };
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 
@@ -84,11 +85,23 @@ pub async fn public(app: &App, q: PublicCatalogQuery) -> Result<PublicCatalogPag
         })?;
     let active: Option<i32> = column(&policy, 0)?;
     let after = q.after.clone().unwrap_or_default();
-    // Fail closed: a result is served only while it is of the item's current change.
+    // Fail closed: a result is served only while it is of the item's current change, and never
+    // while a case holds the item (quarantined, or rejected) in any repo. A released case is a
+    // waiver: the item is served (even when the version quarantines it), saying so.
     let rows = tx
         .query(
-            "SELECT r.item_id, r.score, c.attributes FROM eval_results r JOIN catalog_items c USING (item_id)
-              WHERE r.policy_id = $1 AND r.version = $2 AND r.outcome = 'allow'
+            "SELECT r.item_id, r.score, c.attributes, w.repo, w.resolved_by, w.resolved_at,
+                    w.resolution_reason
+               FROM eval_results r JOIN catalog_items c USING (item_id)
+               LEFT JOIN LATERAL (
+                    SELECT q.repo, q.resolved_by, q.resolved_at, q.resolution_reason
+                      FROM quarantine_cases q
+                     WHERE q.item_id = r.item_id AND q.status = 'released'
+                     ORDER BY q.resolved_at DESC, q.repo LIMIT 1) w ON true
+              WHERE r.policy_id = $1 AND r.version = $2
+                AND (r.outcome = 'allow' OR (r.outcome = 'quarantine' AND w.repo IS NOT NULL))
+                AND NOT EXISTS (SELECT 1 FROM quarantine_cases h
+                                 WHERE h.item_id = r.item_id AND h.status IN ('quarantined', 'rejected'))
                 AND r.item_seq = c.stream_seq AND c.status = 'ready' AND NOT c.deleted
                 AND r.item_id > $3 ORDER BY r.item_id LIMIT $4",
             &[&q.policy_id, &active, &after, &limit],
@@ -107,10 +120,21 @@ pub async fn public(app: &App, q: PublicCatalogQuery) -> Result<PublicCatalogPag
     let items = rows
         .iter()
         .map(|r| {
+            let waiver = match column::<Option<String>>(r, 3)? {
+                Some(repo) => Some(Waiver {
+                    repo,
+                    released_by: column::<Option<String>>(r, 4)?.unwrap_or_default(),
+                    released_at: column::<Option<chrono::DateTime<chrono::Utc>>>(r, 5)?
+                        .unwrap_or_default(),
+                    reason: column::<Option<String>>(r, 6)?.unwrap_or_default(),
+                }),
+                None => None,
+            };
             Ok(PublicItem {
                 item_id: column(r, 0)?,
                 score: column(r, 1)?,
                 attributes: column(r, 2)?,
+                waiver,
             })
         })
         .collect::<Result<_, Rejection>>()?;

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod catalog;
 pub mod output;
 pub mod policy;
+pub mod quarantine;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,8 @@ pub enum Command {
     Worker,
     /// Run the `policy.promoted` notifier only.
     Notifier,
+    /// Run the releaser only: releases quarantine cases a newly promoted version allows.
+    Releaser,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
@@ -76,6 +79,17 @@ pub enum Command {
     /// Roles: grant, revoke, list.
     #[command(subcommand)]
     Access(access::AccessCommand),
+    /// Repos bound to a policy: bind, show.
+    #[command(subcommand)]
+    Repo(quarantine::RepoCommand),
+    /// Ask for a publish or promote decision on an item of a repo.
+    Decide(quarantine::DecideArgs),
+    /// Quarantine cases: list, show, release, reject.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
+    /// Artifacts: may one be read?
+    #[command(subcommand)]
+    Artifact(quarantine::ArtifactCommand),
     /// Read-model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),

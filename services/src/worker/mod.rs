@@ -32,13 +32,13 @@
 //! [`EvaluationJob`]: gatehouse_events::run::EvaluationJob
 
 mod completion;
-mod delivery;
+pub(crate) mod delivery;
 /// Public (with [`store`]) so `gatehouse bench activation` measures its evaluation and COPY
 /// limits through the workers' own code.
 pub mod evaluate;
 mod jobs;
 mod live;
-mod policies;
+pub(crate) mod policies;
 mod progress;
 mod scheduler;
 mod setup;
