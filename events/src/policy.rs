@@ -1,6 +1,6 @@
 //! The `policy` aggregate: versioned policies.
 //!
-//! Commands (`<ns>.cmd.policy.<name>`): `create`, `draft`, `restore`, and the run commands of
+//! Commands (`<ns>.cmd.policy.<name>`): `create`, `draft`, `restore`, `configure`, and the run commands of
 //! [`crate::run`] (`prepare`, `cancel_run`, `resume_run`, `promote`, `complete_run`, `fail_run`).
 //! Queries (`<ns>.query.policy.<name>`): `list`, `get`, `versions`, `version`, `diff`.
 //! Events: [`PolicyEvent`], published on `<ns>.events.policy.<policy_id>.<event_type>`.
@@ -49,6 +49,19 @@ pub struct DraftVersion {
     pub notes: String,
 }
 
+/// `configure`: change a policy's settings (today: four-eyes promotion).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigurePolicy {
+    pub policy_id: String,
+    /// Four-eyes promotion: a run may be promoted only by someone other than the author of the
+    /// version it evaluated.
+    pub require_second_approver: bool,
+    /// Why: shown in the audit log.
+    #[serde(default)]
+    pub notes: String,
+}
+
 /// `restore`: a new version `n + 1` with the rules of an earlier `version`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +94,8 @@ pub enum PolicyEvent {
     RunResumed(RunResumed),
     #[serde(rename = "PolicyPromoted")]
     PolicyPromoted(PolicyPromoted),
+    #[serde(rename = "PolicyConfigured")]
+    PolicyConfigured(PolicyConfigured),
 }
 
 impl PolicyEvent {
@@ -95,6 +110,7 @@ impl PolicyEvent {
             PolicyEvent::RunCancelled(_) => "RunCancelled",
             PolicyEvent::RunResumed(_) => "RunResumed",
             PolicyEvent::PolicyPromoted(_) => "PolicyPromoted",
+            PolicyEvent::PolicyConfigured(_) => "PolicyConfigured",
         }
     }
 
@@ -102,6 +118,15 @@ impl PolicyEvent {
     pub fn event_version(&self) -> &'static str {
         "1.0"
     }
+}
+
+/// A policy's settings changed (`configure`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyConfigured {
+    pub require_second_approver: bool,
+    pub notes: String,
+    pub configured_by: String,
+    pub configured_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +218,9 @@ pub struct PolicySummary {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Four-eyes promotion (`create`, `configure`).
+    #[serde(default)]
+    pub require_second_approver: bool,
     /// The aggregate sequence this row reflects (to wait for read-your-writes).
     pub sequence: u64,
 }

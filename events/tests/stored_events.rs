@@ -249,6 +249,22 @@ fn policy_promoted_is_stored_as_pinned() {
 }
 
 #[test]
+fn policy_configured_is_stored_as_pinned() {
+    use gatehouse_events::policy::PolicyConfigured;
+    let event = PolicyEvent::PolicyConfigured(PolicyConfigured {
+        require_second_approver: true,
+        notes: "audit finding 12".into(),
+        configured_by: "alice".into(),
+        configured_at: at(1_700_000_000),
+    });
+    assert_stored_as(
+        event,
+        json!({"PolicyConfigured": {"require_second_approver": true, "notes": "audit finding 12",
+            "configured_by": "alice", "configured_at": "2023-11-14T22:13:20Z"}}),
+    );
+}
+
+#[test]
 fn every_stored_type_name_is_pinned_here() {
     // A new event variant must get a pinned case above and a name in this list.
     let names = [
@@ -260,6 +276,7 @@ fn every_stored_type_name_is_pinned_here() {
         "RunCancelled",
         "RunResumed",
         "PolicyPromoted",
+        "PolicyConfigured",
     ];
     for name in names {
         let unknown: Result<PolicyEvent, _> = serde_json::from_value(json!({ name: {} }));

@@ -9,7 +9,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use gatehouse_events::policy::{self, PolicyCreated, PolicyEvent, PolicyVersionDrafted};
+use gatehouse_events::policy::{
+    self, PolicyConfigured, PolicyCreated, PolicyEvent, PolicyVersionDrafted,
+};
 use gatehouse_events::record::EventRecord;
 use serde::Deserialize;
 use tokio_postgres::types::Json;
@@ -27,8 +29,9 @@ impl Policies {
 }
 
 /// The event types this model must understand; any other one is skipped.
-const DECODED: [&str; 8] = [
+const DECODED: [&str; 9] = [
     "PolicyCreated",
+    "PolicyConfigured",
     "PolicyVersionDrafted",
     "RunPrepared",
     "RunSucceeded",
@@ -77,6 +80,15 @@ impl ReadModel for Policies {
             ))),
             (Change::Created(_), Some(_)) => Err(ApplyError::Poison("PolicyCreated twice".into())),
             (Change::Drafted(draft), Some(_)) => write.draft(&draft).await,
+            (Change::Configured(configured), Some(_)) => {
+                write
+                    .update(
+                        "require_second_approver = $3, updated_at = $4",
+                        &configured.require_second_approver,
+                        &configured.configured_at,
+                    )
+                    .await
+            }
             (
                 Change::Promoted {
                     version,
@@ -101,6 +113,7 @@ impl ReadModel for Policies {
 #[derive(Debug, Clone, PartialEq)]
 enum Change {
     Created(PolicyCreated),
+    Configured(PolicyConfigured),
     Drafted(Draft),
     Promoted {
         version: i32,
@@ -132,6 +145,7 @@ fn decode(event: &EventRecord) -> Result<Change, ApplyError> {
             )))
         }
         Ok(PolicyEvent::PolicyCreated(created)) => Ok(Change::Created(created)),
+        Ok(PolicyEvent::PolicyConfigured(configured)) => Ok(Change::Configured(configured)),
         Ok(PolicyEvent::PolicyVersionDrafted(drafted)) => Ok(Change::Drafted(Draft {
             version: column_int(drafted.version, "version")?,
             restored_from: drafted
@@ -207,13 +221,14 @@ impl Write<'_> {
     async fn create(&self, e: &PolicyCreated) -> Result<(), ApplyError> {
         let sql = format!(
             "INSERT INTO {} (policy_id, name, description, attributes, latest_version,
-                 active_version, created_by, created_at, updated_at, last_sequence)
-             VALUES ($1, $2, $3, $4, 0, NULL, $5, $6, $6, $7)
+                 active_version, created_by, created_at, updated_at, last_sequence,
+                 require_second_approver)
+             VALUES ($1, $2, $3, $4, 0, NULL, $5, $6, $6, $7, $8)
              ON CONFLICT (policy_id) DO NOTHING",
             self.policies()
         );
         let ev = self.event;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
             &ev.aggregate_id,
             &e.name,
             &e.description,
@@ -221,6 +236,7 @@ impl Write<'_> {
             &e.created_by,
             &e.created_at,
             &ev.sequence,
+            &e.require_second_approver,
         ];
         self.tx.execute(&sql, &params).await?;
         Ok(())

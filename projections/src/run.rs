@@ -57,7 +57,9 @@ pub(crate) async fn apply(
             let set = "promoted = true, promoted_at = $3";
             update(tx, runs, &e.run_id, seq, set, &[&e.promoted_at]).await
         }
-        PolicyEvent::PolicyCreated(_) | PolicyEvent::PolicyVersionDrafted(_) => Ok(()),
+        PolicyEvent::PolicyCreated(_)
+        | PolicyEvent::PolicyVersionDrafted(_)
+        | PolicyEvent::PolicyConfigured(_) => Ok(()),
     }
 }
 

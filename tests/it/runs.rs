@@ -1304,3 +1304,73 @@ async fn a_policy_requiring_a_second_approver_refuses_the_versions_author_and_ta
     worker.stop().await;
     app.stop().await;
 }
+
+/// Four-eyes switched on after creation (`policy.configure`, an admin's): shown by `policy.get`,
+/// in force for the next promotion, and a repeat changes nothing.
+#[tokio::test]
+async fn four_eyes_switched_on_later_is_shown_and_enforced() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    c.command(
+        "policy",
+        "create",
+        &app.sender("alice"),
+        create_policy("media"),
+    )
+    .await
+    .expect("create");
+    c.command(
+        "policy",
+        "draft",
+        &app.sender("bob"),
+        draft("media", 0.5, "v1"),
+    )
+    .await
+    .expect("draft");
+    let configure = |on: bool| gatehouse_events::policy::ConfigurePolicy {
+        policy_id: "media".into(),
+        require_second_approver: on,
+        notes: "audit finding 12".into(),
+    };
+    let done = c
+        .command("policy", "configure", &app.sender("alice"), configure(true))
+        .await
+        .expect("configure");
+    let get = gatehouse_events::policy::GetPolicy {
+        policy_id: "media".into(),
+    };
+    let wait = gatehouse_events::envelope::WaitFor::after(&done);
+    let summary: gatehouse_events::policy::PolicySummary =
+        c.query_after("policy", "get", &get, &wait).await.unwrap();
+    assert!(summary.require_second_approver);
+    let again = c
+        .command("policy", "configure", &app.sender("alice"), configure(true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, gatehouse::client::ClientError::Rejected(r)
+            if r.code.as_str() == "unchanged"
+                && r.field.as_deref() == Some("command.require_second_approver")),
+        "{again:?}"
+    );
+    insert_items(&app, 20).await;
+    let run_id = prepare(&app, "media", 1, 10).await;
+    let worker = Worker::start(&app);
+    wait_status(&app, &run_id, "success").await;
+    let promote = PromoteRun {
+        run_id: run_id.clone(),
+        coverage_threshold: None,
+        max_errors: Some(1_000),
+    };
+    let refused = c
+        .command("policy", "promote", &app.sender("bob"), promote)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, gatehouse::client::ClientError::Rejected(r)
+            if r.code.as_str() == "approval_required"),
+        "{refused:?}"
+    );
+    worker.stop().await;
+    app.stop().await;
+}

@@ -6,9 +6,9 @@ use anyhow::Context;
 use clap::Subcommand;
 use gatehouse_events::envelope::CommandAccepted;
 use gatehouse_events::policy::{
-    CreatePolicy, DiffVersions, DraftVersion, GetPolicy, GetVersion, ListPolicies, ListVersions,
-    PolicyDiff, PolicySummary, PolicyVersion, RestoreVersion, RuleChange, VersionSummary,
-    AGGREGATE,
+    ConfigurePolicy, CreatePolicy, DiffVersions, DraftVersion, GetPolicy, GetVersion, ListPolicies,
+    ListVersions, PolicyDiff, PolicySummary, PolicyVersion, RestoreVersion, RuleChange,
+    VersionSummary, AGGREGATE,
 };
 
 use super::output::{self, clip, opt, table, time};
@@ -46,6 +46,16 @@ pub enum PolicyCommand {
     Restore {
         policy_id: String,
         version: u32,
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+    /// Change a policy's settings (needs `admin`).
+    Configure {
+        policy_id: String,
+        /// Four-eyes promotion: `true` (a version's author may not promote it) or `false`.
+        #[arg(long, action = clap::ArgAction::Set)]
+        require_second_approver: bool,
+        /// Why: shown in the audit log.
         #[arg(long, default_value = "")]
         notes: String,
     },
@@ -146,6 +156,27 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
             );
             super::accepted(cli, client, &done, &message).await;
         }
+        PolicyCommand::Configure {
+            policy_id,
+            require_second_approver,
+            notes,
+        } => {
+            let body = ConfigurePolicy {
+                policy_id: policy_id.clone(),
+                require_second_approver: *require_second_approver,
+                notes: notes.clone(),
+            };
+            let done = client
+                .command(AGGREGATE, "configure", &cli.sender(), body)
+                .await?;
+            let state = if *require_second_approver {
+                "on"
+            } else {
+                "off"
+            };
+            let message = format!("policy {policy_id}: four-eyes promotion {state}");
+            super::accepted(cli, client, &done, &message).await;
+        }
         PolicyCommand::List { limit, offset } => {
             let q = ListPolicies {
                 limit: *limit,
@@ -197,6 +228,14 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand, client: &Client) -> anyhow::Res
                 "latest version: {}\nactive version: {}",
                 p.latest_version,
                 opt(p.active_version)
+            );
+            crate::outln!(
+                "four-eyes:      {}",
+                if p.require_second_approver {
+                    "on (a version's author may not promote it)"
+                } else {
+                    "off"
+                }
             );
             crate::outln!(
                 "created:        {} by {}",

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use gatehouse_events::policy::{
-    CreatePolicy, DraftVersion, PolicyCreated, PolicyEvent, PolicyVersionDrafted, RestoreVersion,
-    AGGREGATE, MAX_ATTRIBUTES, MAX_NAME_LEN, MAX_NOTES_LEN,
+    ConfigurePolicy, CreatePolicy, DraftVersion, PolicyConfigured, PolicyCreated, PolicyEvent,
+    PolicyVersionDrafted, RestoreVersion, AGGREGATE, MAX_ATTRIBUTES, MAX_NAME_LEN, MAX_NOTES_LEN,
 };
 use gatehouse_events::rules::{AttributeSchema, RulesDocument};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,11 @@ pub enum PolicyCommand {
     Restore {
         command: RestoreVersion,
         author: String,
+        at: DateTime<Utc>,
+    },
+    Configure {
+        command: ConfigurePolicy,
+        actor: String,
         at: DateTime<Utc>,
     },
     /// A Prepare with its defaults resolved and the snapshot the gateway froze.
@@ -97,6 +102,9 @@ pub enum PolicyError {
     /// `restore` of a version that does not exist.
     #[error("policy version {0} does not exist")]
     VersionNotFound(u32),
+    /// `configure` that would change no setting.
+    #[error("four-eyes promotion is already {}", if *.0 { "on" } else { "off" })]
+    SettingUnchanged(bool),
     /// `restore` whose rules equal the latest version's.
     #[error(
         "version {restored} has the same rules as the latest version {latest}: nothing to restore"
@@ -217,6 +225,28 @@ impl Policy {
         }))
     }
 
+    fn configure(
+        &self,
+        cmd: ConfigurePolicy,
+        actor: String,
+        at: DateTime<Utc>,
+    ) -> Result<PolicyEvent, PolicyError> {
+        if self.policy_id.is_none() {
+            return Err(PolicyError::NotFound);
+        }
+        validation::text("command.notes", &cmd.notes, 0, MAX_NOTES_LEN)
+            .map_err(PolicyError::InvalidField)?;
+        if cmd.require_second_approver == self.require_second_approver {
+            return Err(PolicyError::SettingUnchanged(cmd.require_second_approver));
+        }
+        Ok(PolicyEvent::PolicyConfigured(PolicyConfigured {
+            require_second_approver: cmd.require_second_approver,
+            notes: cmd.notes,
+            configured_by: actor,
+            configured_at: at,
+        }))
+    }
+
     fn draft(
         &self,
         rules: RulesDocument,
@@ -322,6 +352,9 @@ impl Aggregate for Policy {
                 author,
                 at,
             } => vec![self.restore(command.version, command.notes, author, at)?],
+            PolicyCommand::Configure { command, actor, at } => {
+                vec![self.configure(command, actor, at)?]
+            }
             PolicyCommand::Prepare { prepare, actor, at } => self.prepare(prepare, actor, at)?,
             PolicyCommand::CompleteRun {
                 command,
@@ -388,6 +421,9 @@ impl Aggregate for Policy {
             PolicyEvent::RunCancelled(e) => self.end_run(&e.run_id, RunStatus::Cancelled, None),
             PolicyEvent::RunResumed(e) => self.run_resumed(e),
             PolicyEvent::PolicyPromoted(e) => self.promoted(e),
+            PolicyEvent::PolicyConfigured(e) => {
+                self.require_second_approver = e.require_second_approver
+            }
         }
     }
 }
@@ -506,6 +542,55 @@ mod tests {
             .when_async(create("media", schema()))
             .await
             .then_expect_error(PolicyError::AlreadyExists("media".into()));
+    }
+
+    fn configure(on: bool) -> PolicyCommand {
+        PolicyCommand::Configure {
+            command: ConfigurePolicy {
+                policy_id: "media".into(),
+                require_second_approver: on,
+                notes: "audit".into(),
+            },
+            actor: "carol".into(),
+            at: at(),
+        }
+    }
+
+    fn configured(on: bool) -> PolicyEvent {
+        PolicyEvent::PolicyConfigured(PolicyConfigured {
+            require_second_approver: on,
+            notes: "audit".into(),
+            configured_by: "carol".into(),
+            configured_at: at(),
+        })
+    }
+
+    #[tokio::test]
+    async fn configure_switches_four_eyes_on_then_off() {
+        PolicyTest::with(())
+            .given(vec![created()])
+            .when_async(configure(true))
+            .await
+            .then_expect_events(vec![configured(true)]);
+        PolicyTest::with(())
+            .given(vec![created(), configured(true)])
+            .when_async(configure(false))
+            .await
+            .then_expect_events(vec![configured(false)]);
+    }
+
+    #[tokio::test]
+    async fn configure_that_changes_nothing_or_names_no_policy_is_refused() {
+        PolicyTest::with(())
+            .given(vec![created(), configured(true)])
+            .when_async(configure(true))
+            .await
+            .then_expect_error(PolicyError::SettingUnchanged(true));
+        PolicyTest::with(())
+            .given_no_previous_events()
+            .when_async(configure(true))
+            .await
+            .then_expect_error(PolicyError::NotFound);
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 
 use chrono::Utc;
 use gatehouse_events::envelope::{CommandAccepted, Rejection, RejectionCode};
-use gatehouse_events::policy::{CreatePolicy, DraftVersion, PolicyEvent, RestoreVersion};
+use gatehouse_events::policy::{
+    ConfigurePolicy, CreatePolicy, DraftVersion, PolicyEvent, RestoreVersion,
+};
 use serde_json::json;
 
 use crate::api::request::Parsed;
@@ -42,6 +44,21 @@ pub async fn draft(app: &App, parsed: Parsed<DraftVersion>) -> Result<CommandAcc
     let cmd = PolicyCommand::Draft {
         command,
         author: context.actor.clone(),
+        at: Utc::now(),
+    };
+    execute(app, &context, &id, cmd).await
+}
+
+/// `policy.configure`: change a policy's settings (four-eyes promotion).
+pub async fn configure(
+    app: &App,
+    parsed: Parsed<ConfigurePolicy>,
+) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let id = command.policy_id.clone();
+    let cmd = PolicyCommand::Configure {
+        command,
+        actor: context.actor.clone(),
         at: Utc::now(),
     };
     execute(app, &context, &id, cmd).await
@@ -92,6 +109,9 @@ impl CommandTarget for Policy {
                     detail["active_version"] = p.version.into();
                     detail["previous_version"] = p.previous_version.into();
                 }
+                PolicyEvent::PolicyConfigured(c) => {
+                    detail["require_second_approver"] = c.require_second_approver.into()
+                }
                 PolicyEvent::PolicyCreated(_) => {}
             }
         }
@@ -134,6 +154,8 @@ pub(crate) fn policy_rejection(error: CommandError<PolicyError>) -> Rejection {
         PolicyError::VersionNotFound(_) => {
             Rejection::new(RejectionCode::VersionNotFound, message).with_field("command.version")
         }
+        PolicyError::SettingUnchanged(_) => Rejection::new(RejectionCode::Unchanged, message)
+            .with_field("command.require_second_approver"),
         PolicyError::RestoreUnchanged { .. } => {
             Rejection::new(RejectionCode::Unchanged, message).with_field("command.version")
         }

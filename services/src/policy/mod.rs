@@ -1,6 +1,6 @@
 //! The `policy` context: versioned policies.
 //!
-//! Commands `policy.create`, `policy.draft`, `policy.restore`; queries `policy.list`,
+//! Commands `policy.create`, `policy.draft`, `policy.restore`, `policy.configure`; queries `policy.list`,
 //! `policy.get`, `policy.versions`, `policy.version`, `policy.diff` (declared in
 //! [`OPERATIONS`]). Runs live in the same aggregate but are their own context ([`crate::run`]).
 //!
@@ -19,8 +19,8 @@ pub use aggregate::{Policy, PolicyCommand, PolicyError};
 
 use gatehouse_events::envelope::CommandAccepted;
 use gatehouse_events::policy::{
-    CreatePolicy, DiffVersions, DraftVersion, GetPolicy, GetVersion, ListPolicies, ListVersions,
-    PolicyDiff, PolicySummary, PolicyVersion, RestoreVersion, VersionSummary,
+    ConfigurePolicy, CreatePolicy, DiffVersions, DraftVersion, GetPolicy, GetVersion, ListPolicies,
+    ListVersions, PolicyDiff, PolicySummary, PolicyVersion, RestoreVersion, VersionSummary,
 };
 
 use crate::api::{Operation, ReadModel};
@@ -48,6 +48,13 @@ pub const OPERATIONS: &[Operation] = &[
         "draft a new version with an earlier version's rules",
         RestoreVersion => CommandAccepted,
         commands::restore
+    ),
+    command!(
+        "policy.configure",
+        Admin,
+        "change a policy's settings: four-eyes promotion on or off",
+        ConfigurePolicy => CommandAccepted,
+        commands::configure
     ),
     query!(
         "policy.list",

@@ -108,7 +108,7 @@ async fn load_version(
 
 const POLICY_SELECT: &str =
     "SELECT policy_id, name, description, attributes, latest_version, active_version, \
-     created_by, created_at, updated_at, last_sequence FROM policies";
+     created_by, created_at, updated_at, require_second_approver, last_sequence FROM policies";
 const VERSION_SELECT: &str =
     "SELECT version, author, notes, restored_from, rules_hash, rule_count, drafted_at, rules FROM policy_versions";
 
@@ -123,6 +123,7 @@ fn policy_summary(r: &Row) -> Result<PolicySummary, Rejection> {
         created_by: column(r, "created_by")?,
         created_at: column(r, "created_at")?,
         updated_at: column(r, "updated_at")?,
+        require_second_approver: column(r, "require_second_approver")?,
         sequence: column::<i64>(r, "last_sequence")? as u64,
     })
 }
