@@ -11,11 +11,13 @@
 //! - [`audit`]: audit-log and replay queries.
 //! - [`catalog`]: catalog changes, items and the public catalog.
 //! - [`run`]: evaluation runs (Prepare, status, diff, Promote) and `policy.promoted`.
+//! - [`flag`]: flags, rollouts, emergency stop and safe mode (the `flag` and `global` aggregates).
 //! - [`record`]: one stored event as published and replayed.
 //! - [`metadata`]: the metadata keys stored with every event.
 pub mod audit;
 pub mod catalog;
 pub mod envelope;
+pub mod flag;
 pub mod metadata;
 pub mod policy;
 pub mod record;
