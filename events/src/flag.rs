@@ -565,11 +565,16 @@ pub struct FlagHistory {
 pub struct RolloutChange {
     pub flag: String,
     pub sequence: u64,
-    pub previous_percentage: f64,
-    pub percentage: f64,
-    pub previous_strategy: Strategy,
-    pub strategy: Strategy,
-    /// `set_rollout`, `emergency_stop`, `resume`, `safe_mode_on`, `safe_mode_off`.
+    /// Absent on safe-mode rows (`flag: "*"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_percentage: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_strategy: Option<Strategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// `create`, `set_rollout`, `emergency_stop`, `resume`, `safe_mode_on`, `safe_mode_off`.
     pub change: String,
     pub reason: String,
     pub triggered_by: TriggeredBy,

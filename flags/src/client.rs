@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::env::EmergencyOverride;
-use crate::eval::{evaluate, CompiledFlag, Switches};
+use crate::eval::{evaluate_with, CompiledFlag};
 use gatehouse_events::flag::Evaluation;
 
 /// How the client behaves.
@@ -69,11 +69,13 @@ pub struct FlagClient {
     _feed: Arc<Feed>,
 }
 
-struct Feed(JoinHandle<()>);
+struct Feed(Option<JoinHandle<()>>);
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -88,7 +90,7 @@ impl FlagClient {
             held,
             environment: options.environment,
             version: rx,
-            _feed: Arc::new(Feed(feed)),
+            _feed: Arc::new(Feed(Some(feed))),
         }
     }
 
@@ -99,18 +101,14 @@ impl FlagClient {
             held: Arc::new(RwLock::new(Held::default())),
             environment,
             version: rx,
-            _feed: Arc::new(Feed(tokio::spawn(async {}))),
+            _feed: Arc::new(Feed(None)),
         }
     }
 
     /// Evaluates `key` for `unit` in `context`, in-process.
     pub fn evaluate(&self, key: &str, unit: Option<&str>, context: &Map<String, Value>) -> Evaluation {
         let held = self.held.read().unwrap_or_else(|e| e.into_inner());
-        let switches = Switches {
-            environment: self.environment.clone(),
-            safe_mode: held.safe_mode.on,
-        };
-        evaluate(key, held.flags.get(key), &switches, unit, context)
+        evaluate_with(key, held.flags.get(key), &self.environment, held.safe_mode.on, unit, context)
     }
 
     /// The held state of `key`.

@@ -159,9 +159,21 @@ pub fn evaluate(
     unit: Option<&str>,
     context: &Map<String, Value>,
 ) -> Evaluation {
-    let global = if switches.environment.stops(key) {
+    evaluate_with(key, flag, &switches.environment, switches.safe_mode, unit, context)
+}
+
+/// [`evaluate`] with the switches given one by one (no copy of the override).
+pub fn evaluate_with(
+    key: &str,
+    flag: Option<&CompiledFlag>,
+    environment: &EmergencyOverride,
+    safe_mode: bool,
+    unit: Option<&str>,
+    context: &Map<String, Value>,
+) -> Evaluation {
+    let global = if environment.stops(key) {
         Some(Reason::EnvironmentOverride)
-    } else if switches.safe_mode {
+    } else if safe_mode {
         Some(Reason::SafeMode)
     } else {
         None

@@ -15,5 +15,5 @@ pub mod env;
 pub mod eval;
 
 pub use env::EmergencyOverride;
-pub use eval::{evaluate, CompiledFlag, Switches};
+pub use eval::{evaluate, evaluate_with, CompiledFlag, Switches};
 pub use gatehouse_events::flag::{Evaluation, FlagState, Reason};

@@ -122,6 +122,8 @@ impl Client {
                 "get",
                 serde_json::json!({"policy_id": done.aggregate_id}),
             ),
+            "flag" => ("flag", "get", serde_json::json!({"flag": done.aggregate_id})),
+            "global" => ("global", "get", serde_json::json!({})),
             _ => ("audit", "log", serde_json::json!({"limit": 1})),
         };
         self.query_after::<_, serde_json::Value>(model, name, &query, &wait)

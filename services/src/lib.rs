@@ -9,6 +9,7 @@
 //! - [`run`]: evaluation runs (the run half of the policy aggregate, Prepare, Promote, diffs).
 //! - [`catalog`]: the host's items and each policy's public catalog.
 //! - [`audit`]: the audit log and replays from the event store.
+//! - [`flag`]: flags, progressive rollouts, emergency stop and safe mode.
 //!
 //! And what serves them:
 //! - [`api`]: the operations every context declares, and what they share (parsing, waits).
@@ -27,6 +28,7 @@ pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod db;
+pub mod flag;
 pub mod gateway;
 pub mod notifier;
 pub mod policy;

@@ -69,6 +69,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(cmd) => cli::run::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Catalog(cmd) => cli::catalog::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Audit(cmd) => cli::audit::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::Flag(cmd) => cli::flag::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::SafeMode { state, reason } => {
+            cli::flag::safe_mode(&cli, *state, reason, &client(&settings).await?).await?
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod catalog;
 mod command_cache;
 mod commands;
 mod consumer;
+mod flags;
 mod fixtures;
 mod helpers;
 mod identity;

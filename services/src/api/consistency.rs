@@ -29,6 +29,9 @@ pub enum ReadModel {
     Policies,
     /// `audit_log`: every event up to the sequence, for any aggregate.
     Audit,
+    /// `flags`, `flag_rollout_history`, `flag_globals`: `flags.last_sequence` for the `flag`
+    /// aggregate, `flag_globals.last_sequence` for `global`.
+    Flags,
 }
 
 /// Waits until the read model of query `op` reflects `wait`, or answers `not_caught_up`.
@@ -55,6 +58,7 @@ fn guard(op: &Operation, aggregate: &str) -> Result<ReadModel, Rejection> {
     match (op.reads, aggregate) {
         (Some(ReadModel::Policies), "policy") => Ok(ReadModel::Policies),
         (Some(ReadModel::Audit), _) => Ok(ReadModel::Audit),
+        (Some(ReadModel::Flags), "flag" | "global") => Ok(ReadModel::Flags),
         _ => Err(bad_request(format!(
             "`{}` does not read a model of the `{aggregate}` aggregate: nothing to wait for",
             op.name
@@ -72,6 +76,22 @@ async fn reached(pg: &Pool, guard: &ReadModel, wait: &WaitFor) -> Result<u64, Re
             client
                 .query_opt(
                     "SELECT last_sequence FROM policies WHERE policy_id = $1",
+                    &[&wait.aggregate_id],
+                )
+                .await
+        }
+        ReadModel::Flags if wait.aggregate == "global" => {
+            client
+                .query_opt(
+                    "SELECT last_sequence FROM flag_globals WHERE id = $1",
+                    &[&wait.aggregate_id],
+                )
+                .await
+        }
+        ReadModel::Flags => {
+            client
+                .query_opt(
+                    "SELECT last_sequence FROM flags WHERE flag_key = $1",
                     &[&wait.aggregate_id],
                 )
                 .await

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod flag;
 pub mod output;
 pub mod policy;
 pub mod run;
@@ -72,6 +73,16 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Flags and progressive rollouts: create, set-rollout, stop, resume, evaluate, history, list.
+    #[command(subcommand)]
+    Flag(flag::FlagCommand),
+    /// Global safe mode: every flag answers its off value while on.
+    SafeMode {
+        #[arg(value_enum)]
+        state: flag::OnOff,
+        #[arg(long)]
+        reason: String,
+    },
     /// Read-model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
