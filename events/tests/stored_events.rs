@@ -286,10 +286,18 @@ mod flags {
     use serde_json::{json, Value};
 
     fn assert_flag_stored_as(event: FlagEvent, pinned: Value) {
-        assert_eq!(serde_json::to_value(&event).unwrap(), pinned, "{}", event.event_type());
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            pinned,
+            "{}",
+            event.event_type()
+        );
         let read: FlagEvent = serde_json::from_value(pinned.clone()).unwrap();
         assert_eq!(read, event);
-        assert_eq!(pinned.as_object().unwrap().keys().next().unwrap(), event.event_type());
+        assert_eq!(
+            pinned.as_object().unwrap().keys().next().unwrap(),
+            event.event_type()
+        );
         assert_eq!(event.event_version(), "1.0");
     }
 
@@ -323,11 +331,24 @@ mod flags {
             json!({"FlagValuesUpdated": {"on_value": true, "off_value": false, "reason": "r",
                 "actor": "alice", "at": "1970-01-01T00:00:00Z"}}),
         );
-        let changed = FlagChanged { reason: "r".into(), actor: "olga".into(), at: at(0) };
+        let changed = FlagChanged {
+            reason: "r".into(),
+            actor: "olga".into(),
+            at: at(0),
+        };
         let changed_json = json!({"reason": "r", "actor": "olga", "at": "1970-01-01T00:00:00Z"});
-        assert_flag_stored_as(FlagEvent::FlagArchived(changed.clone()), json!({"FlagArchived": changed_json}));
-        assert_flag_stored_as(FlagEvent::FlagEmergencyStopped(changed.clone()), json!({"FlagEmergencyStopped": changed_json}));
-        assert_flag_stored_as(FlagEvent::FlagResumed(changed), json!({"FlagResumed": changed_json}));
+        assert_flag_stored_as(
+            FlagEvent::FlagArchived(changed.clone()),
+            json!({"FlagArchived": changed_json}),
+        );
+        assert_flag_stored_as(
+            FlagEvent::FlagEmergencyStopped(changed.clone()),
+            json!({"FlagEmergencyStopped": changed_json}),
+        );
+        assert_flag_stored_as(
+            FlagEvent::FlagResumed(changed),
+            json!({"FlagResumed": changed_json}),
+        );
         assert_flag_stored_as(
             FlagEvent::RolloutSet(RolloutSet {
                 previous: Rollout::default(),
@@ -364,6 +385,9 @@ mod flags {
         let pinned = json!({"SafeModeChanged": {"on": true, "reason": "incident", "actor": "olga",
             "at": "1970-01-01T00:00:00Z"}});
         assert_eq!(serde_json::to_value(&event).unwrap(), pinned);
-        assert_eq!(serde_json::from_value::<GlobalEvent>(pinned).unwrap(), event);
+        assert_eq!(
+            serde_json::from_value::<GlobalEvent>(pinned).unwrap(),
+            event
+        );
     }
 }

@@ -85,7 +85,13 @@ impl FlagClient {
     pub async fn start(nats: async_nats::Client, ns: &str, options: ClientOptions) -> Self {
         let held = Arc::new(RwLock::new(Held::default()));
         let (tx, rx) = watch::channel(0u64);
-        let feed = tokio::spawn(run_feed(nats, ns.to_owned(), options.clone(), held.clone(), tx));
+        let feed = tokio::spawn(run_feed(
+            nats,
+            ns.to_owned(),
+            options.clone(),
+            held.clone(),
+            tx,
+        ));
         FlagClient {
             held,
             environment: options.environment,
@@ -106,9 +112,21 @@ impl FlagClient {
     }
 
     /// Evaluates `key` for `unit` in `context`, in-process.
-    pub fn evaluate(&self, key: &str, unit: Option<&str>, context: &Map<String, Value>) -> Evaluation {
+    pub fn evaluate(
+        &self,
+        key: &str,
+        unit: Option<&str>,
+        context: &Map<String, Value>,
+    ) -> Evaluation {
         let held = self.held.read().unwrap_or_else(|e| e.into_inner());
-        evaluate_with(key, held.flags.get(key), &self.environment, held.safe_mode.on, unit, context)
+        evaluate_with(
+            key,
+            held.flags.get(key),
+            &self.environment,
+            held.safe_mode.on,
+            unit,
+            context,
+        )
     }
 
     /// The held state of `key`.
@@ -119,7 +137,11 @@ impl FlagClient {
 
     /// Is safe mode on, as held?
     pub fn safe_mode(&self) -> bool {
-        self.held.read().unwrap_or_else(|e| e.into_inner()).safe_mode.on
+        self.held
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .safe_mode
+            .on
     }
 
     /// Waits until a first snapshot is held (false after `timeout`).
@@ -150,8 +172,10 @@ async fn run_feed(
     loop {
         // Subscribe first, then load: nothing committed in between is lost.
         let subs = (
-            nats.subscribe(subjects::aggregate_events(&ns, flag::AGGREGATE)).await,
-            nats.subscribe(subjects::aggregate_events(&ns, flag::GLOBAL_AGGREGATE)).await,
+            nats.subscribe(subjects::aggregate_events(&ns, flag::AGGREGATE))
+                .await,
+            nats.subscribe(subjects::aggregate_events(&ns, flag::GLOBAL_AGGREGATE))
+                .await,
         );
         let (Ok(flags), Ok(global)) = subs else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -244,7 +268,8 @@ fn apply(held: &RwLock<Held>, payload: &[u8]) -> Step {
     }
     match FlagState::fold(current, &event, sequence) {
         Some(state) => {
-            h.flags.insert(record.aggregate_id, CompiledFlag::new(state));
+            h.flags
+                .insert(record.aggregate_id, CompiledFlag::new(state));
             Step::Applied
         }
         None => Step::Gap,

@@ -159,7 +159,14 @@ pub fn evaluate(
     unit: Option<&str>,
     context: &Map<String, Value>,
 ) -> Evaluation {
-    evaluate_with(key, flag, &switches.environment, switches.safe_mode, unit, context)
+    evaluate_with(
+        key,
+        flag,
+        &switches.environment,
+        switches.safe_mode,
+        unit,
+        context,
+    )
 }
 
 /// [`evaluate`] with the switches given one by one (no copy of the override).
@@ -285,11 +292,18 @@ mod tests {
 
     #[test]
     fn stickiness_reads_the_unit_from_the_context() {
-        let f = flag(Rollout { percentage: 100.0, stickiness: Some("tenant".into()), ..Rollout::default() });
+        let f = flag(Rollout {
+            percentage: 100.0,
+            stickiness: Some("tenant".into()),
+            ..Rollout::default()
+        });
         let ctx = json!({"tenant": "t1"}).as_object().unwrap().clone();
         assert!(f.decide(None, &ctx).enabled);
         assert_eq!(f.decide(Some("u"), &Map::new()).reason, Reason::NoUnit);
         let unknown = evaluate("nope", None, &Switches::default(), Some("u"), &Map::new());
-        assert_eq!((unknown.enabled, unknown.reason, unknown.value), (false, Reason::UnknownFlag, Value::Null));
+        assert_eq!(
+            (unknown.enabled, unknown.reason, unknown.value),
+            (false, Reason::UnknownFlag, Value::Null)
+        );
     }
 }

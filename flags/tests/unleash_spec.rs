@@ -95,8 +95,12 @@ fn percentage(strategy: &Value, name: &str) -> Result<f64, Skip> {
 
 /// One Unleash constraint as a CEL condition over `unleash.<field>`, guarded by `has()`.
 fn constraint(c: &Value, attributes: &mut BTreeMap<String, AttributeType>) -> Result<String, Skip> {
-    let name = c["contextName"].as_str().ok_or("constraint without contextName")?;
-    if !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    let name = c["contextName"]
+        .as_str()
+        .ok_or("constraint without contextName")?;
+    if !name
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
         || name.starts_with(|ch: char| ch.is_ascii_digit())
     {
         return Err(format!("context field `{name}` is not a CEL identifier"));
@@ -107,14 +111,24 @@ fn constraint(c: &Value, attributes: &mut BTreeMap<String, AttributeType>) -> Re
     let values: Vec<String> = c
         .get("values")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let value = c.get("value").and_then(Value::as_str).unwrap_or("");
-    let case_insensitive = c.get("caseInsensitive").and_then(Value::as_bool).unwrap_or(false);
+    let case_insensitive = c
+        .get("caseInsensitive")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let lit = |s: &str| serde_json::to_string(s).expect("a string");
     let any = |method: &str| -> String {
-        let alternatives: Vec<String> =
-            values.iter().map(|x| format!("{v}.{method}({})", lit(x))).collect();
+        let alternatives: Vec<String> = values
+            .iter()
+            .map(|x| format!("{v}.{method}({})", lit(x)))
+            .collect();
         if alternatives.is_empty() {
             "false".into()
         } else {
@@ -134,7 +148,9 @@ fn constraint(c: &Value, attributes: &mut BTreeMap<String, AttributeType>) -> Re
             format!("{v} in [{}]", list.join(", "))
         }
         "STR_CONTAINS" | "STR_STARTS_WITH" | "STR_ENDS_WITH" if case_insensitive => {
-            return Err(format!("{op} with caseInsensitive: Gatehouse rules have no lowerAscii"))
+            return Err(format!(
+                "{op} with caseInsensitive: Gatehouse rules have no lowerAscii"
+            ))
         }
         "STR_CONTAINS" => any("contains"),
         "STR_STARTS_WITH" => any("startsWith"),
@@ -145,7 +161,11 @@ fn constraint(c: &Value, attributes: &mut BTreeMap<String, AttributeType>) -> Re
         "NUM_LT" => format!("double({v}) < {}", number(value)?),
         "NUM_LTE" => format!("double({v}) <= {}", number(value)?),
         "REGEX" => {
-            let pattern = if case_insensitive { format!("(?i){value}") } else { value.to_owned() };
+            let pattern = if case_insensitive {
+                format!("(?i){value}")
+            } else {
+                value.to_owned()
+            };
             format!("{v}.matches({})", lit(&pattern))
         }
         "DATE_AFTER" => format!("timestamp({v}) > timestamp({})", lit(value)),
@@ -163,7 +183,10 @@ fn constraint(c: &Value, attributes: &mut BTreeMap<String, AttributeType>) -> Re
 /// What one Unleash strategy becomes: a rollout without include/exclude.
 fn strategy(s: &Value, toggle: &str) -> Result<Rollout, Skip> {
     let name = s["name"].as_str().unwrap_or("");
-    if s.get("segments").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+    if s.get("segments")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
         return Err("segments (shared constraint sets) are not a Gatehouse concept".into());
     }
     let mut rollout = Rollout {
@@ -178,12 +201,19 @@ fn strategy(s: &Value, toggle: &str) -> Result<Rollout, Skip> {
             rollout.percentage = percentage(s, "percentage")?;
             rollout.group = Some(param(s, "groupId").unwrap_or("").to_owned());
             rollout.stickiness = Some(
-                if name == "gradualRolloutUserId" { "userId" } else { "sessionId" }.to_owned(),
+                if name == "gradualRolloutUserId" {
+                    "userId"
+                } else {
+                    "sessionId"
+                }
+                .to_owned(),
             );
         }
         "flexibleRollout" => {
             rollout.percentage = percentage(s, "rollout")?;
-            let group = param(s, "groupId").filter(|g| !g.is_empty()).unwrap_or(toggle);
+            let group = param(s, "groupId")
+                .filter(|g| !g.is_empty())
+                .unwrap_or(toggle);
             rollout.group = Some(group.to_owned());
             match param(s, "stickiness").unwrap_or("default") {
                 "default" | "" => {}
@@ -194,7 +224,11 @@ fn strategy(s: &Value, toggle: &str) -> Result<Rollout, Skip> {
         "gradualRolloutRandom" => return Err("gradualRolloutRandom is random by design".into()),
         other => return Err(format!("strategy `{other}` has no Gatehouse equivalent")),
     }
-    let constraints = s.get("constraints").and_then(Value::as_array).cloned().unwrap_or_default();
+    let constraints = s
+        .get("constraints")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if !constraints.is_empty() {
         let mut attributes = BTreeMap::new();
         let conditions = constraints
@@ -213,14 +247,24 @@ fn strategy(s: &Value, toggle: &str) -> Result<Rollout, Skip> {
 /// An Unleash toggle as a Gatehouse flag (boolean).
 fn translate(feature: &Value) -> Result<FlagState, Skip> {
     let name = feature["name"].as_str().ok_or("toggle without a name")?;
-    if feature.get("dependencies").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+    if feature
+        .get("dependencies")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
         return Err("dependent features: Gatehouse flags do not depend on other flags".into());
     }
-    let strategies = feature["strategies"].as_array().cloned().unwrap_or_default();
+    let strategies = feature["strategies"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut include = Vec::new();
     let mut rest = Vec::new();
     for s in &strategies {
-        let plain = s.get("constraints").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+        let plain = s
+            .get("constraints")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty());
         if s["name"] == "userWithId" && plain {
             include.extend(
                 param(s, "userIds")
@@ -237,11 +281,15 @@ fn translate(feature: &Value) -> Result<FlagState, Skip> {
         }
     }
     // `default` without constraints is everyone: it decides the OR alone.
-    let everyone = rest
-        .iter()
-        .any(|r| r.strategy == Strategy::Percentage && r.percentage >= 100.0 && r.stickiness.is_none());
+    let everyone = rest.iter().any(|r| {
+        r.strategy == Strategy::Percentage && r.percentage >= 100.0 && r.stickiness.is_none()
+    });
     let mut rollout = if strategies.is_empty() || everyone {
-        Rollout { percentage: 100.0, bucketing: Bucketing::Unleash, ..Rollout::default() }
+        Rollout {
+            percentage: 100.0,
+            bucketing: Bucketing::Unleash,
+            ..Rollout::default()
+        }
     } else {
         match rest.len() {
             0 => Rollout {
@@ -343,7 +391,10 @@ fn gatehouse_agrees_with_the_unleash_client_specification() {
             let got = evaluate(
                 toggle,
                 flags.get(toggle),
-                &Switches { environment: EmergencyOverride::None, safe_mode: false },
+                &Switches {
+                    environment: EmergencyOverride::None,
+                    safe_mode: false,
+                },
                 Some(&unit),
                 &context,
             );
@@ -360,10 +411,18 @@ fn gatehouse_agrees_with_the_unleash_client_specification() {
             }
         }
     }
-    println!("Unleash client specification: {ran} cases run, {} skipped:", skipped.len());
+    println!(
+        "Unleash client specification: {ran} cases run, {} skipped:",
+        skipped.len()
+    );
     for s in &skipped {
         println!("  skipped {s}");
     }
-    assert!(failed.is_empty(), "{} cases disagree:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} cases disagree:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
     assert!(ran >= FLOOR, "only {ran} spec cases ran (floor {FLOOR})");
 }

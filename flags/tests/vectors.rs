@@ -18,7 +18,17 @@ fn mode_name(mode: Bucketing) -> &'static str {
 }
 
 fn generate() -> Value {
-    let units = ["123", "999", "user-1", "repo:acme/widgets", "tenant-42", "", "ünïcødé", "日本語", "a"];
+    let units = [
+        "123",
+        "999",
+        "user-1",
+        "repo:acme/widgets",
+        "tenant-42",
+        "",
+        "ünïcødé",
+        "日本語",
+        "a",
+    ];
     let groups = ["gr1", "groupX", "ranker.policy", "checkout-v2"];
     let percentages = [0.0, 0.01, 1.0, 5.0, 25.5, 50.0, 99.99, 100.0];
     let mut cases = Vec::new();
@@ -51,9 +61,10 @@ fn the_implementation_matches_the_published_vectors() {
         let text = serde_json::to_string_pretty(&generate()).unwrap() + "\n";
         std::fs::write(path(), text).unwrap();
     }
-    let file: Value =
-        serde_json::from_str(&std::fs::read_to_string(path()).expect("docs/bucketing-vectors.json"))
-            .expect("JSON");
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(path()).expect("docs/bucketing-vectors.json"),
+    )
+    .expect("JSON");
     let cases = file["cases"].as_array().expect("cases");
     assert!(cases.len() >= 50);
     for case in cases {
@@ -61,10 +72,17 @@ fn the_implementation_matches_the_published_vectors() {
             "default" => Bucketing::Default,
             _ => Bucketing::Unleash,
         };
-        let (group, unit) = (case["group"].as_str().unwrap(), case["unit"].as_str().unwrap());
+        let (group, unit) = (
+            case["group"].as_str().unwrap(),
+            case["unit"].as_str().unwrap(),
+        );
         let key = format!("{group}:{unit}");
         assert_eq!(case["key"], json!(key));
-        assert_eq!(case["murmur3"], json!(murmur3_x86_32(key.as_bytes(), 0)), "{case}");
+        assert_eq!(
+            case["murmur3"],
+            json!(murmur3_x86_32(key.as_bytes(), 0)),
+            "{case}"
+        );
         let b = bucket(mode, group, unit);
         assert_eq!(case["bucket"], json!(b), "{case}");
         for pair in case["enabled_at"].as_array().unwrap() {

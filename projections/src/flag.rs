@@ -89,7 +89,11 @@ async fn history(
     Ok(())
 }
 
-async fn apply_flag(tx: &Transaction<'_>, tables: &Tables, event: &EventRecord) -> Result<(), ApplyError> {
+async fn apply_flag(
+    tx: &Transaction<'_>,
+    tables: &Tables,
+    event: &EventRecord,
+) -> Result<(), ApplyError> {
     let select = format!(
         "SELECT state, last_sequence FROM {} WHERE flag_key = $1 FOR UPDATE",
         tables.name("flags")
@@ -109,7 +113,10 @@ async fn apply_flag(tx: &Transaction<'_>, tables: &Tables, event: &EventRecord) 
         .map_err(|e| ApplyError::Poison(format!("{}: {e}", event.event_type)))?;
     let before = current.clone();
     let Some(state) = FlagState::fold(current, &decoded, event.sequence as u64) else {
-        return Err(ApplyError::Poison(format!("{} before FlagCreated", event.event_type)));
+        return Err(ApplyError::Poison(format!(
+            "{} before FlagCreated",
+            event.event_type
+        )));
     };
     let upsert = format!(
         "INSERT INTO {} (flag_key, state, archived, last_sequence, updated_at) \
@@ -120,7 +127,13 @@ async fn apply_flag(tx: &Transaction<'_>, tables: &Tables, event: &EventRecord) 
     );
     tx.execute(
         &upsert,
-        &[&event.aggregate_id, &Json(&state), &state.archived, &event.sequence, &state.updated_at],
+        &[
+            &event.aggregate_id,
+            &Json(&state),
+            &state.archived,
+            &event.sequence,
+            &state.updated_at,
+        ],
     )
     .await?;
     let previous = before.as_ref().map(|s| &s.rollout);
@@ -145,11 +158,21 @@ async fn apply_flag(tx: &Transaction<'_>, tables: &Tables, event: &EventRecord) 
             r.previous_strategy = Some(e.previous.strategy);
             Some(r)
         }
-        FlagEvent::FlagEmergencyStopped(e) => {
-            Some(row("emergency_stop", &e.reason, TriggeredBy::EmergencyStop, &e.actor))
+        FlagEvent::FlagEmergencyStopped(e) => Some(row(
+            "emergency_stop",
+            &e.reason,
+            TriggeredBy::EmergencyStop,
+            &e.actor,
+        )),
+        FlagEvent::FlagResumed(e) => Some(row(
+            "resume",
+            &e.reason,
+            TriggeredBy::EmergencyStop,
+            &e.actor,
+        )),
+        FlagEvent::FlagArchived(e) => {
+            Some(row("archive", &e.reason, TriggeredBy::Manual, &e.actor))
         }
-        FlagEvent::FlagResumed(e) => Some(row("resume", &e.reason, TriggeredBy::EmergencyStop, &e.actor)),
-        FlagEvent::FlagArchived(e) => Some(row("archive", &e.reason, TriggeredBy::Manual, &e.actor)),
         FlagEvent::FlagValuesUpdated(_) => None,
     };
     if let Some(change) = change {
@@ -158,7 +181,11 @@ async fn apply_flag(tx: &Transaction<'_>, tables: &Tables, event: &EventRecord) 
     Ok(())
 }
 
-async fn apply_global(tx: &Transaction<'_>, tables: &Tables, event: &EventRecord) -> Result<(), ApplyError> {
+async fn apply_global(
+    tx: &Transaction<'_>,
+    tables: &Tables,
+    event: &EventRecord,
+) -> Result<(), ApplyError> {
     let select = format!(
         "SELECT state, last_sequence FROM {} WHERE id = $1 FOR UPDATE",
         tables.name("flag_globals")
@@ -183,8 +210,16 @@ async fn apply_global(tx: &Transaction<'_>, tables: &Tables, event: &EventRecord
              last_sequence = EXCLUDED.last_sequence",
         tables.name("flag_globals")
     );
-    tx.execute(&upsert, &[&event.aggregate_id, &state.on, &Json(&state), &event.sequence])
-        .await?;
+    tx.execute(
+        &upsert,
+        &[
+            &event.aggregate_id,
+            &state.on,
+            &Json(&state),
+            &event.sequence,
+        ],
+    )
+    .await?;
     let GlobalEvent::SafeModeChanged(e) = &decoded;
     let change = RolloutChange {
         flag: "*".into(),
@@ -193,7 +228,12 @@ async fn apply_global(tx: &Transaction<'_>, tables: &Tables, event: &EventRecord
         percentage: None,
         previous_strategy: None,
         strategy: None,
-        change: if e.on { "safe_mode_on" } else { "safe_mode_off" }.into(),
+        change: if e.on {
+            "safe_mode_on"
+        } else {
+            "safe_mode_off"
+        }
+        .into(),
         reason: e.reason.clone(),
         triggered_by: TriggeredBy::SafeMode,
         actor: e.actor.clone(),

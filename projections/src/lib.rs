@@ -29,8 +29,8 @@ pub mod consumer;
 pub mod dead_letter;
 mod delivery;
 pub mod error;
-pub mod flag;
 mod fallback;
+pub mod flag;
 pub mod json_text;
 pub mod model;
 pub mod policy;
@@ -60,7 +60,11 @@ pub use settings::{Hook, Hooks};
 
 /// Every read model, in a stable order.
 pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
-    vec![Arc::new(AuditLog), Arc::new(Policies), Arc::new(flag::Flags)]
+    vec![
+        Arc::new(AuditLog),
+        Arc::new(Policies),
+        Arc::new(flag::Flags),
+    ]
 }
 
 /// The read model called `name` (`audit`, `policies`).

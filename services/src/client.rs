@@ -122,7 +122,11 @@ impl Client {
                 "get",
                 serde_json::json!({"policy_id": done.aggregate_id}),
             ),
-            "flag" => ("flag", "get", serde_json::json!({"flag": done.aggregate_id})),
+            "flag" => (
+                "flag",
+                "get",
+                serde_json::json!({"flag": done.aggregate_id}),
+            ),
             "global" => ("global", "get", serde_json::json!({})),
             _ => ("audit", "log", serde_json::json!({"limit": 1})),
         };

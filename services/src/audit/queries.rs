@@ -12,6 +12,7 @@ use tokio_postgres::types::ToSql;
 use crate::api::read::{column, internal, query};
 use crate::api::request::bad_request;
 use crate::api::App;
+use crate::flag::{Flag, Global};
 use crate::policy::Policy;
 
 /// Audit rows matching every given filter, oldest first.
@@ -113,9 +114,9 @@ impl Filters {
 /// One aggregate's history from the event store, and its state after it.
 pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
     let pg = &app.pg;
-    if q.aggregate != Policy::TYPE {
+    if ![Policy::TYPE, Flag::TYPE, Global::TYPE].contains(&q.aggregate.as_str()) {
         return Err(bad_request(format!(
-            "unknown aggregate `{}` (known: policy)",
+            "unknown aggregate `{}` (known: policy, flag, global)",
             q.aggregate
         ))
         .with_field("aggregate"));
@@ -147,7 +148,11 @@ pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
             })
         })
         .collect::<Result<_, Rejection>>()?;
-    let state = policy_state(&events)?;
+    let state = match q.aggregate.as_str() {
+        "flag" => fold::<Flag>(&events)?,
+        "global" => fold::<Global>(&events)?,
+        _ => policy_state(&events)?,
+    };
     Ok(Replay {
         aggregate: q.aggregate,
         aggregate_id: q.aggregate_id,
@@ -155,6 +160,19 @@ pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
         events,
         state,
     })
+}
+
+/// Folds events into an aggregate's state, as the command side would load it.
+fn fold<A: Aggregate + Default + serde::Serialize>(
+    events: &[EventRecord],
+) -> Result<serde_json::Value, Rejection> {
+    let mut aggregate = A::default();
+    for e in events {
+        let event = serde_json::from_value(e.payload.clone())
+            .map_err(|err| internal(format!("event {} cannot be decoded: {err}", e.position)))?;
+        aggregate.apply(event);
+    }
+    Ok(serde_json::to_value(&aggregate).unwrap_or_default())
 }
 
 /// Folds policy events into the aggregate's state, as the command side would load it.

@@ -137,36 +137,86 @@ fn opt_json(name: &str, text: &Option<String>) -> anyhow::Result<Option<serde_js
     text.as_deref().map(|t| json_arg(name, t)).transpose()
 }
 
-async fn command<C: serde::Serialize>(cli: &Cli, client: &Client, aggregate: &str, name: &str, c: C, message: &str) -> anyhow::Result<()> {
+async fn command<C: serde::Serialize>(
+    cli: &Cli,
+    client: &Client,
+    aggregate: &str,
+    name: &str,
+    c: C,
+    message: &str,
+) -> anyhow::Result<()> {
     let done: CommandAccepted = client.command(aggregate, name, &cli.sender(), c).await?;
     accepted(cli, client, &done, message).await;
     Ok(())
 }
 
-pub async fn safe_mode(cli: &Cli, state: OnOff, reason: &str, client: &Client) -> anyhow::Result<()> {
+pub async fn safe_mode(
+    cli: &Cli,
+    state: OnOff,
+    reason: &str,
+    client: &Client,
+) -> anyhow::Result<()> {
     let on = matches!(state, OnOff::On);
-    let c = SetSafeMode { on, reason: reason.to_owned() };
-    let message = if on { "safe mode is on: every flag answers its off value" } else { "safe mode is off" };
+    let c = SetSafeMode {
+        on,
+        reason: reason.to_owned(),
+    };
+    let message = if on {
+        "safe mode is on: every flag answers its off value"
+    } else {
+        "safe mode is off"
+    };
     command(cli, client, "global", "safe_mode", c, message).await
 }
 
 pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Result<()> {
     match cmd {
-        FlagCommand::Create { flag, r#type, description, schema, on, off, reason } => {
+        FlagCommand::Create {
+            flag,
+            r#type,
+            description,
+            schema,
+            on,
+            off,
+            reason,
+        } => {
             let c = CreateFlag {
                 flag: flag.clone(),
                 description: description.clone(),
-                flag_type: match r#type { TypeArg::Boolean => FlagType::Boolean, TypeArg::Json => FlagType::Json },
+                flag_type: match r#type {
+                    TypeArg::Boolean => FlagType::Boolean,
+                    TypeArg::Json => FlagType::Json,
+                },
                 schema: opt_json("schema", schema)?,
                 on_value: opt_json("on", on)?,
                 off_value: opt_json("off", off)?,
                 reason: reason.clone(),
             };
-            command(cli, client, "flag", "create", c, &format!("created flag {flag} at 0%")).await
+            command(
+                cli,
+                client,
+                "flag",
+                "create",
+                c,
+                &format!("created flag {flag} at 0%"),
+            )
+            .await
         }
         FlagCommand::SetRollout {
-            flag, percentage, strategy, include, exclude, rule, rule_attributes, stickiness, group,
-            bucketing, max_error_rate, min_volume, window_secs, reason,
+            flag,
+            percentage,
+            strategy,
+            include,
+            exclude,
+            rule,
+            rule_attributes,
+            stickiness,
+            group,
+            bucketing,
+            max_error_rate,
+            min_volume,
+            window_secs,
+            reason,
         } => {
             let c = SetRollout {
                 flag: flag.clone(),
@@ -182,12 +232,16 @@ pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Resul
                 categories: vec![],
                 rule: rule.clone(),
                 rule_attributes: match rule_attributes {
-                    Some(t) => serde_json::from_str(t).map_err(|e| anyhow::anyhow!("--rule-attributes: {e}"))?,
+                    Some(t) => serde_json::from_str(t)
+                        .map_err(|e| anyhow::anyhow!("--rule-attributes: {e}"))?,
                     None => Default::default(),
                 },
                 stickiness: stickiness.clone(),
                 group: group.clone(),
-                bucketing: match bucketing { BucketingArg::Default => Bucketing::Default, BucketingArg::Unleash => Bucketing::Unleash },
+                bucketing: match bucketing {
+                    BucketingArg::Default => Bucketing::Default,
+                    BucketingArg::Unleash => Bucketing::Unleash,
+                },
                 auto_rollback: max_error_rate.map(|max_error_rate| AutoRollback {
                     max_error_rate,
                     min_volume: min_volume.unwrap_or(1),
@@ -195,17 +249,51 @@ pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Resul
                 }),
                 reason: reason.clone(),
             };
-            command(cli, client, "flag", "set_rollout", c, &format!("flag {flag} rolled out to {percentage}%")).await
+            command(
+                cli,
+                client,
+                "flag",
+                "set_rollout",
+                c,
+                &format!("flag {flag} rolled out to {percentage}%"),
+            )
+            .await
         }
         FlagCommand::Stop { flag, reason } => {
-            let c = StopFlag { flag: flag.clone(), reason: reason.clone() };
-            command(cli, client, "flag", "emergency_stop", c, &format!("flag {flag} stopped: it answers its off value")).await
+            let c = StopFlag {
+                flag: flag.clone(),
+                reason: reason.clone(),
+            };
+            command(
+                cli,
+                client,
+                "flag",
+                "emergency_stop",
+                c,
+                &format!("flag {flag} stopped: it answers its off value"),
+            )
+            .await
         }
         FlagCommand::Resume { flag, reason } => {
-            let c = StopFlag { flag: flag.clone(), reason: reason.clone() };
-            command(cli, client, "flag", "resume", c, &format!("flag {flag} resumed")).await
+            let c = StopFlag {
+                flag: flag.clone(),
+                reason: reason.clone(),
+            };
+            command(
+                cli,
+                client,
+                "flag",
+                "resume",
+                c,
+                &format!("flag {flag} resumed"),
+            )
+            .await
         }
-        FlagCommand::Evaluate { flag, unit, context } => {
+        FlagCommand::Evaluate {
+            flag,
+            unit,
+            context,
+        } => {
             let context = match context {
                 Some(t) => match json_arg("context", t)? {
                     serde_json::Value::Object(m) => m,
@@ -213,7 +301,11 @@ pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Resul
                 },
                 None => Default::default(),
             };
-            let q = EvaluateFlag { flag: flag.clone(), unit: unit.clone(), context };
+            let q = EvaluateFlag {
+                flag: flag.clone(),
+                unit: unit.clone(),
+                context,
+            };
             let e: Evaluation = client.query("flag", "evaluate", &q).await?;
             if cli.json {
                 output::json(&e);
@@ -224,25 +316,42 @@ pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Resul
                     if e.enabled { "on" } else { "off" },
                     e.value,
                     e.reason.as_str(),
-                    e.bucket.map(|b| format!(", bucket {b}")).unwrap_or_default()
+                    e.bucket
+                        .map(|b| format!(", bucket {b}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(())
         }
         FlagCommand::History { flag, limit } => {
-            let q = FlagHistory { flag: flag.clone(), limit: Some(*limit) };
+            let q = FlagHistory {
+                flag: flag.clone(),
+                limit: Some(*limit),
+            };
             let rows: Vec<RolloutChange> = client.query("flag", "history", &q).await?;
             if cli.json {
                 output::json(&rows);
                 return Ok(());
             }
-            let mut t = table(&["TIME", "CHANGE", "PERCENTAGE", "STRATEGY", "TRIGGERED BY", "ACTOR", "REASON"]);
+            let mut t = table(&[
+                "TIME",
+                "CHANGE",
+                "PERCENTAGE",
+                "STRATEGY",
+                "TRIGGERED BY",
+                "ACTOR",
+                "REASON",
+            ]);
             for r in &rows {
                 t.add_row(vec![
                     time(&r.at),
                     r.change.clone(),
                     format!("{} → {}", opt(r.previous_percentage), opt(r.percentage)),
-                    format!("{} → {}", opt(r.previous_strategy.map(|s| s.as_str())), opt(r.strategy.map(|s| s.as_str()))),
+                    format!(
+                        "{} → {}",
+                        opt(r.previous_strategy.map(|s| s.as_str())),
+                        opt(r.strategy.map(|s| s.as_str()))
+                    ),
                     r.triggered_by.as_str().to_owned(),
                     r.actor.clone(),
                     clip(&r.reason, 60),
@@ -252,19 +361,41 @@ pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Resul
             Ok(())
         }
         FlagCommand::List { archived } => {
-            let rows: Vec<FlagState> = client.query("flag", "list", &ListFlags { include_archived: *archived }).await?;
+            let rows: Vec<FlagState> = client
+                .query(
+                    "flag",
+                    "list",
+                    &ListFlags {
+                        include_archived: *archived,
+                    },
+                )
+                .await?;
             if cli.json {
                 output::json(&rows);
                 return Ok(());
             }
-            let mut t = table(&["FLAG", "TYPE", "PERCENTAGE", "STRATEGY", "STOPPED", "UPDATED", "BY"]);
+            let mut t = table(&[
+                "FLAG",
+                "TYPE",
+                "PERCENTAGE",
+                "STRATEGY",
+                "STOPPED",
+                "UPDATED",
+                "BY",
+            ]);
             for f in &rows {
                 t.add_row(vec![
                     f.flag.clone(),
                     format!("{:?}", f.flag_type).to_lowercase(),
                     f.rollout.percentage.to_string(),
                     f.rollout.strategy.as_str().to_owned(),
-                    if f.archived { "archived".into() } else if f.emergency_stop.is_some() { "stopped".into() } else { String::new() },
+                    if f.archived {
+                        "archived".into()
+                    } else if f.emergency_stop.is_some() {
+                        "stopped".into()
+                    } else {
+                        String::new()
+                    },
                     time(&f.updated_at),
                     f.updated_by.clone(),
                 ]);

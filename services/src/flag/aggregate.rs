@@ -18,12 +18,37 @@ use serde_json::Value;
 /// A command to a flag, with what the gateway adds (the actor, the time).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FlagCommand {
-    Create { command: CreateFlag, actor: String, at: DateTime<Utc> },
-    UpdateValues { command: UpdateFlagValues, actor: String, at: DateTime<Utc> },
-    Archive { command: ArchiveFlag, actor: String, at: DateTime<Utc> },
-    SetRollout { command: SetRollout, triggered_by: TriggeredBy, actor: String, at: DateTime<Utc> },
-    EmergencyStop { command: StopFlag, actor: String, at: DateTime<Utc> },
-    Resume { command: StopFlag, actor: String, at: DateTime<Utc> },
+    Create {
+        command: CreateFlag,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    UpdateValues {
+        command: UpdateFlagValues,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    Archive {
+        command: ArchiveFlag,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    SetRollout {
+        command: SetRollout,
+        triggered_by: TriggeredBy,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    EmergencyStop {
+        command: StopFlag,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    Resume {
+        command: StopFlag,
+        actor: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a flag command was refused. `Invalid` names the request field.
@@ -42,7 +67,10 @@ pub enum FlagError {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> FlagError {
-    FlagError::Invalid { field: field.to_owned(), message: message.into() }
+    FlagError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
 }
 
 /// A flag key: `[a-z0-9][a-z0-9_-]*` segments joined by `.`, at most 128 characters.
@@ -51,7 +79,8 @@ pub fn valid_key(key: &str) -> bool {
         && key.split('.').all(|seg| {
             let mut chars = seg.chars();
             matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                && chars
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         })
 }
 
@@ -60,7 +89,10 @@ fn text(field: &str, value: &str, required: bool) -> Result<(), FlagError> {
         return Err(invalid(field, "is required: say why"));
     }
     if value.chars().count() > flag::MAX_TEXT_LEN {
-        return Err(invalid(field, format!("is longer than {} characters", flag::MAX_TEXT_LEN)));
+        return Err(invalid(
+            field,
+            format!("is longer than {} characters", flag::MAX_TEXT_LEN),
+        ));
     }
     Ok(())
 }
@@ -74,7 +106,10 @@ fn check_values(
 ) -> Result<(), FlagError> {
     for (field, value) in [("command.on_value", on), ("command.off_value", off)] {
         if value.to_string().len() > flag::MAX_VALUE_BYTES {
-            return Err(invalid(field, format!("is larger than {} bytes", flag::MAX_VALUE_BYTES)));
+            return Err(invalid(
+                field,
+                format!("is larger than {} bytes", flag::MAX_VALUE_BYTES),
+            ));
         }
         if flag_type == FlagType::Boolean && !value.is_boolean() {
             return Err(invalid(field, "a boolean flag's values are true or false"));
@@ -85,14 +120,21 @@ fn check_values(
         return Err(invalid("command.schema", "only JSON flags have a schema"));
     }
     if schema.to_string().len() > flag::MAX_VALUE_BYTES {
-        return Err(invalid("command.schema", format!("is larger than {} bytes", flag::MAX_VALUE_BYTES)));
+        return Err(invalid(
+            "command.schema",
+            format!("is larger than {} bytes", flag::MAX_VALUE_BYTES),
+        ));
     }
     let validator = jsonschema::validator_for(schema)
         .map_err(|e| invalid("command.schema", format!("is not a valid JSON Schema: {e}")))?;
     for (field, value) in [("command.on_value", on), ("command.off_value", off)] {
         if let Some(error) = validator.iter_errors(value).next() {
             let at = error.instance_path().to_string();
-            let field = if at.is_empty() { field.to_owned() } else { format!("{field}{}", at.replace('/', ".")) };
+            let field = if at.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{field}{}", at.replace('/', "."))
+            };
             return Err(FlagError::Invalid {
                 field,
                 message: format!("does not match the flag's schema: {error}"),
@@ -106,10 +148,16 @@ fn check_values(
 pub fn check_rollout(r: &Rollout) -> Result<(), FlagError> {
     let p = r.percentage;
     if !p.is_finite() || !(0.0..=100.0).contains(&p) {
-        return Err(invalid("command.percentage", format!("{p} is not between 0 and 100")));
+        return Err(invalid(
+            "command.percentage",
+            format!("{p} is not between 0 and 100"),
+        ));
     }
     if ((p * 100.0).round() - p * 100.0).abs() > 1e-6 {
-        return Err(invalid("command.percentage", format!("{p} has more than two decimals")));
+        return Err(invalid(
+            "command.percentage",
+            format!("{p} has more than two decimals"),
+        ));
     }
     match r.strategy {
         Strategy::Category => {
@@ -119,37 +167,74 @@ pub fn check_rollout(r: &Rollout) -> Result<(), FlagError> {
             ))
         }
         Strategy::Rule => {
-            let rule = r.rule.as_deref().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-                invalid("command.rule", "the rule strategy needs a rule (CEL over the context)")
-            })?;
+            let rule = r
+                .rule
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        "command.rule",
+                        "the rule strategy needs a rule (CEL over the context)",
+                    )
+                })?;
             if let Err(errors) = gatehouse_flags::eval::compile_rule(rule, &r.rule_attributes) {
-                let first = errors.first().map(|e| e.message.clone()).unwrap_or_default();
-                return Err(invalid("command.rule", format!("does not compile: {first}")));
+                let first = errors
+                    .first()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default();
+                return Err(invalid(
+                    "command.rule",
+                    format!("does not compile: {first}"),
+                ));
             }
         }
         Strategy::Percentage | Strategy::Whitelist => {
             if r.rule.is_some() {
-                return Err(invalid("command.rule", "only the rule strategy reads a rule"));
+                return Err(invalid(
+                    "command.rule",
+                    "only the rule strategy reads a rule",
+                ));
             }
         }
     }
     if !r.categories.is_empty() {
-        return Err(invalid("command.categories", "only the category strategy reads categories"));
+        return Err(invalid(
+            "command.categories",
+            "only the category strategy reads categories",
+        ));
     }
     if r.include.len() + r.exclude.len() > flag::MAX_LISTED_UNITS {
-        return Err(invalid("command.include", format!("include and exclude list more than {} units", flag::MAX_LISTED_UNITS)));
+        return Err(invalid(
+            "command.include",
+            format!(
+                "include and exclude list more than {} units",
+                flag::MAX_LISTED_UNITS
+            ),
+        ));
     }
-    for (field, list) in [("command.include", &r.include), ("command.exclude", &r.exclude)] {
+    for (field, list) in [
+        ("command.include", &r.include),
+        ("command.exclude", &r.exclude),
+    ] {
         if let Some(i) = list.iter().position(|u| u.is_empty() || u.len() > 256) {
-            return Err(invalid(&format!("{field}[{i}]"), "a unit is 1 to 256 bytes"));
+            return Err(invalid(
+                &format!("{field}[{i}]"),
+                "a unit is 1 to 256 bytes",
+            ));
         }
     }
     if let Some(u) = r.include.iter().find(|u| r.exclude.contains(u)) {
-        return Err(invalid("command.include", format!("`{u}` is both included and excluded")));
+        return Err(invalid(
+            "command.include",
+            format!("`{u}` is both included and excluded"),
+        ));
     }
     if let Some(s) = &r.stickiness {
         if s.is_empty() || s.len() > 64 {
-            return Err(invalid("command.stickiness", "names a context attribute (1 to 64 bytes)"));
+            return Err(invalid(
+                "command.stickiness",
+                "names a context attribute (1 to 64 bytes)",
+            ));
         }
     }
     if let Some(g) = &r.group {
@@ -159,13 +244,19 @@ pub fn check_rollout(r: &Rollout) -> Result<(), FlagError> {
     }
     if let Some(a) = &r.auto_rollback {
         if !(0.0..=1.0).contains(&a.max_error_rate) {
-            return Err(invalid("command.auto_rollback.max_error_rate", "is between 0 and 1"));
+            return Err(invalid(
+                "command.auto_rollback.max_error_rate",
+                "is between 0 and 1",
+            ));
         }
         if a.min_volume == 0 {
             return Err(invalid("command.auto_rollback.min_volume", "is at least 1"));
         }
         if a.window_secs == 0 || a.window_secs > 86_400 {
-            return Err(invalid("command.auto_rollback.window_secs", "is between 1 and 86400"));
+            return Err(invalid(
+                "command.auto_rollback.window_secs",
+                "is between 1 and 86400",
+            ));
         }
     }
     Ok(())
@@ -190,7 +281,11 @@ impl Flag {
 
     fn decide(&self, command: FlagCommand) -> Result<FlagEvent, FlagError> {
         Ok(match command {
-            FlagCommand::Create { command: c, actor, at } => {
+            FlagCommand::Create {
+                command: c,
+                actor,
+                at,
+            } => {
                 if let Some(s) = &self.state {
                     return Err(FlagError::AlreadyExists(s.flag.clone()));
                 }
@@ -205,8 +300,12 @@ impl Flag {
                         c.off_value.clone().unwrap_or(Value::Bool(false)),
                     ),
                     FlagType::Json => (
-                        c.on_value.clone().ok_or_else(|| invalid("command.on_value", "a JSON flag needs an on value"))?,
-                        c.off_value.clone().ok_or_else(|| invalid("command.off_value", "a JSON flag needs a safe off value"))?,
+                        c.on_value.clone().ok_or_else(|| {
+                            invalid("command.on_value", "a JSON flag needs an on value")
+                        })?,
+                        c.off_value.clone().ok_or_else(|| {
+                            invalid("command.off_value", "a JSON flag needs a safe off value")
+                        })?,
                     ),
                 };
                 check_values(c.flag_type, c.schema.as_ref(), &on, &off)?;
@@ -222,7 +321,11 @@ impl Flag {
                     at,
                 })
             }
-            FlagCommand::UpdateValues { command: c, actor, at } => {
+            FlagCommand::UpdateValues {
+                command: c,
+                actor,
+                at,
+            } => {
                 let s = self.live()?;
                 text("command.reason", &c.reason, true)?;
                 let schema = c.schema.clone().or_else(|| s.schema.clone());
@@ -241,12 +344,25 @@ impl Flag {
                     at,
                 })
             }
-            FlagCommand::Archive { command: c, actor, at } => {
+            FlagCommand::Archive {
+                command: c,
+                actor,
+                at,
+            } => {
                 self.live()?;
                 text("command.reason", &c.reason, true)?;
-                FlagEvent::FlagArchived(FlagChanged { reason: c.reason, actor, at })
+                FlagEvent::FlagArchived(FlagChanged {
+                    reason: c.reason,
+                    actor,
+                    at,
+                })
             }
-            FlagCommand::SetRollout { command: c, triggered_by, actor, at } => {
+            FlagCommand::SetRollout {
+                command: c,
+                triggered_by,
+                actor,
+                at,
+            } => {
                 let s = self.live()?;
                 text("command.reason", &c.reason, true)?;
                 let rollout = c.rollout();
@@ -260,21 +376,43 @@ impl Flag {
                     at,
                 })
             }
-            FlagCommand::EmergencyStop { command: c, actor, at } => {
+            FlagCommand::EmergencyStop {
+                command: c,
+                actor,
+                at,
+            } => {
                 let s = self.live()?;
                 text("command.reason", &c.reason, true)?;
                 if s.emergency_stop.is_some() {
-                    return Err(FlagError::Unchanged(format!("flag `{}` is already stopped", s.flag)));
+                    return Err(FlagError::Unchanged(format!(
+                        "flag `{}` is already stopped",
+                        s.flag
+                    )));
                 }
-                FlagEvent::FlagEmergencyStopped(FlagChanged { reason: c.reason, actor, at })
+                FlagEvent::FlagEmergencyStopped(FlagChanged {
+                    reason: c.reason,
+                    actor,
+                    at,
+                })
             }
-            FlagCommand::Resume { command: c, actor, at } => {
+            FlagCommand::Resume {
+                command: c,
+                actor,
+                at,
+            } => {
                 let s = self.live()?;
                 text("command.reason", &c.reason, true)?;
                 if s.emergency_stop.is_none() {
-                    return Err(FlagError::Unchanged(format!("flag `{}` is not stopped", s.flag)));
+                    return Err(FlagError::Unchanged(format!(
+                        "flag `{}` is not stopped",
+                        s.flag
+                    )));
                 }
-                FlagEvent::FlagResumed(FlagChanged { reason: c.reason, actor, at })
+                FlagEvent::FlagResumed(FlagChanged {
+                    reason: c.reason,
+                    actor,
+                    at,
+                })
             }
         })
     }
@@ -287,7 +425,12 @@ impl Aggregate for Flag {
     type Error = FlagError;
     type Services = ();
 
-    async fn handle(&mut self, command: FlagCommand, _: &(), sink: &EventSink<Self>) -> Result<(), FlagError> {
+    async fn handle(
+        &mut self,
+        command: FlagCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), FlagError> {
         let event = self.decide(command)?;
         sink.write(event, self).await;
         Ok(())
@@ -321,7 +464,12 @@ impl Aggregate for Global {
     type Error = FlagError;
     type Services = ();
 
-    async fn handle(&mut self, c: GlobalCommand, _: &(), sink: &EventSink<Self>) -> Result<(), FlagError> {
+    async fn handle(
+        &mut self,
+        c: GlobalCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), FlagError> {
         let event = self.decide(c)?;
         sink.write(event, self).await;
         Ok(())
@@ -338,7 +486,9 @@ impl Global {
         text("command.reason", &c.command.reason, true)?;
         if c.command.on == self.safe_mode.on {
             let state = if c.command.on { "on" } else { "off" };
-            return Err(FlagError::Unchanged(format!("safe mode is already {state}")));
+            return Err(FlagError::Unchanged(format!(
+                "safe mode is already {state}"
+            )));
         }
         Ok(GlobalEvent::SafeModeChanged(SafeModeChanged {
             on: c.command.on,

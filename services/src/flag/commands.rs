@@ -13,23 +13,42 @@ use crate::api::request::Parsed;
 use crate::api::{infrastructure_rejection, App};
 use crate::store::{CommandContext, CommandError, CommandTarget};
 
-async fn execute(app: &App, context: &CommandContext, key: &str, cmd: FlagCommand) -> Result<CommandAccepted, Rejection> {
-    app.flags.execute(context, key, cmd).await.map_err(flag_rejection)
+async fn execute(
+    app: &App,
+    context: &CommandContext,
+    key: &str,
+    cmd: FlagCommand,
+) -> Result<CommandAccepted, Rejection> {
+    app.flags
+        .execute(context, key, cmd)
+        .await
+        .map_err(flag_rejection)
 }
 
 /// `flag.create`.
 pub async fn create(app: &App, parsed: Parsed<CreateFlag>) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     let key = command.flag.clone();
-    let cmd = FlagCommand::Create { command, actor: context.actor.clone(), at: Utc::now() };
+    let cmd = FlagCommand::Create {
+        command,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
     execute(app, &context, &key, cmd).await
 }
 
 /// `flag.update_values`.
-pub async fn update_values(app: &App, parsed: Parsed<UpdateFlagValues>) -> Result<CommandAccepted, Rejection> {
+pub async fn update_values(
+    app: &App,
+    parsed: Parsed<UpdateFlagValues>,
+) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     let key = command.flag.clone();
-    let cmd = FlagCommand::UpdateValues { command, actor: context.actor.clone(), at: Utc::now() };
+    let cmd = FlagCommand::UpdateValues {
+        command,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
     execute(app, &context, &key, cmd).await
 }
 
@@ -37,12 +56,19 @@ pub async fn update_values(app: &App, parsed: Parsed<UpdateFlagValues>) -> Resul
 pub async fn archive(app: &App, parsed: Parsed<ArchiveFlag>) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     let key = command.flag.clone();
-    let cmd = FlagCommand::Archive { command, actor: context.actor.clone(), at: Utc::now() };
+    let cmd = FlagCommand::Archive {
+        command,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
     execute(app, &context, &key, cmd).await
 }
 
 /// `flag.set_rollout` (by a person: `triggered_by: manual`).
-pub async fn set_rollout(app: &App, parsed: Parsed<SetRollout>) -> Result<CommandAccepted, Rejection> {
+pub async fn set_rollout(
+    app: &App,
+    parsed: Parsed<SetRollout>,
+) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     let key = command.flag.clone();
     let cmd = FlagCommand::SetRollout {
@@ -55,10 +81,17 @@ pub async fn set_rollout(app: &App, parsed: Parsed<SetRollout>) -> Result<Comman
 }
 
 /// `flag.emergency_stop`.
-pub async fn emergency_stop(app: &App, parsed: Parsed<StopFlag>) -> Result<CommandAccepted, Rejection> {
+pub async fn emergency_stop(
+    app: &App,
+    parsed: Parsed<StopFlag>,
+) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     let key = command.flag.clone();
-    let cmd = FlagCommand::EmergencyStop { command, actor: context.actor.clone(), at: Utc::now() };
+    let cmd = FlagCommand::EmergencyStop {
+        command,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
     execute(app, &context, &key, cmd).await
 }
 
@@ -66,14 +99,25 @@ pub async fn emergency_stop(app: &App, parsed: Parsed<StopFlag>) -> Result<Comma
 pub async fn resume(app: &App, parsed: Parsed<StopFlag>) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
     let key = command.flag.clone();
-    let cmd = FlagCommand::Resume { command, actor: context.actor.clone(), at: Utc::now() };
+    let cmd = FlagCommand::Resume {
+        command,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
     execute(app, &context, &key, cmd).await
 }
 
 /// `global.safe_mode`.
-pub async fn safe_mode(app: &App, parsed: Parsed<SetSafeMode>) -> Result<CommandAccepted, Rejection> {
+pub async fn safe_mode(
+    app: &App,
+    parsed: Parsed<SetSafeMode>,
+) -> Result<CommandAccepted, Rejection> {
     let Parsed { context, command } = parsed;
-    let cmd = GlobalCommand { command, actor: context.actor.clone(), at: Utc::now() };
+    let cmd = GlobalCommand {
+        command,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
     app.global
         .execute(&context, GLOBAL_ID, cmd)
         .await
@@ -83,7 +127,10 @@ pub async fn safe_mode(app: &App, parsed: Parsed<SetSafeMode>) -> Result<Command
 impl CommandTarget for Flag {
     fn reply_detail(aggregate_id: &str, events: &[serde_json::Value]) -> serde_json::Value {
         let mut detail = json!({"flag": aggregate_id});
-        for event in events.iter().filter_map(|e| serde_json::from_value::<FlagEvent>(e.clone()).ok()) {
+        for event in events
+            .iter()
+            .filter_map(|e| serde_json::from_value::<FlagEvent>(e.clone()).ok())
+        {
             match event {
                 FlagEvent::RolloutSet(e) => {
                     detail["percentage"] = e.rollout.percentage.into();
@@ -103,7 +150,10 @@ impl CommandTarget for Flag {
 impl CommandTarget for Global {
     fn reply_detail(_: &str, events: &[serde_json::Value]) -> serde_json::Value {
         let mut detail = json!({});
-        for event in events.iter().filter_map(|e| serde_json::from_value::<GlobalEvent>(e.clone()).ok()) {
+        for event in events
+            .iter()
+            .filter_map(|e| serde_json::from_value::<GlobalEvent>(e.clone()).ok())
+        {
             match event {
                 GlobalEvent::SafeModeChanged(e) => detail["safe_mode"] = e.on.into(),
             }
@@ -134,10 +184,18 @@ pub(crate) fn flag_rejection(error: CommandError<FlagError>) -> Rejection {
     };
     let message = domain.to_string();
     match domain {
-        FlagError::AlreadyExists(_) => Rejection::new(RejectionCode::AlreadyExists, message).with_field("command.flag"),
-        FlagError::NotFound => Rejection::new(RejectionCode::NotFound, message).with_field("command.flag"),
-        FlagError::Archived(_) => Rejection::new(RejectionCode::InvalidState, message).with_field("command.flag"),
-        FlagError::Invalid { field, .. } => Rejection::new(RejectionCode::BadRequest, message).with_field(field),
+        FlagError::AlreadyExists(_) => {
+            Rejection::new(RejectionCode::AlreadyExists, message).with_field("command.flag")
+        }
+        FlagError::NotFound => {
+            Rejection::new(RejectionCode::NotFound, message).with_field("command.flag")
+        }
+        FlagError::Archived(_) => {
+            Rejection::new(RejectionCode::InvalidState, message).with_field("command.flag")
+        }
+        FlagError::Invalid { field, .. } => {
+            Rejection::new(RejectionCode::BadRequest, message).with_field(field)
+        }
         FlagError::Unchanged(_) => Rejection::new(RejectionCode::Unchanged, message),
     }
 }

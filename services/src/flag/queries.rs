@@ -5,9 +5,8 @@ use std::collections::HashMap;
 
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::flag::{
-    self, EvaluateBatch, EvaluateFlag, Evaluation, FlagEvent, FlagHistory, FlagSnapshot,
-    FlagState, GetFlag, GetSnapshot, GlobalEvent, ListFlags, RolloutChange, SafeMode,
-    MAX_BATCH,
+    self, EvaluateBatch, EvaluateFlag, Evaluation, FlagEvent, FlagHistory, FlagSnapshot, FlagState,
+    GetFlag, GetSnapshot, GlobalEvent, ListFlags, RolloutChange, SafeMode, MAX_BATCH,
 };
 use gatehouse_flags::{evaluate as evaluate_flag, CompiledFlag, Switches};
 use serde::Deserialize;
@@ -23,12 +22,21 @@ fn state_of(row: &tokio_postgres::Row) -> Result<FlagState, Rejection> {
 }
 
 fn not_found(key: &str) -> Rejection {
-    Rejection::new(RejectionCode::NotFound, format!("flag `{key}` does not exist")).with_field("flag")
+    Rejection::new(
+        RejectionCode::NotFound,
+        format!("flag `{key}` does not exist"),
+    )
+    .with_field("flag")
 }
 
 /// `flag.get`.
 pub async fn get(app: &App, q: GetFlag) -> Result<FlagState, Rejection> {
-    let rows = query(&app.pg, "SELECT state FROM flags WHERE flag_key = $1", &[&q.flag]).await?;
+    let rows = query(
+        &app.pg,
+        "SELECT state FROM flags WHERE flag_key = $1",
+        &[&q.flag],
+    )
+    .await?;
     state_of(rows.first().ok_or_else(|| not_found(&q.flag))?)
 }
 
@@ -67,7 +75,12 @@ pub async fn safe_mode(app: &App, _: GetSnapshot) -> Result<SafeMode, Rejection>
 }
 
 async fn read_safe_mode(app: &App) -> Result<SafeMode, Rejection> {
-    let rows = query(&app.pg, "SELECT state FROM flag_globals WHERE id = $1", &[&flag::GLOBAL_ID]).await?;
+    let rows = query(
+        &app.pg,
+        "SELECT state FROM flag_globals WHERE id = $1",
+        &[&flag::GLOBAL_ID],
+    )
+    .await?;
     match rows.first() {
         None => Ok(SafeMode::default()),
         Some(row) => {
@@ -104,10 +117,12 @@ pub async fn snapshot(app: &App, _: GetSnapshot) -> Result<FlagSnapshot, Rejecti
         let stored: Stored = serde_json::from_str(&text).map_err(|e| internal(e.to_string()))?;
         let sequence = stored.sequence.max(0) as u64;
         if stored.aggregate_type == flag::GLOBAL_AGGREGATE {
-            let event: GlobalEvent = serde_json::from_value(stored.payload).map_err(|e| internal(e.to_string()))?;
+            let event: GlobalEvent =
+                serde_json::from_value(stored.payload).map_err(|e| internal(e.to_string()))?;
             safe_mode.apply(&event, sequence);
         } else {
-            let event: FlagEvent = serde_json::from_value(stored.payload).map_err(|e| internal(e.to_string()))?;
+            let event: FlagEvent =
+                serde_json::from_value(stored.payload).map_err(|e| internal(e.to_string()))?;
             let current = flags.remove(&stored.aggregate_id);
             if let Some(state) = FlagState::fold(current, &event, sequence) {
                 flags.insert(stored.aggregate_id, state);
@@ -120,27 +135,44 @@ pub async fn snapshot(app: &App, _: GetSnapshot) -> Result<FlagSnapshot, Rejecti
 }
 
 async fn load(app: &App, keys: &[String]) -> Result<HashMap<String, CompiledFlag>, Rejection> {
-    let rows = query(&app.pg, "SELECT state FROM flags WHERE flag_key = ANY($1)", &[&keys]).await?;
+    let rows = query(
+        &app.pg,
+        "SELECT state FROM flags WHERE flag_key = ANY($1)",
+        &[&keys],
+    )
+    .await?;
     rows.iter()
         .map(|r| state_of(r).map(|s| (s.flag.clone(), CompiledFlag::new(s))))
         .collect()
 }
 
 async fn switches(app: &App) -> Result<Switches, Rejection> {
-    Ok(Switches { environment: app.emergency.clone(), safe_mode: read_safe_mode(app).await?.on })
+    Ok(Switches {
+        environment: app.emergency.clone(),
+        safe_mode: read_safe_mode(app).await?.on,
+    })
 }
 
 /// `flag.evaluate`: with the same code as the client crate.
 pub async fn evaluate(app: &App, q: EvaluateFlag) -> Result<Evaluation, Rejection> {
     let flags = load(app, std::slice::from_ref(&q.flag)).await?;
     let switches = switches(app).await?;
-    Ok(evaluate_flag(&q.flag, flags.get(&q.flag), &switches, q.unit.as_deref(), &q.context))
+    Ok(evaluate_flag(
+        &q.flag,
+        flags.get(&q.flag),
+        &switches,
+        q.unit.as_deref(),
+        &q.context,
+    ))
 }
 
 /// `flag.evaluate_batch`: in request order.
 pub async fn evaluate_batch(app: &App, q: EvaluateBatch) -> Result<Vec<Evaluation>, Rejection> {
     if q.evaluations.len() > MAX_BATCH {
-        return Err(bad_request(format!("at most {MAX_BATCH} evaluations per batch")).with_field("evaluations"));
+        return Err(
+            bad_request(format!("at most {MAX_BATCH} evaluations per batch"))
+                .with_field("evaluations"),
+        );
     }
     let mut keys: Vec<String> = q.evaluations.iter().map(|e| e.flag.clone()).collect();
     keys.sort();
@@ -149,6 +181,14 @@ pub async fn evaluate_batch(app: &App, q: EvaluateBatch) -> Result<Vec<Evaluatio
     let switches = switches(app).await?;
     Ok(q.evaluations
         .iter()
-        .map(|e| evaluate_flag(&e.flag, flags.get(&e.flag), &switches, e.unit.as_deref(), &e.context))
+        .map(|e| {
+            evaluate_flag(
+                &e.flag,
+                flags.get(&e.flag),
+                &switches,
+                e.unit.as_deref(),
+                &e.context,
+            )
+        })
         .collect())
 }
