@@ -282,6 +282,58 @@ pub struct SetSafeMode {
     pub reason: String,
 }
 
+/// `flag.auto_rollback` (internal: Gatehouse's flag monitor): the rollout to 0% because a
+/// window's error rate exceeded the flag's `max_error_rate` with at least `min_volume` outcomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRollbackFlag {
+    pub flag: String,
+    pub window_start: DateTime<Utc>,
+    pub window_secs: u64,
+    pub total: u64,
+    pub errors: u64,
+}
+
+/// One outcome a service reports on `<ns>.outcomes.flag.<flag>` (stream `<NS>_OUTCOMES`).
+/// Counted per flag and window, not stored one by one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagOutcome {
+    pub flag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The processor or variant that served the unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub success: bool,
+    #[serde(default)]
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `flag.stats`: a flag's outcome windows, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagStats {
+    pub flag: String,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One window of outcomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeWindow {
+    pub flag: String,
+    pub window_start: DateTime<Utc>,
+    pub window_secs: u64,
+    pub total: u64,
+    pub successes: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub success_rate: f64,
+    pub avg_duration_ms: f64,
+}
+
 // ----- events -----
 
 /// Every event of the `flag` aggregate, stored externally tagged under the names spelled here.

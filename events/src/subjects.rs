@@ -136,14 +136,30 @@ pub fn jobs_stream(ns: &str) -> String {
 }
 
 /// Every stream of namespace `ns`: what removing a namespace (a test's, a benchmark's) deletes.
-pub fn namespace_streams(ns: &str) -> [String; 5] {
+pub fn namespace_streams(ns: &str) -> [String; 6] {
     [
         events_stream(ns),
         dead_letter_stream(ns),
         notify_stream(ns),
         catalog_stream(ns),
         jobs_stream(ns),
+        outcomes_stream(ns),
     ]
+}
+
+/// `<ns>.outcomes.flag.<flag>`: where services report a flag's outcomes.
+pub fn flag_outcomes(ns: &str, flag: &str) -> String {
+    format!("{ns}.outcomes.flag.{flag}")
+}
+
+/// `<ns>.outcomes.>`: the outcomes stream's subject.
+pub fn all_outcomes(ns: &str) -> String {
+    format!("{ns}.outcomes.>")
+}
+
+/// `<NS>_OUTCOMES`: outcomes reported by services (counted by the flag monitor).
+pub fn outcomes_stream(ns: &str) -> String {
+    format!("{}_OUTCOMES", ns.to_ascii_uppercase())
 }
 
 /// `<ns>.jobs.>`: the jobs stream's subject.

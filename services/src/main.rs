@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay => relay::run(settings, shutdown).await?,
         Command::Worker => gatehouse::worker::run(settings, shutdown).await?,
         Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
+        Command::FlagMonitor => gatehouse::flag::monitor::run(settings, shutdown).await?,
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -115,6 +116,7 @@ fn is_role(command: &Command) -> bool {
             | Command::Relay
             | Command::Worker
             | Command::Notifier
+            | Command::FlagMonitor
             | Command::Projector { .. }
             | Command::Migrate
     )

@@ -25,6 +25,10 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
         notifier::run(settings.clone(), stop.clone()),
     ));
     roles.spawn(named(
+        "flag-monitor",
+        crate::flag::monitor::run(settings.clone(), stop.clone()),
+    ));
+    roles.spawn(named(
         "projector",
         projector(settings.clone(), None, stop.clone()),
     ));

@@ -444,3 +444,126 @@ async fn safe_mode_turns_every_flag_off_everywhere() {
         .all(|h| h.triggered_by == TriggeredBy::SafeMode));
     app.stop().await;
 }
+
+/// Publishes `n` outcomes of `flag` (`success` each) on the outcomes stream.
+async fn report(app: &TestApp, flag: &str, n: usize, success: bool) {
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    for i in 0..n {
+        let outcome = gatehouse_events::flag::FlagOutcome {
+            flag: flag.into(),
+            unit: Some(format!("repo-{i}")),
+            variant: Some("epsilon_greedy_v1".into()),
+            success,
+            duration_ms: 12.5,
+            error: (!success).then(|| "timeout".into()),
+        };
+        let subject = gatehouse_events::subjects::flag_outcomes(&app.settings.namespace, flag);
+        js.publish(subject, serde_json::to_vec(&outcome).unwrap().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("pub ack");
+    }
+}
+
+#[tokio::test]
+async fn auto_rollback_fires_above_the_error_rate_and_holds_below_the_minimum_volume() {
+    let app = spawn_app().await;
+    let monitor_stop = tokio_util::sync::CancellationToken::new();
+    let monitor = tokio::spawn(gatehouse::flag::monitor::run(
+        app.settings.clone(),
+        monitor_stop.clone(),
+    ));
+    create_ranker(&app).await;
+    let done = send(
+        &app,
+        "flag",
+        "set_rollout",
+        "olga",
+        json!({
+            "flag": "ranker.policy", "percentage": 50, "reason": "half",
+            "auto_rollback": {"max_error_rate": 0.2, "min_volume": 20, "window_secs": 3600}
+        }),
+    )
+    .await
+    .unwrap();
+    app.client.wait_for(&done).await.unwrap();
+
+    // 10 errors: above the rate, below the minimum volume: counted, and the rollout holds.
+    report(&app, "ranker.policy", 10, false).await;
+    let stats = || async {
+        app.client
+            .query::<_, Vec<gatehouse_events::flag::OutcomeWindow>>(
+                "flag",
+                "stats",
+                &json!({"flag": "ranker.policy"}),
+            )
+            .await
+            .unwrap()
+    };
+    eventually(Duration::from_secs(20), || async {
+        stats().await.first().is_some_and(|w| w.total == 10)
+    })
+    .await
+    .expect("the monitor counted the outcomes");
+    let window = stats().await.remove(0);
+    assert_eq!(
+        (
+            window.errors,
+            window.successes,
+            window.error_rate,
+            window.window_secs
+        ),
+        (10, 0, 1.0, 3600)
+    );
+    assert!((window.avg_duration_ms - 12.5).abs() < 1e-9);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held: FlagState = app
+        .client
+        .query("flag", "get", &json!({"flag": "ranker.policy"}))
+        .await
+        .unwrap();
+    assert_eq!(held.rollout.percentage, 50.0, "held below min_volume");
+
+    // 40 successes and 15 more errors: 25 of 65 (38%) > 20% with 65 >= 20: rolled back to 0%.
+    report(&app, "ranker.policy", 40, true).await;
+    report(&app, "ranker.policy", 15, false).await;
+    eventually(Duration::from_secs(20), || async {
+        app.client
+            .query::<_, FlagState>("flag", "get", &json!({"flag": "ranker.policy"}))
+            .await
+            .is_ok_and(|f| f.rollout.percentage == 0.0)
+    })
+    .await
+    .expect("the rollout went to 0%");
+    let history: Vec<RolloutChange> = app
+        .client
+        .query("flag", "history", &json!({"flag": "ranker.policy"}))
+        .await
+        .unwrap();
+    let last = &history[0];
+    assert_eq!(last.triggered_by, TriggeredBy::AutoRollback);
+    assert_eq!(
+        (last.previous_percentage, last.percentage),
+        (Some(50.0), Some(0.0))
+    );
+    assert!(
+        last.reason.contains("25 errors of 65 outcomes"),
+        "{}",
+        last.reason
+    );
+    assert_eq!(last.actor, "gatehouse");
+    let rolled: FlagState = app
+        .client
+        .query("flag", "get", &json!({"flag": "ranker.policy"}))
+        .await
+        .unwrap();
+    assert!(
+        rolled.rollout.auto_rollback.is_some(),
+        "the rest of the rollout is kept"
+    );
+
+    monitor_stop.cancel();
+    let _ = monitor.await;
+    app.stop().await;
+}

@@ -319,6 +319,7 @@ mod tests {
                 "flag.set_rollout",
                 "flag.emergency_stop",
                 "flag.resume",
+                "flag.auto_rollback",
                 "global.safe_mode",
             ]
         );
@@ -345,6 +346,7 @@ mod tests {
                 "flag.snapshot",
                 "flag.evaluate",
                 "flag.evaluate_batch",
+                "flag.stats",
                 "global.get",
             ]
         );
@@ -357,7 +359,7 @@ mod tests {
             "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
             "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,
             "policy.promote" => Role::Approver,
-            "policy.complete_run" | "policy.fail_run" => Role::Internal,
+            "policy.complete_run" | "policy.fail_run" | "flag.auto_rollback" => Role::Internal,
             "flag.create" | "flag.update_values" | "flag.archive" => Role::Author,
             "flag.set_rollout" | "flag.emergency_stop" | "flag.resume" | "global.safe_mode" => {
                 Role::Operator
@@ -381,6 +383,8 @@ mod tests {
                 Kind::Query if op.name == "audit.denials" => assert_eq!(op.reads, None),
                 // Folded from the event store itself: never behind.
                 Kind::Query if op.name == "flag.snapshot" => assert_eq!(op.reads, None),
+                // Counted by the flag monitor, not by a command's projector.
+                Kind::Query if op.name == "flag.stats" => assert_eq!(op.reads, None),
                 Kind::Query => assert!(op.reads.is_some(), "{} can wait", op.name),
             }
         }

@@ -4,7 +4,8 @@ use clap::{Subcommand, ValueEnum};
 use gatehouse_events::envelope::CommandAccepted;
 use gatehouse_events::flag::{
     AutoRollback, Bucketing, CreateFlag, EvaluateFlag, Evaluation, FlagHistory, FlagState,
-    FlagType, ListFlags, RolloutChange, SetRollout, SetSafeMode, StopFlag, Strategy,
+    FlagStats, FlagType, ListFlags, OutcomeWindow, RolloutChange, SetRollout, SetSafeMode,
+    StopFlag, Strategy,
 };
 
 use super::output::{self, clip, opt, table, time};
@@ -114,6 +115,12 @@ pub enum FlagCommand {
     History {
         flag: String,
         #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// A flag's outcome windows: counts, error rate, average duration (newest first).
+    Stats {
+        flag: String,
+        #[arg(long, default_value_t = 20)]
         limit: u32,
     },
     /// Flags by key.
@@ -355,6 +362,30 @@ pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Resul
                     r.triggered_by.as_str().to_owned(),
                     r.actor.clone(),
                     clip(&r.reason, 60),
+                ]);
+            }
+            crate::outln!("{t}");
+            Ok(())
+        }
+        FlagCommand::Stats { flag, limit } => {
+            let q = FlagStats {
+                flag: flag.clone(),
+                limit: Some(*limit),
+            };
+            let rows: Vec<OutcomeWindow> = client.query("flag", "stats", &q).await?;
+            if cli.json {
+                output::json(&rows);
+                return Ok(());
+            }
+            let mut t = table(&["WINDOW", "SECS", "TOTAL", "ERRORS", "ERROR RATE", "AVG MS"]);
+            for w in &rows {
+                t.add_row(vec![
+                    time(&w.window_start),
+                    w.window_secs.to_string(),
+                    w.total.to_string(),
+                    w.errors.to_string(),
+                    format!("{:.2}%", w.error_rate * 100.0),
+                    format!("{:.1}", w.avg_duration_ms),
                 ]);
             }
             crate::outln!("{t}");

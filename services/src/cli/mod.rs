@@ -53,6 +53,8 @@ pub enum Command {
     Worker,
     /// Run the `policy.promoted` notifier only.
     Notifier,
+    /// Run the flag monitor only (outcomes per window, auto-rollback).
+    FlagMonitor,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.

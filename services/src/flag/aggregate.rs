@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use gatehouse_events::flag::{
-    self, ArchiveFlag, CreateFlag, FlagChanged, FlagCreated, FlagEvent, FlagState, FlagType,
-    FlagValuesUpdated, GlobalEvent, Rollout, RolloutSet, SafeMode, SafeModeChanged, SetRollout,
-    SetSafeMode, StopFlag, Strategy, TriggeredBy, UpdateFlagValues,
+    self, ArchiveFlag, AutoRollbackFlag, CreateFlag, FlagChanged, FlagCreated, FlagEvent,
+    FlagState, FlagType, FlagValuesUpdated, GlobalEvent, Rollout, RolloutSet, SafeMode,
+    SafeModeChanged, SetRollout, SetSafeMode, StopFlag, Strategy, TriggeredBy, UpdateFlagValues,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,6 +46,13 @@ pub enum FlagCommand {
     },
     Resume {
         command: StopFlag,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    /// The flag monitor's: roll back to 0% on these numbers (the aggregate checks them against
+    /// the flag's own `auto_rollback`).
+    AutoRollback {
+        command: AutoRollbackFlag,
         actor: String,
         at: DateTime<Utc>,
     },
@@ -372,6 +379,61 @@ impl Flag {
                     rollout,
                     reason: c.reason,
                     triggered_by,
+                    actor,
+                    at,
+                })
+            }
+            FlagCommand::AutoRollback {
+                command: c,
+                actor,
+                at,
+            } => {
+                let s = self.live()?;
+                let Some(limits) = &s.rollout.auto_rollback else {
+                    return Err(FlagError::Unchanged(format!(
+                        "flag `{}` has no auto-rollback",
+                        s.flag
+                    )));
+                };
+                if s.rollout.percentage == 0.0 {
+                    return Err(FlagError::Unchanged(format!(
+                        "flag `{}` is already at 0%",
+                        s.flag
+                    )));
+                }
+                let rate = if c.total == 0 {
+                    0.0
+                } else {
+                    c.errors as f64 / c.total as f64
+                };
+                if c.total < limits.min_volume || rate <= limits.max_error_rate {
+                    return Err(invalid(
+                        "command.errors",
+                        format!(
+                            "{} errors of {} outcomes do not exceed the limits (max error rate {}, min volume {})",
+                            c.errors, c.total, limits.max_error_rate, limits.min_volume
+                        ),
+                    ));
+                }
+                let reason = format!(
+                    "auto-rollback: error rate {:.2}% ({} errors of {} outcomes) in the {} s window from {} exceeds {:.2}% (min volume {})",
+                    rate * 100.0,
+                    c.errors,
+                    c.total,
+                    c.window_secs,
+                    c.window_start.to_rfc3339(),
+                    limits.max_error_rate * 100.0,
+                    limits.min_volume
+                );
+                let rollout = Rollout {
+                    percentage: 0.0,
+                    ..s.rollout.clone()
+                };
+                FlagEvent::RolloutSet(RolloutSet {
+                    previous: s.rollout.clone(),
+                    rollout,
+                    reason,
+                    triggered_by: TriggeredBy::AutoRollback,
                     actor,
                     at,
                 })

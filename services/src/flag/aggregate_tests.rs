@@ -1,7 +1,7 @@
 //! Given/when/then tests of every flag command and refusal.
 
 use chrono::DateTime;
-use gatehouse_events::flag::{AutoRollback, Bucketing};
+use gatehouse_events::flag::{AutoRollback, AutoRollbackFlag, Bucketing};
 use serde_json::json;
 
 use super::*;
@@ -414,4 +414,63 @@ fn safe_mode_turns_on_and_off_once_each() {
         Err(FlagError::Unchanged("safe mode is already on".into()))
     );
     assert_eq!(global.decide(cmd(false)), Ok(changed(false)));
+}
+
+#[test]
+fn auto_rollback_sets_zero_percent_only_past_the_limits() {
+    let limits = AutoRollback {
+        max_error_rate: 0.2,
+        min_volume: 20,
+        window_secs: 60,
+    };
+    let armed = FlagEvent::RolloutSet(RolloutSet {
+        previous: Rollout::default(),
+        rollout: Rollout {
+            percentage: 50.0,
+            auto_rollback: Some(limits),
+            ..Rollout::default()
+        },
+        reason: "half".into(),
+        triggered_by: TriggeredBy::Manual,
+        actor: "olga".into(),
+        at: at(),
+    });
+    let cmd = |total: u64, errors: u64| FlagCommand::AutoRollback {
+        command: AutoRollbackFlag {
+            flag: "ranker.policy".into(),
+            window_start: at(),
+            window_secs: 60,
+            total,
+            errors,
+        },
+        actor: "gatehouse".into(),
+        at: at(),
+    };
+    let Ok(FlagEvent::RolloutSet(e)) = when(vec![created(), armed.clone()], cmd(65, 25)) else {
+        panic!("no rollback")
+    };
+    assert_eq!(
+        (e.previous.percentage, e.rollout.percentage, e.triggered_by),
+        (50.0, 0.0, TriggeredBy::AutoRollback)
+    );
+    assert!(
+        e.reason.contains("25 errors of 65 outcomes"),
+        "{}",
+        e.reason
+    );
+    assert!(e.rollout.auto_rollback.is_some());
+    // Below the minimum volume, or at the rate: refused (the monitor holds).
+    assert_eq!(
+        field_of(when(vec![created(), armed.clone()], cmd(10, 10)).unwrap_err()),
+        "command.errors"
+    );
+    assert_eq!(
+        field_of(when(vec![created(), armed], cmd(100, 20)).unwrap_err()),
+        "command.errors"
+    );
+    // Without auto_rollback, or at 0% already: unchanged.
+    assert!(matches!(
+        when(vec![created()], cmd(65, 25)),
+        Err(FlagError::Unchanged(_))
+    ));
 }

@@ -3,8 +3,8 @@
 use chrono::Utc;
 use gatehouse_events::envelope::{CommandAccepted, Rejection, RejectionCode};
 use gatehouse_events::flag::{
-    ArchiveFlag, CreateFlag, FlagEvent, GlobalEvent, SetRollout, SetSafeMode, StopFlag,
-    TriggeredBy, UpdateFlagValues, GLOBAL_ID,
+    ArchiveFlag, AutoRollbackFlag, CreateFlag, FlagEvent, GlobalEvent, SetRollout, SetSafeMode,
+    StopFlag, TriggeredBy, UpdateFlagValues, GLOBAL_ID,
 };
 use serde_json::json;
 
@@ -100,6 +100,21 @@ pub async fn resume(app: &App, parsed: Parsed<StopFlag>) -> Result<CommandAccept
     let Parsed { context, command } = parsed;
     let key = command.flag.clone();
     let cmd = FlagCommand::Resume {
+        command,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
+    execute(app, &context, &key, cmd).await
+}
+
+/// `flag.auto_rollback` (internal: the flag monitor's).
+pub async fn auto_rollback(
+    app: &App,
+    parsed: Parsed<AutoRollbackFlag>,
+) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let key = command.flag.clone();
+    let cmd = FlagCommand::AutoRollback {
         command,
         actor: context.actor.clone(),
         at: Utc::now(),

@@ -2,22 +2,25 @@
 //! aggregate's safe mode (its own context name, `global`, on the wire).
 //!
 //! Commands `flag.create`, `flag.update_values`, `flag.archive` (Author), `flag.set_rollout`,
-//! `flag.emergency_stop`, `flag.resume`, `global.safe_mode` (Operator); queries `flag.get`,
+//! `flag.emergency_stop`, `flag.resume`, `global.safe_mode` (Operator), `flag.auto_rollback`
+//! (Internal: the [`monitor`]); queries `flag.get`, `flag.stats`,
 //! `flag.list`, `flag.history`, `flag.snapshot`, `flag.evaluate`, `flag.evaluate_batch`,
 //! `global.get` (Viewer). Evaluation is `gatehouse_flags`' code, as in the client crate.
 //!
-//! Layout: [`aggregate`] (the `flag` and `global` aggregates), [`commands`], [`queries`].
+//! Layout: [`aggregate`] (the `flag` and `global` aggregates), [`commands`], [`queries`],
+//! [`monitor`] (outcomes counted per window; auto-rollback).
 pub mod aggregate;
 pub mod commands;
+pub mod monitor;
 pub mod queries;
 
 pub use aggregate::{Flag, FlagCommand, FlagError, Global, GlobalCommand};
 
 use gatehouse_events::envelope::CommandAccepted;
 use gatehouse_events::flag::{
-    ArchiveFlag, CreateFlag, EvaluateBatch, EvaluateFlag, Evaluation, FlagHistory, FlagSnapshot,
-    FlagState, GetFlag, GetSnapshot, ListFlags, RolloutChange, SafeMode, SetRollout, SetSafeMode,
-    StopFlag, UpdateFlagValues,
+    ArchiveFlag, AutoRollbackFlag, CreateFlag, EvaluateBatch, EvaluateFlag, Evaluation,
+    FlagHistory, FlagSnapshot, FlagState, FlagStats, GetFlag, GetSnapshot, ListFlags,
+    OutcomeWindow, RolloutChange, SafeMode, SetRollout, SetSafeMode, StopFlag, UpdateFlagValues,
 };
 
 use crate::api::{Operation, ReadModel};
@@ -37,6 +40,8 @@ pub const OPERATIONS: &[Operation] = &[
         StopFlag => CommandAccepted, commands::emergency_stop),
     command!("flag.resume", Operator, "lift a flag's emergency stop",
         StopFlag => CommandAccepted, commands::resume),
+    command!("flag.auto_rollback", Internal, "the flag monitor sets a failing rollout to 0%",
+        AutoRollbackFlag => CommandAccepted, commands::auto_rollback),
     query!("flag.get", Viewer, "one flag with its rollout",
         GetFlag => FlagState, queries::get, Some(ReadModel::Flags)),
     query!("flag.list", Viewer, "flags by key",
@@ -49,6 +54,8 @@ pub const OPERATIONS: &[Operation] = &[
         EvaluateFlag => Evaluation, queries::evaluate, Some(ReadModel::Flags)),
     query!("flag.evaluate_batch", Viewer, "several evaluations in one request",
         EvaluateBatch => Vec<Evaluation>, queries::evaluate_batch, Some(ReadModel::Flags)),
+    query!("flag.stats", Viewer, "a flag's outcome windows: counts, rates, average durations",
+        FlagStats => Vec<OutcomeWindow>, queries::stats, None),
 ];
 
 /// The global context: safe mode.

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::flag::{
     self, EvaluateBatch, EvaluateFlag, Evaluation, FlagEvent, FlagHistory, FlagSnapshot, FlagState,
-    GetFlag, GetSnapshot, GlobalEvent, ListFlags, RolloutChange, SafeMode, MAX_BATCH,
+    FlagStats, GetFlag, GetSnapshot, GlobalEvent, ListFlags, OutcomeWindow, RolloutChange,
+    SafeMode, MAX_BATCH,
 };
 use gatehouse_flags::{evaluate as evaluate_flag, CompiledFlag, Switches};
 use serde::Deserialize;
@@ -191,4 +192,43 @@ pub async fn evaluate_batch(app: &App, q: EvaluateBatch) -> Result<Vec<Evaluatio
             )
         })
         .collect())
+}
+
+/// `flag.stats`: outcome windows, newest first.
+pub async fn stats(app: &App, q: FlagStats) -> Result<Vec<OutcomeWindow>, Rejection> {
+    let limit = i64::from(q.limit.unwrap_or(20).clamp(1, 1_000));
+    let rows = query(
+        &app.pg,
+        "SELECT window_start, window_secs, successes, errors, duration_ms_sum \
+           FROM flag_outcome_windows WHERE flag_key = $1 \
+          ORDER BY window_start DESC, window_secs LIMIT $2",
+        &[&q.flag, &limit],
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let successes: i64 = column(r, "successes")?;
+            let errors: i64 = column(r, "errors")?;
+            let total = (successes + errors).max(0) as u64;
+            let sum: f64 = column(r, "duration_ms_sum")?;
+            let per = |n: i64| {
+                if total == 0 {
+                    0.0
+                } else {
+                    n as f64 / total as f64
+                }
+            };
+            Ok(OutcomeWindow {
+                flag: q.flag.clone(),
+                window_start: column(r, "window_start")?,
+                window_secs: column::<i32>(r, "window_secs")?.max(0) as u64,
+                total,
+                successes: successes.max(0) as u64,
+                errors: errors.max(0) as u64,
+                error_rate: per(errors),
+                success_rate: per(successes),
+                avg_duration_ms: if total == 0 { 0.0 } else { sum / total as f64 },
+            })
+        })
+        .collect()
 }
