@@ -337,6 +337,8 @@ pub struct OutcomeWindow {
 // ----- events -----
 
 /// Every event of the `flag` aggregate, stored externally tagged under the names spelled here.
+// A `RolloutSet` carries two rollouts; events are few and short-lived in memory.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FlagEvent {
     #[serde(rename = "FlagCreated")]

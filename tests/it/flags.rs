@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 
 use crate::helpers::{eventually, spawn_app, TestApp};
 
+/// A history row as (change, previous %, %, triggered by, actor).
+type Change<'a> = (&'a str, Option<f64>, Option<f64>, TriggeredBy, &'a str);
+
 async fn send(
     app: &TestApp,
     aggregate: &str,
@@ -176,7 +179,7 @@ async fn flag_commands_refusals_history_and_remote_evaluation() {
         .query("flag", "history", &json!({"flag": "ranker.policy"}))
         .await
         .unwrap();
-    let changes: Vec<(&str, Option<f64>, Option<f64>, TriggeredBy, &str)> = history
+    let changes: Vec<Change<'_>> = history
         .iter()
         .map(|h| {
             (
