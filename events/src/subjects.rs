@@ -203,6 +203,21 @@ mod tests {
     }
 
     #[test]
+    fn flag_subjects_are_a_stable_contract() {
+        assert_eq!(
+            event("gatehouse", "flag", "ranker.policy", "RolloutSet"),
+            "gatehouse.events.flag.ranker.policy.RolloutSet"
+        );
+        assert_eq!(
+            flag_outcomes("gatehouse", "ranker.policy"),
+            "gatehouse.outcomes.flag.ranker.policy"
+        );
+        assert_eq!(all_outcomes("gatehouse"), "gatehouse.outcomes.>");
+        assert_eq!(outcomes_stream("gatehouse"), "GATEHOUSE_OUTCOMES");
+        assert!(namespace_streams("t").contains(&"T_OUTCOMES".to_owned()));
+    }
+
+    #[test]
     fn a_catalog_subject_names_its_item_token() {
         assert_eq!(catalog_item_of("t_1.catalog.items.m-1"), Some("m-1"));
         assert_eq!(catalog_item_of("t_1.catalog.items.m-1.x"), Some("m-1.x"));
