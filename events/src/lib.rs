@@ -17,6 +17,7 @@
 //! - [`quarantine`]: quarantine cases (`release`, `reject`, `list`, `get`).
 //! - [`artifact`]: the `artifact` aggregate (decisions and the case of one item in one repo)
 //!   and `artifact.can_read`.
+//! - [`flag`]: flags, rollouts, emergency stop and safe mode (the `flag` and `global` aggregates).
 //! - [`record`]: one stored event as published and replayed.
 //! - [`metadata`]: the metadata keys stored with every event.
 pub mod access;
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod catalog;
 pub mod decision;
 pub mod envelope;
+pub mod flag;
 pub mod metadata;
 pub mod policy;
 pub mod quarantine;

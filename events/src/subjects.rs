@@ -136,14 +136,30 @@ pub fn jobs_stream(ns: &str) -> String {
 }
 
 /// Every stream of namespace `ns`: what removing a namespace (a test's, a benchmark's) deletes.
-pub fn namespace_streams(ns: &str) -> [String; 5] {
+pub fn namespace_streams(ns: &str) -> [String; 6] {
     [
         events_stream(ns),
         dead_letter_stream(ns),
         notify_stream(ns),
         catalog_stream(ns),
         jobs_stream(ns),
+        outcomes_stream(ns),
     ]
+}
+
+/// `<ns>.outcomes.flag.<flag>`: where services report a flag's outcomes.
+pub fn flag_outcomes(ns: &str, flag: &str) -> String {
+    format!("{ns}.outcomes.flag.{flag}")
+}
+
+/// `<ns>.outcomes.>`: the outcomes stream's subject.
+pub fn all_outcomes(ns: &str) -> String {
+    format!("{ns}.outcomes.>")
+}
+
+/// `<NS>_OUTCOMES`: outcomes reported by services (counted by the flag monitor).
+pub fn outcomes_stream(ns: &str) -> String {
+    format!("{}_OUTCOMES", ns.to_ascii_uppercase())
 }
 
 /// `<ns>.jobs.>`: the jobs stream's subject.
@@ -184,6 +200,21 @@ mod tests {
         assert_eq!(catalog_stream("gatehouse"), "GATEHOUSE_CATALOG");
         assert_eq!(evaluation_jobs("gatehouse"), "gatehouse.jobs.evaluate");
         assert_eq!(jobs_stream("gatehouse"), "GATEHOUSE_JOBS");
+    }
+
+    #[test]
+    fn flag_subjects_are_a_stable_contract() {
+        assert_eq!(
+            event("gatehouse", "flag", "ranker.policy", "RolloutSet"),
+            "gatehouse.events.flag.ranker.policy.RolloutSet"
+        );
+        assert_eq!(
+            flag_outcomes("gatehouse", "ranker.policy"),
+            "gatehouse.outcomes.flag.ranker.policy"
+        );
+        assert_eq!(all_outcomes("gatehouse"), "gatehouse.outcomes.>");
+        assert_eq!(outcomes_stream("gatehouse"), "GATEHOUSE_OUTCOMES");
+        assert!(namespace_streams("t").contains(&"T_OUTCOMES".to_owned()));
     }
 
     #[test]

@@ -477,3 +477,118 @@ fn access_events_are_stored_as_pinned() {
         );
     }
 }
+
+mod flags {
+    use super::at;
+    use gatehouse_events::flag::{
+        Bucketing, FlagChanged, FlagCreated, FlagEvent, FlagType, FlagValuesUpdated, GlobalEvent,
+        Rollout, RolloutSet, SafeModeChanged, Strategy, TriggeredBy,
+    };
+    use serde_json::{json, Value};
+
+    fn assert_flag_stored_as(event: FlagEvent, pinned: Value) {
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            pinned,
+            "{}",
+            event.event_type()
+        );
+        let read: FlagEvent = serde_json::from_value(pinned.clone()).unwrap();
+        assert_eq!(read, event);
+        assert_eq!(
+            pinned.as_object().unwrap().keys().next().unwrap(),
+            event.event_type()
+        );
+        assert_eq!(event.event_version(), "1.0");
+    }
+
+    #[test]
+    fn flag_events_are_stored_as_pinned() {
+        assert_flag_stored_as(
+            FlagEvent::FlagCreated(FlagCreated {
+                flag: "ranker.policy".into(),
+                description: "d".into(),
+                flag_type: FlagType::Json,
+                schema: Some(json!({"type": "object"})),
+                on_value: json!({"v": 1}),
+                off_value: json!({"v": 0}),
+                reason: "new".into(),
+                actor: "alice".into(),
+                at: at(0),
+            }),
+            json!({"FlagCreated": {"flag": "ranker.policy", "description": "d", "type": "json",
+                "schema": {"type": "object"}, "on_value": {"v": 1}, "off_value": {"v": 0},
+                "reason": "new", "actor": "alice", "at": "1970-01-01T00:00:00Z"}}),
+        );
+        assert_flag_stored_as(
+            FlagEvent::FlagValuesUpdated(FlagValuesUpdated {
+                schema: None,
+                on_value: json!(true),
+                off_value: json!(false),
+                reason: "r".into(),
+                actor: "alice".into(),
+                at: at(0),
+            }),
+            json!({"FlagValuesUpdated": {"on_value": true, "off_value": false, "reason": "r",
+                "actor": "alice", "at": "1970-01-01T00:00:00Z"}}),
+        );
+        let changed = FlagChanged {
+            reason: "r".into(),
+            actor: "olga".into(),
+            at: at(0),
+        };
+        let changed_json = json!({"reason": "r", "actor": "olga", "at": "1970-01-01T00:00:00Z"});
+        assert_flag_stored_as(
+            FlagEvent::FlagArchived(changed.clone()),
+            json!({"FlagArchived": changed_json}),
+        );
+        assert_flag_stored_as(
+            FlagEvent::FlagEmergencyStopped(changed.clone()),
+            json!({"FlagEmergencyStopped": changed_json}),
+        );
+        assert_flag_stored_as(
+            FlagEvent::FlagResumed(changed),
+            json!({"FlagResumed": changed_json}),
+        );
+        assert_flag_stored_as(
+            FlagEvent::RolloutSet(RolloutSet {
+                previous: Rollout::default(),
+                rollout: Rollout {
+                    percentage: 5.25,
+                    strategy: Strategy::Percentage,
+                    exclude: vec!["u1".into()],
+                    stickiness: Some("tenant".into()),
+                    bucketing: Bucketing::Unleash,
+                    ..Rollout::default()
+                },
+                reason: "ramp".into(),
+                triggered_by: TriggeredBy::Manual,
+                actor: "olga".into(),
+                at: at(0),
+            }),
+            json!({"RolloutSet": {
+                "previous": {"percentage": 0.0, "strategy": "percentage", "bucketing": "default"},
+                "rollout": {"percentage": 5.25, "strategy": "percentage", "exclude": ["u1"],
+                            "stickiness": "tenant", "bucketing": "unleash"},
+                "reason": "ramp", "triggered_by": "manual", "actor": "olga",
+                "at": "1970-01-01T00:00:00Z"}}),
+        );
+    }
+
+    #[test]
+    fn safe_mode_changed_is_stored_as_pinned() {
+        let event = GlobalEvent::SafeModeChanged(SafeModeChanged {
+            on: true,
+            reason: "incident".into(),
+            actor: "olga".into(),
+            at: at(0),
+        });
+        let pinned = json!({"SafeModeChanged": {"on": true, "reason": "incident", "actor": "olga",
+            "at": "1970-01-01T00:00:00Z"}});
+        assert_eq!(serde_json::to_value(&event).unwrap(), pinned);
+        assert_eq!(
+            serde_json::from_value::<GlobalEvent>(pinned).unwrap(),
+            event
+        );
+    }
+}

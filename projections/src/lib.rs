@@ -32,6 +32,7 @@ pub mod dead_letter;
 mod delivery;
 pub mod error;
 mod fallback;
+pub mod flag;
 pub mod json_text;
 pub mod model;
 pub mod policy;
@@ -63,7 +64,12 @@ pub use settings::{Hook, Hooks};
 
 /// Every read model, in a stable order.
 pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
-    vec![Arc::new(AuditLog), Arc::new(Policies), Arc::new(Quarantine)]
+    vec![
+        Arc::new(AuditLog),
+        Arc::new(Policies),
+        Arc::new(Quarantine),
+        Arc::new(flag::Flags),
+    ]
 }
 
 /// The read model called `name` (`audit`, `policies`, `quarantine`).

@@ -110,6 +110,24 @@ pub async fn ensure_notify_stream(
     create_or_update(js, config).await
 }
 
+/// Creates or updates the outcomes stream: flag outcomes services report, kept a day (the
+/// flag monitor counts them into windows; they are not the record).
+pub async fn ensure_outcomes_stream(
+    js: &jetstream::Context,
+    settings: &Settings,
+) -> Result<stream::Info, BrokerError> {
+    let ns = &settings.namespace;
+    let config = stream::Config {
+        name: subjects::outcomes_stream(ns),
+        subjects: vec![subjects::all_outcomes(ns)],
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(86_400),
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    create_or_update(js, config).await
+}
+
 /// Creates or updates the catalog stream: upserts and deletes of items, kept for replay.
 pub async fn ensure_catalog_stream(
     js: &jetstream::Context,

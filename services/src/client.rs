@@ -150,6 +150,12 @@ impl Client {
                     serde_json::json!({"repo": repo, "item_id": item_id, "limit": 1}),
                 )
             }
+            "flag" => (
+                "flag",
+                "get",
+                serde_json::json!({"flag": done.aggregate_id}),
+            ),
+            "global" => ("global", "get", serde_json::json!({})),
             _ => ("audit", "log", serde_json::json!({"limit": 1})),
         };
         self.query_after::<_, serde_json::Value>(model, name, &query, &wait)

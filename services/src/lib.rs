@@ -13,6 +13,7 @@
 //! - [`decision`]: publish/promote decisions, within a budget, failing closed.
 //! - [`quarantine`]: quarantine cases: release, reject, auto-release ([`quarantine::releaser`]).
 //! - [`artifact`]: the `artifact` aggregate (one item in one repo) and `artifact.can_read`.
+//! - [`flag`]: flags, progressive rollouts, emergency stop and safe mode.
 //!
 //! And what serves them:
 //! - [`api`]: the operations every context declares, and what they share (parsing, waits).
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod db;
 pub mod decision;
+pub mod flag;
 pub mod gateway;
 pub mod notifier;
 pub mod policy;

@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => gatehouse::worker::run(settings, shutdown).await?,
         Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
         Command::Releaser => gatehouse::quarantine::releaser::run(settings, shutdown).await?,
+        Command::FlagMonitor => gatehouse::flag::monitor::run(settings, shutdown).await?,
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -80,6 +81,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Artifact(cmd) => {
             cli::quarantine::artifact(&cli, cmd, &client(&settings).await?).await?
+        }
+        Command::Flag(cmd) => cli::flag::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::SafeMode { state, reason } => {
+            cli::flag::safe_mode(&cli, *state, reason, &client(&settings).await?).await?
         }
     }
     Ok(())
@@ -124,6 +129,7 @@ fn is_role(command: &Command) -> bool {
             | Command::Worker
             | Command::Notifier
             | Command::Releaser
+            | Command::FlagMonitor
             | Command::Projector { .. }
             | Command::Migrate
     )

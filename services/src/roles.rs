@@ -30,6 +30,10 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
         crate::quarantine::releaser::run(settings.clone(), stop.clone()),
     ));
     roles.spawn(named(
+        "flag-monitor",
+        crate::flag::monitor::run(settings.clone(), stop.clone()),
+    ));
+    roles.spawn(named(
         "projector",
         projector(settings.clone(), None, stop.clone()),
     ));

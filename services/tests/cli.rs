@@ -25,6 +25,9 @@ fn help_lists_every_role_and_tool() {
         "worker",
         "notifier",
         "projector",
+        "flag-monitor",
+        "flag",
+        "safe-mode",
         "bench",
     ] {
         assert!(text.contains(command), "`{command}` missing from:\n{text}");

@@ -9,6 +9,7 @@ mod command_cache;
 mod commands;
 mod consumer;
 mod fixtures;
+mod flags;
 mod helpers;
 mod identity;
 mod outage;

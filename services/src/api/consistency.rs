@@ -32,6 +32,9 @@ pub enum ReadModel {
     /// `repos` (`repos.last_sequence`, for the `repo` aggregate) and `artifacts`, `decisions`,
     /// `quarantine_cases` (`artifacts.last_sequence`, for the `artifact` aggregate).
     Quarantine,
+    /// `flags`, `flag_rollout_history`, `flag_globals`: `flags.last_sequence` for the `flag`
+    /// aggregate, `flag_globals.last_sequence` for `global`.
+    Flags,
 }
 
 /// Waits until the read model of query `op` reflects `wait`, or answers `not_caught_up`.
@@ -59,6 +62,7 @@ fn guard(op: &Operation, aggregate: &str) -> Result<ReadModel, Rejection> {
         (Some(ReadModel::Policies), "policy") => Ok(ReadModel::Policies),
         (Some(ReadModel::Audit), _) => Ok(ReadModel::Audit),
         (Some(ReadModel::Quarantine), "repo" | "artifact") => Ok(ReadModel::Quarantine),
+        (Some(ReadModel::Flags), "flag" | "global") => Ok(ReadModel::Flags),
         _ => Err(bad_request(format!(
             "`{}` does not read a model of the `{aggregate}` aggregate: nothing to wait for",
             op.name
@@ -88,10 +92,26 @@ async fn reached(pg: &Pool, guard: &ReadModel, wait: &WaitFor) -> Result<u64, Re
                 )
                 .await
         }
+        ReadModel::Flags if wait.aggregate == "global" => {
+            client
+                .query_opt(
+                    "SELECT last_sequence FROM flag_globals WHERE id = $1",
+                    &[&wait.aggregate_id],
+                )
+                .await
+        }
         ReadModel::Quarantine => {
             client
                 .query_opt(
                     "SELECT last_sequence FROM artifacts WHERE artifact_id = $1",
+                    &[&wait.aggregate_id],
+                )
+                .await
+        }
+        ReadModel::Flags => {
+            client
+                .query_opt(
+                    "SELECT last_sequence FROM flags WHERE flag_key = $1",
                     &[&wait.aggregate_id],
                 )
                 .await

@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use crate::access::{grants, Access};
 use crate::artifact::Artifact;
+use crate::flag::{Flag, Global};
 use crate::policy::Policy;
 use crate::repo::Repo;
 use crate::store::{CommandError, Store};
@@ -51,6 +52,10 @@ pub struct App {
     pub(crate) pg: Pool,
     pub(crate) namespace: String,
     pub(crate) grants: grants::Current,
+    pub(crate) flags: Store<Flag>,
+    pub(crate) global: Store<Global>,
+    /// `GATEHOUSE_EMERGENCY_STOP`, read when the app starts (`flag.evaluate` honours it).
+    pub(crate) emergency: gatehouse_flags::EmergencyOverride,
 }
 
 impl App {
@@ -59,11 +64,14 @@ impl App {
             policies: Store::new(sqlx.clone(), pg.clone()),
             access: Store::new(sqlx.clone(), pg.clone()),
             repos: Store::new(sqlx.clone(), pg.clone()),
-            artifacts: Store::new(sqlx, pg.clone()),
+            artifacts: Store::new(sqlx.clone(), pg.clone()),
             compiled: PolicyCache::default(),
+            flags: Store::new(sqlx.clone(), pg.clone()),
+            global: Store::new(sqlx, pg.clone()),
             pg,
             namespace: namespace.into(),
             grants: grants::Current::default(),
+            emergency: gatehouse_flags::EmergencyOverride::from_env(),
         }
     }
 }
@@ -176,6 +184,8 @@ const CONTEXTS: &[&[Operation]] = &[
     crate::decision::OPERATIONS,
     crate::quarantine::OPERATIONS,
     crate::artifact::OPERATIONS,
+    crate::flag::OPERATIONS,
+    crate::flag::GLOBAL_OPERATIONS,
 ];
 
 /// Every operation of every context, commands and queries.
@@ -331,7 +341,9 @@ mod tests {
                     "repo",
                     "decision",
                     "quarantine",
-                    "artifact"
+                    "artifact",
+                    "flag",
+                    "global"
                 ]
                 .contains(&context),
                 "{} is in an unknown context",
@@ -369,6 +381,14 @@ mod tests {
                 "decision.evaluate",
                 "quarantine.release",
                 "quarantine.reject",
+                "flag.create",
+                "flag.update_values",
+                "flag.archive",
+                "flag.set_rollout",
+                "flag.emergency_stop",
+                "flag.resume",
+                "flag.auto_rollback",
+                "global.safe_mode",
             ]
         );
         assert_eq!(
@@ -395,6 +415,14 @@ mod tests {
                 "quarantine.list",
                 "quarantine.get",
                 "artifact.can_read",
+                "flag.get",
+                "flag.list",
+                "flag.history",
+                "flag.snapshot",
+                "flag.evaluate",
+                "flag.evaluate_batch",
+                "flag.stats",
+                "global.get",
             ]
         );
     }
@@ -410,7 +438,11 @@ mod tests {
             "policy.promote" | "quarantine.release" | "quarantine.reject" => Role::Approver,
             "repo.bind" => Role::Operator,
             "decision.evaluate" => Role::Service,
-            "policy.complete_run" | "policy.fail_run" => Role::Internal,
+            "policy.complete_run" | "policy.fail_run" | "flag.auto_rollback" => Role::Internal,
+            "flag.create" | "flag.update_values" | "flag.archive" => Role::Author,
+            "flag.set_rollout" | "flag.emergency_stop" | "flag.resume" | "global.safe_mode" => {
+                Role::Operator
+            }
             other => panic!("{other} has no documented role"),
         };
         for op in operations() {
@@ -428,9 +460,13 @@ mod tests {
                 }
                 // Written before the denied request is answered, or read from the event store:
                 // nothing to wait for.
-                Kind::Query if ["audit.denials", "access.roles"].contains(&op.name) => {
+                Kind::Query
+                    if ["audit.denials", "access.roles", "flag.snapshot"].contains(&op.name) =>
+                {
                     assert_eq!(op.reads, None, "{}", op.name)
                 }
+                // Counted by the flag monitor, not by a command's projector.
+                Kind::Query if op.name == "flag.stats" => assert_eq!(op.reads, None),
                 Kind::Query => assert!(op.reads.is_some(), "{} can wait", op.name),
             }
         }

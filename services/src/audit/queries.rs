@@ -13,7 +13,10 @@ use crate::access::Access;
 use crate::api::read::{column, internal, query};
 use crate::api::request::bad_request;
 use crate::api::App;
+use crate::artifact::Artifact;
+use crate::flag::{Flag, Global};
 use crate::policy::Policy;
+use crate::repo::Repo;
 
 /// Audit rows matching every given filter, oldest first.
 pub async fn log(app: &App, q: AuditLogQuery) -> Result<Vec<AuditEntry>, Rejection> {
@@ -116,12 +119,19 @@ impl Filters {
 /// One aggregate's history from the event store, and its state after it.
 pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
     let pg = &app.pg;
-    if ![Policy::TYPE, Access::TYPE].contains(&q.aggregate.as_str()) {
+    const KNOWN: [&str; 6] = [
+        Policy::TYPE,
+        Access::TYPE,
+        Flag::TYPE,
+        Global::TYPE,
+        Repo::TYPE,
+        Artifact::TYPE,
+    ];
+    if !KNOWN.contains(&q.aggregate.as_str()) {
         return Err(bad_request(format!(
-            "unknown aggregate `{}` (known: {}, {})",
+            "unknown aggregate `{}` (known: {})",
             q.aggregate,
-            Policy::TYPE,
-            Access::TYPE
+            KNOWN.join(", ")
         ))
         .with_field("aggregate"));
     }
@@ -152,10 +162,13 @@ pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
             })
         })
         .collect::<Result<_, Rejection>>()?;
-    let state = if q.aggregate == Access::TYPE {
-        folded::<Access>(&events)?
-    } else {
-        policy_state(&events)?
+    let state = match q.aggregate.as_str() {
+        Access::TYPE => folded::<Access>(&events)?,
+        Flag::TYPE => folded::<Flag>(&events)?,
+        Global::TYPE => folded::<Global>(&events)?,
+        Repo::TYPE => folded::<Repo>(&events)?,
+        Artifact::TYPE => folded::<Artifact>(&events)?,
+        _ => policy_state(&events)?,
     };
     Ok(Replay {
         aggregate: q.aggregate,

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod audit;
 pub mod catalog;
+pub mod flag;
 pub mod output;
 pub mod policy;
 pub mod quarantine;
@@ -56,6 +57,8 @@ pub enum Command {
     Notifier,
     /// Run the releaser only: releases quarantine cases a newly promoted version allows.
     Releaser,
+    /// Run the flag monitor only (outcomes per window, auto-rollback).
+    FlagMonitor,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
@@ -90,6 +93,16 @@ pub enum Command {
     /// Artifacts: may one be read?
     #[command(subcommand)]
     Artifact(quarantine::ArtifactCommand),
+    /// Flags and progressive rollouts: create, set-rollout, stop, resume, evaluate, history, list.
+    #[command(subcommand)]
+    Flag(flag::FlagCommand),
+    /// Global safe mode: every flag answers its off value while on.
+    SafeMode {
+        #[arg(value_enum)]
+        state: flag::OnOff,
+        #[arg(long)]
+        reason: String,
+    },
     /// Read-model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),

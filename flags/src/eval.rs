@@ -1,0 +1,309 @@
+//! Evaluation: one flag, one unit, one context → `{enabled, value, reason, bucket}`.
+//!
+//! Precedence (first that applies decides):
+//! 1. the environment override `GATEHOUSE_EMERGENCY_STOP` names the flag (or `all`) → off;
+//! 2. safe mode (`global.safe_mode`) is on → off;
+//! 3. the flag's emergency stop holds → off;
+//! 4. (the flag is archived → off; a flag the evaluator does not know → off, value `null`);
+//! 5. the unit is in `exclude` → off;
+//! 6. the unit is in `include` → on;
+//! 7. the strategy: `percentage` (bucket), `whitelist` (off: not included), `rule` (the CEL rule
+//!    holds, then the bucket), `category` (off until categories exist).
+//!
+//! "Off" answers the flag's off value, "on" its on value. The unit is the context attribute the
+//! rollout's `stickiness` names (stringified), else the request's `unit`; without one, a
+//! strategy that buckets answers off (`no_unit`). `include`/`exclude` compare with that unit.
+
+use std::sync::Arc;
+
+use gatehouse_events::flag::{Evaluation, FlagState, Reason, Strategy};
+use gatehouse_rules::{CompiledExpression, Item, RuleError};
+use serde_json::{Map, Value};
+
+use crate::bucket;
+use crate::env::EmergencyOverride;
+
+/// A flag ready to evaluate: its state and its compiled rule.
+#[derive(Clone)]
+pub struct CompiledFlag {
+    pub state: FlagState,
+    rule: Option<Arc<CompiledExpression>>,
+}
+
+impl std::fmt::Debug for CompiledFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledFlag")
+            .field("state", &self.state)
+            .field("rule", &self.rule.is_some())
+            .finish()
+    }
+}
+
+/// Compiles a rollout rule as `set_rollout` checks it (`rule_attributes` are its variables).
+pub fn compile_rule(
+    rule: &str,
+    attributes: &gatehouse_events::rules::AttributeSchema,
+) -> Result<CompiledExpression, Vec<RuleError>> {
+    CompiledExpression::compile(rule, attributes)
+}
+
+impl CompiledFlag {
+    /// Compiles the flag's rule, if its strategy has one. A stored rule that no longer compiles
+    /// (never, unless the CEL environment changed) leaves the rule strategy off.
+    pub fn new(state: FlagState) -> Self {
+        let rule = match (&state.rollout.strategy, &state.rollout.rule) {
+            (Strategy::Rule, Some(rule)) => compile_rule(rule, &state.rollout.rule_attributes)
+                .ok()
+                .map(Arc::new),
+            _ => None,
+        };
+        CompiledFlag { state, rule }
+    }
+
+    fn off(&self, reason: Reason, bucket: Option<u32>) -> Evaluation {
+        Evaluation {
+            flag: self.state.flag.clone(),
+            enabled: false,
+            value: self.state.off_value.clone(),
+            reason,
+            bucket,
+        }
+    }
+
+    fn on(&self, reason: Reason, bucket: Option<u32>) -> Evaluation {
+        Evaluation {
+            flag: self.state.flag.clone(),
+            enabled: true,
+            value: self.state.on_value.clone(),
+            reason,
+            bucket,
+        }
+    }
+
+    /// The unit a rollout identifies: the stickiness attribute of `context`, else `unit`.
+    pub fn unit_of(&self, unit: Option<&str>, context: &Map<String, Value>) -> Option<String> {
+        match &self.state.rollout.stickiness {
+            Some(attribute) => match context.get(attribute) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.is_empty() => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+            },
+            None => unit.filter(|u| !u.is_empty()).map(str::to_owned),
+        }
+    }
+
+    /// Does the rule hold on `context`? A context that does not fit `rule_attributes`, or a rule
+    /// that fails or yields no `true`, does not hold (fails closed).
+    fn rule_holds(&self, context: &Map<String, Value>) -> bool {
+        let Some(rule) = &self.rule else { return false };
+        let json = Value::Object(context.clone());
+        let Ok(item) = Item::from_json(&json, &self.state.rollout.rule_attributes) else {
+            return false;
+        };
+        matches!(rule.evaluate(&item), Ok(cel::Value::Bool(true)))
+    }
+
+    /// The flag's own decision (steps 3–7), without the global switches.
+    pub fn decide(&self, unit: Option<&str>, context: &Map<String, Value>) -> Evaluation {
+        let state = &self.state;
+        if state.emergency_stop.is_some() {
+            return self.off(Reason::EmergencyStop, None);
+        }
+        if state.archived {
+            return self.off(Reason::Archived, None);
+        }
+        let rollout = &state.rollout;
+        let unit = self.unit_of(unit, context);
+        if let Some(u) = &unit {
+            if rollout.exclude.iter().any(|x| x == u) {
+                return self.off(Reason::Excluded, None);
+            }
+            if rollout.include.iter().any(|x| x == u) {
+                return self.on(Reason::Included, None);
+            }
+        }
+        match rollout.strategy {
+            Strategy::Whitelist => return self.off(Reason::NotIncluded, None),
+            Strategy::Category => return self.off(Reason::Category, None),
+            Strategy::Rule if !self.rule_holds(context) => return self.off(Reason::Rule, None),
+            Strategy::Rule | Strategy::Percentage => {}
+        }
+        let Some(unit) = unit else {
+            return self.off(Reason::NoUnit, None);
+        };
+        let group = rollout.group.as_deref().unwrap_or(&state.flag);
+        let b = bucket::bucket(rollout.bucketing, group, &unit);
+        if bucket::within(rollout.bucketing, b, rollout.percentage) {
+            self.on(Reason::Bucket, Some(b))
+        } else {
+            self.off(Reason::Bucket, Some(b))
+        }
+    }
+}
+
+/// The switches above every flag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// `GATEHOUSE_EMERGENCY_STOP` as the evaluator read it.
+    pub environment: EmergencyOverride,
+    /// `global.safe_mode`.
+    pub safe_mode: bool,
+}
+
+/// Evaluates flag `key` (`flag`: its compiled state, `None` if unknown) for `unit` in `context`.
+pub fn evaluate(
+    key: &str,
+    flag: Option<&CompiledFlag>,
+    switches: &Switches,
+    unit: Option<&str>,
+    context: &Map<String, Value>,
+) -> Evaluation {
+    evaluate_with(
+        key,
+        flag,
+        &switches.environment,
+        switches.safe_mode,
+        unit,
+        context,
+    )
+}
+
+/// [`evaluate`] with the switches given one by one (no copy of the override).
+pub fn evaluate_with(
+    key: &str,
+    flag: Option<&CompiledFlag>,
+    environment: &EmergencyOverride,
+    safe_mode: bool,
+    unit: Option<&str>,
+    context: &Map<String, Value>,
+) -> Evaluation {
+    let global = if environment.stops(key) {
+        Some(Reason::EnvironmentOverride)
+    } else if safe_mode {
+        Some(Reason::SafeMode)
+    } else {
+        None
+    };
+    match (flag, global) {
+        (Some(flag), Some(reason)) => flag.off(reason, None),
+        (Some(flag), None) => flag.decide(unit, context),
+        (None, reason) => Evaluation {
+            flag: key.to_owned(),
+            enabled: false,
+            value: Value::Null,
+            reason: reason.unwrap_or(Reason::UnknownFlag),
+            bucket: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_events::flag::{Bucketing, FlagType, Rollout};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn flag(rollout: Rollout) -> CompiledFlag {
+        let at = chrono::DateTime::from_timestamp(0, 0).unwrap();
+        CompiledFlag::new(FlagState {
+            flag: "f".into(),
+            description: String::new(),
+            flag_type: FlagType::Json,
+            schema: None,
+            on_value: json!({"v": "on"}),
+            off_value: json!({"v": "off"}),
+            rollout,
+            emergency_stop: None,
+            archived: false,
+            sequence: 1,
+            created_at: at,
+            updated_at: at,
+            updated_by: "t".into(),
+        })
+    }
+
+    fn mode() -> impl proptest::strategy::Strategy<Value = Bucketing> {
+        prop_oneof![Just(Bucketing::Default), Just(Bucketing::Unleash)]
+    }
+
+    proptest! {
+        /// Raising the percentage only adds units.
+        #[test]
+        fn raising_the_percentage_only_adds_units(
+            unit in ".{0,24}", group in "[a-z.]{0,12}", mode in mode(),
+            a in 0u32..=10_000, b in 0u32..=10_000,
+        ) {
+            let (low, high) = (f64::from(a.min(b)) / 100.0, f64::from(a.max(b)) / 100.0);
+            let bucket = crate::bucket::bucket(mode, &group, &unit);
+            prop_assert!(!crate::bucket::within(mode, bucket, low) || crate::bucket::within(mode, bucket, high));
+            let at = |p: f64| {
+                let f = flag(Rollout { percentage: p, bucketing: mode, group: Some(group.clone()), ..Rollout::default() });
+                f.decide(Some(&unit), &Map::new()).enabled
+            };
+            prop_assert!(!at(low) || at(high));
+        }
+
+        /// The first switch that applies decides, in the documented order.
+        #[test]
+        fn precedence_is_environment_safe_mode_stop_exclude_include_strategy(
+            env in any::<bool>(), safe in any::<bool>(), stop in any::<bool>(),
+            excluded in any::<bool>(), included in any::<bool>(), percentage in prop_oneof![Just(0.0), Just(100.0)],
+        ) {
+            let mut rollout = Rollout { percentage, ..Rollout::default() };
+            if excluded { rollout.exclude.push("u".into()); }
+            if included { rollout.include.push("u".into()); }
+            let mut f = flag(rollout);
+            if stop { f.state.emergency_stop = Some("why".into()); }
+            let switches = Switches {
+                environment: if env { EmergencyOverride::parse("f") } else { EmergencyOverride::None },
+                safe_mode: safe,
+            };
+            let got = evaluate("f", Some(&f), &switches, Some("u"), &Map::new());
+            let (reason, enabled) = if env { (Reason::EnvironmentOverride, false) }
+                else if safe { (Reason::SafeMode, false) }
+                else if stop { (Reason::EmergencyStop, false) }
+                else if excluded { (Reason::Excluded, false) }
+                else if included { (Reason::Included, true) }
+                else { (Reason::Bucket, percentage == 100.0) };
+            prop_assert_eq!(got.reason, reason);
+            prop_assert_eq!(got.enabled, enabled);
+            prop_assert_eq!(got.value, if enabled { json!({"v": "on"}) } else { json!({"v": "off"}) });
+        }
+    }
+
+    #[test]
+    fn the_rule_strategy_needs_the_rule_then_the_bucket() {
+        let attributes = serde_json::from_value(json!({"plan": "string"})).unwrap();
+        let f = flag(Rollout {
+            percentage: 100.0,
+            strategy: gatehouse_events::flag::Strategy::Rule,
+            rule: Some(r#"plan == "pro""#.into()),
+            rule_attributes: attributes,
+            ..Rollout::default()
+        });
+        let ctx = |plan: &str| json!({"plan": plan}).as_object().unwrap().clone();
+        assert!(f.decide(Some("u"), &ctx("pro")).enabled);
+        assert_eq!(f.decide(Some("u"), &ctx("free")).reason, Reason::Rule);
+        assert_eq!(f.decide(Some("u"), &Map::new()).reason, Reason::Rule);
+        assert_eq!(f.decide(None, &ctx("pro")).reason, Reason::NoUnit);
+    }
+
+    #[test]
+    fn stickiness_reads_the_unit_from_the_context() {
+        let f = flag(Rollout {
+            percentage: 100.0,
+            stickiness: Some("tenant".into()),
+            ..Rollout::default()
+        });
+        let ctx = json!({"tenant": "t1"}).as_object().unwrap().clone();
+        assert!(f.decide(None, &ctx).enabled);
+        assert_eq!(f.decide(Some("u"), &Map::new()).reason, Reason::NoUnit);
+        let unknown = evaluate("nope", None, &Switches::default(), Some("u"), &Map::new());
+        assert_eq!(
+            (unknown.enabled, unknown.reason, unknown.value),
+            (false, Reason::UnknownFlag, Value::Null)
+        );
+    }
+}
