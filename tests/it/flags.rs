@@ -528,7 +528,8 @@ async fn auto_rollback_fires_above_the_error_rate_and_holds_below_the_minimum_vo
         .unwrap();
     assert_eq!(held.rollout.percentage, 50.0, "held below min_volume");
 
-    // 40 successes and 15 more errors: 25 of 65 (38%) > 20% with 65 >= 20: rolled back to 0%.
+    // 40 successes and 15 more errors (25 of 65 at the end, 38%) push the rate past 20% with at
+    // least 20 outcomes: rolled back to 0%.
     report(&app, "ranker.policy", 40, true).await;
     report(&app, "ranker.policy", 15, false).await;
     eventually(Duration::from_secs(20), || async {
@@ -550,8 +551,10 @@ async fn auto_rollback_fires_above_the_error_rate_and_holds_below_the_minimum_vo
         (last.previous_percentage, last.percentage),
         (Some(50.0), Some(0.0))
     );
+    // The monitor looks after every fetched batch: it fires at the first count past both
+    // limits, which may come before the last of the 55 outcomes.
     assert!(
-        last.reason.contains("25 errors of 65 outcomes"),
+        last.reason.contains("exceeds 20.00% (min volume 20)"),
         "{}",
         last.reason
     );
@@ -568,5 +571,82 @@ async fn auto_rollback_fires_above_the_error_rate_and_holds_below_the_minimum_vo
 
     monitor_stop.cancel();
     let _ = monitor.await;
+    app.stop().await;
+}
+
+/// A service of the `CLIENTS` account (`svc`, role `service`) runs the client crate: it follows
+/// flag changes through the account's import of the flag events and reports outcomes into the
+/// outcomes stream through its import — and sees no other event.
+#[tokio::test]
+async fn a_service_of_the_client_account_follows_flags_and_reports_outcomes() {
+    let app = crate::helpers::spawn_app_with_users().await;
+    create_ranker(&app).await;
+    let svc = crate::helpers::connect_as("svc", "GATEHOUSE_SVC_PASSWORD", None).await;
+    let client = FlagClient::start(
+        svc.clone(),
+        &app.settings.namespace,
+        ClientOptions::default(),
+    )
+    .await;
+    assert!(
+        client.wait_loaded(Duration::from_secs(10)).await,
+        "svc could not load the flags"
+    );
+    rollout(&app, 100.0).await;
+    eventually(Duration::from_secs(10), || async {
+        client
+            .evaluate("ranker.policy", Some("repo-1"), &Default::default())
+            .enabled
+    })
+    .await
+    .expect("svc's client did not see the rollout");
+
+    // The flag monitor (not running here) creates the outcomes stream.
+    gatehouse::broker::ensure_outcomes_stream(
+        &gatehouse::broker::jetstream(app.client.nats()),
+        &app.settings,
+    )
+    .await
+    .unwrap();
+    let js = async_nats::jetstream::new(svc.clone());
+    let outcome = gatehouse_events::flag::FlagOutcome {
+        flag: "ranker.policy".into(),
+        unit: Some("repo-1".into()),
+        variant: None,
+        success: true,
+        duration_ms: 3.0,
+        error: None,
+    };
+    let ack = js
+        .publish(
+            gatehouse_events::subjects::flag_outcomes(&app.settings.namespace, "ranker.policy"),
+            serde_json::to_vec(&outcome).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .expect("a PubAck from the outcomes stream");
+    assert_eq!(
+        ack.stream,
+        gatehouse_events::subjects::outcomes_stream(&app.settings.namespace)
+    );
+    // Other events are not exported: a subscription to them is refused by the server.
+    let mut others = svc
+        .subscribe(gatehouse_events::subjects::aggregate_events(
+            &app.settings.namespace,
+            "policy",
+        ))
+        .await
+        .unwrap();
+    app.policy_with_versions("media", &[0.5]).await;
+    let got = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures::StreamExt::next(&mut others),
+    )
+    .await;
+    assert!(
+        !matches!(got, Ok(Some(_))),
+        "svc received a policy event: {got:?}"
+    );
     app.stop().await;
 }

@@ -430,7 +430,9 @@ mod tests {
     #[test]
     fn every_operation_declares_the_documented_role() {
         let role = |name: &str| match name {
-            "artifact.can_read" => Role::Service,
+            "artifact.can_read" | "flag.snapshot" | "flag.evaluate" | "flag.evaluate_batch" => {
+                Role::Service
+            }
             _ if operation(Kind::Query, name).is_some() => Role::Viewer,
             "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
             "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,

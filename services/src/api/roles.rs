@@ -35,7 +35,8 @@ pub struct Grants(BTreeMap<String, Vec<Role>>);
 /// The grants of the development users `nats.conf` ships. Never a default: `scripts/lib.sh`
 /// asks for them (`GATEHOUSE_ROLES=development`) when it runs its own nats-server, and the test
 /// harness sets them; a deployment's users have no role until granted one.
-pub const DEVELOPMENT_GRANTS: &str = "alice=viewer+author+operator+approver+admin,bob=viewer,\
+pub const DEVELOPMENT_GRANTS: &str =
+    "alice=viewer+author+operator+approver+service+admin,bob=viewer,\
                                       console=viewer+delegate,svc=service";
 
 /// The value of `GATEHOUSE_ROLES` that stands for [`DEVELOPMENT_GRANTS`].
@@ -389,6 +390,6 @@ mod tests {
         assert!(g.holds("alice", Role::Admin));
         assert!(g.holds("console", Role::Delegate));
         assert!(g.holds("svc", Role::Service) && !g.holds("svc", Role::Viewer));
-        assert_eq!(g.iter().filter(|(u, _)| u == "alice").count(), 5);
+        assert_eq!(g.iter().filter(|(u, _)| u == "alice").count(), 6);
     }
 }
