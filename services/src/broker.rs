@@ -204,3 +204,51 @@ fn is_stream_not_found(e: &jetstream::context::DeleteStreamError) -> bool {
         _ => false,
     }
 }
+
+/// The durable consumer `<ns>_<role>` of every `PolicyPromoted` on the events stream, one at a
+/// time (a policy's promotions keep their order), never giving up on a message: what the
+/// notifier and the releaser run on the consumer runtime. Ensures the events and dead-letter
+/// streams first.
+pub async fn promotions_consumer(
+    js: &jetstream::Context,
+    settings: &Settings,
+    role: &str,
+) -> Result<
+    (
+        jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+        gatehouse_projections::consumer::ConsumerSettings,
+    ),
+    crate::RoleError,
+> {
+    use crate::RoleError;
+    use jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    ensure_events_stream(js, settings).await?;
+    let ns = settings.namespace.clone();
+    gatehouse_projections::dead_letter::ensure_stream(js, &ns)
+        .await
+        .map_err(RoleError::broker("create the dead-letter stream"))?;
+    let name = subjects::projector_consumer(&ns, role);
+    let config = gatehouse_projections::consumer::ConsumerSettings::new(name.clone(), ns.clone());
+    let consumer = js
+        .get_stream(subjects::events_stream(&ns))
+        .await
+        .map_err(RoleError::broker("look up the events stream"))?
+        .create_consumer(pull::Config {
+            durable_name: Some(name),
+            filter_subject: subjects::event(
+                &ns,
+                gatehouse_events::policy::AGGREGATE,
+                "*",
+                "PolicyPromoted",
+            ),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            max_ack_pending: 1,
+            max_deliver: gatehouse_projections::consumer::UNLIMITED_DELIVERIES,
+            ack_wait: config.ack_wait,
+            ..Default::default()
+        })
+        .await
+        .map_err(RoleError::broker(format!("create the {role}'s consumer")))?;
+    Ok((consumer, config))
+}

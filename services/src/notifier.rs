@@ -20,8 +20,7 @@ use gatehouse_events::policy::PolicyEvent;
 use gatehouse_events::record::EventRecord;
 use gatehouse_events::run::PolicyPromotedNotice;
 use gatehouse_events::subjects;
-use gatehouse_projections::consumer::{self, ConsumerSettings, Handler, Health, Outcome};
-use gatehouse_projections::dead_letter;
+use gatehouse_projections::consumer::{self, Handler, Health, Outcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
@@ -40,37 +39,10 @@ pub async fn run_with(
 ) -> Result<(), RoleError> {
     let client = broker::connect(&settings, "notifier").await?;
     let js = broker::jetstream(&client);
-    broker::ensure_events_stream(&js, &settings).await?;
     broker::ensure_notify_stream(&js, &settings).await?;
     let ns = settings.namespace.clone();
-    dead_letter::ensure_stream(&js, &ns)
-        .await
-        .map_err(RoleError::broker("create the dead-letter stream"))?;
     ensure_subscriber_consumer(&js, &ns).await?;
-    let name = subjects::projector_consumer(&ns, "notifier");
-    let config = ConsumerSettings::new(name.clone(), ns.clone());
-    let consumer = js
-        .get_stream(subjects::events_stream(&ns))
-        .await
-        .map_err(RoleError::broker("look up the events stream"))?
-        .create_consumer(pull::Config {
-            durable_name: Some(name),
-            filter_subject: subjects::event(
-                &ns,
-                gatehouse_events::policy::AGGREGATE,
-                "*",
-                "PolicyPromoted",
-            ),
-            ack_policy: AckPolicy::Explicit,
-            deliver_policy: DeliverPolicy::All,
-            // One at a time: the notices of a policy keep their order.
-            max_ack_pending: 1,
-            max_deliver: consumer::UNLIMITED_DELIVERIES,
-            ack_wait: config.ack_wait,
-            ..Default::default()
-        })
-        .await
-        .map_err(RoleError::broker("create the notifier's consumer"))?;
+    let (consumer, config) = broker::promotions_consumer(&js, &settings, "notifier").await?;
     let notifier = Notifier {
         client: client.clone(),
         js: js.clone(),

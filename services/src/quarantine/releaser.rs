@@ -14,7 +14,6 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::Message;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -24,9 +23,7 @@ use gatehouse_events::policy::PolicyEvent;
 use gatehouse_events::quarantine::ResolveCase;
 use gatehouse_events::record::EventRecord;
 use gatehouse_events::rules::Decision;
-use gatehouse_events::subjects;
-use gatehouse_projections::consumer::{self, ConsumerSettings, Handler, Health, Outcome};
-use gatehouse_projections::dead_letter;
+use gatehouse_projections::consumer::{self, Handler, Health, Outcome};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -55,34 +52,8 @@ pub async fn run_with(
     let pg = db::pool(&settings.database_url, 4)?;
     let nats = broker::connect(&settings, "releaser").await?;
     let js = broker::jetstream(&nats);
-    broker::ensure_events_stream(&js, &settings).await?;
     let ns = settings.namespace.clone();
-    dead_letter::ensure_stream(&js, &ns)
-        .await
-        .map_err(RoleError::broker("create the dead-letter stream"))?;
-    let name = subjects::projector_consumer(&ns, "releaser");
-    let config = ConsumerSettings::new(name.clone(), ns.clone());
-    let consumer = js
-        .get_stream(subjects::events_stream(&ns))
-        .await
-        .map_err(RoleError::broker("look up the events stream"))?
-        .create_consumer(pull::Config {
-            durable_name: Some(name),
-            filter_subject: subjects::event(
-                &ns,
-                gatehouse_events::policy::AGGREGATE,
-                "*",
-                "PolicyPromoted",
-            ),
-            ack_policy: AckPolicy::Explicit,
-            deliver_policy: DeliverPolicy::All,
-            max_ack_pending: 1,
-            max_deliver: consumer::UNLIMITED_DELIVERIES,
-            ack_wait: config.ack_wait,
-            ..Default::default()
-        })
-        .await
-        .map_err(RoleError::broker("create the releaser's consumer"))?;
+    let (consumer, config) = broker::promotions_consumer(&js, &settings, "releaser").await?;
     let releaser = Releaser {
         pg,
         policies: PolicyCache::default(),
