@@ -1,7 +1,7 @@
 //! The `access` aggregate: who holds which role.
 //!
-//! Commands (`<ns>.cmd.access.<name>`): `grant`, `revoke` (role `admin`). Query
-//! (`<ns>.query.access.roles`): the grants in force. Events: [`AccessEvent`], published on
+//! Commands (`<ns>.cmd.access.<name>`): `grant`, `revoke`, `issue_token`, `revoke_token` (role
+//! `admin`). Queries (`<ns>.query.access.<name>`): `roles` (the grants in force), `tokens`. Events: [`AccessEvent`], published on
 //! `<ns>.events.access.grants.<event_type>`: one stream ([`GRANTS`]) holds every grant, so a
 //! refusal that needs all of them (revoking the last admin) is decided on one consistent state.
 
@@ -107,6 +107,29 @@ pub struct RevokeRole {
     pub reason: String,
 }
 
+/// Longest name of a token.
+pub const MAX_TOKEN_NAME_LEN: usize = 200;
+/// How a bearer token starts: `gh_<token_id>.<secret>`.
+pub const TOKEN_PREFIX: &str = "gh_";
+
+/// `issue_token`: a bearer token for `user` (the HTTP API). The reply carries its secret, once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueToken {
+    pub user: String,
+    /// What it is for, e.g. `laptop` or `ci`: shown in `access.tokens`.
+    pub name: String,
+}
+
+/// `revoke_token`: the token no longer authenticates anyone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeToken {
+    pub token_id: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// Every event of the `access` aggregate, stored externally tagged under the name spelled out
 /// here (see `PolicyEvent`); `events/tests/stored_events.rs` pins them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +138,58 @@ pub enum AccessEvent {
     RoleGranted(RoleGranted),
     #[serde(rename = "RoleRevoked")]
     RoleRevoked(RoleRevoked),
+    #[serde(rename = "TokenIssued")]
+    TokenIssued(TokenIssued),
+    #[serde(rename = "TokenRevoked")]
+    TokenRevoked(TokenRevoked),
+}
+
+/// A bearer token was issued: only the SHA-256 of its secret is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    pub token_id: String,
+    pub user: String,
+    pub name: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    pub issued_by: String,
+    pub issued_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    pub token_id: String,
+    pub reason: String,
+    pub revoked_by: String,
+    pub revoked_at: DateTime<Utc>,
+}
+
+/// The reply to `issue_token`: the command's acceptance and the token, shown this once (a
+/// repeat of the command answers `token: null`: revoke it and issue another if it is lost).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    #[serde(flatten)]
+    pub accepted: crate::envelope::CommandAccepted,
+    pub token_id: Option<String>,
+    pub token: Option<String>,
+}
+
+/// `tokens`: the tokens that authenticate, by id; only `user`'s when given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListTokens {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A token in force, without its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub token_id: String,
+    pub user: String,
+    pub name: String,
+    pub issued_by: String,
+    pub issued_at: DateTime<Utc>,
 }
 
 impl AccessEvent {
@@ -123,6 +198,8 @@ impl AccessEvent {
         match self {
             AccessEvent::RoleGranted(_) => "RoleGranted",
             AccessEvent::RoleRevoked(_) => "RoleRevoked",
+            AccessEvent::TokenIssued(_) => "TokenIssued",
+            AccessEvent::TokenRevoked(_) => "TokenRevoked",
         }
     }
 

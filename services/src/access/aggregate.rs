@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use gatehouse_events::access::{
-    AccessEvent, Role, RoleGrant, RoleGranted, RoleRevoked, UserRoles, AGGREGATE, MAX_REASON_LEN,
-    MAX_USER_LEN,
+    AccessEvent, Role, RoleGrant, RoleGranted, RoleRevoked, TokenIssued, TokenRevoked, TokenView,
+    UserRoles, AGGREGATE, MAX_REASON_LEN, MAX_TOKEN_NAME_LEN, MAX_USER_LEN, TOKEN_PREFIX,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::policy::validation::FieldError;
 
@@ -31,6 +32,21 @@ pub enum AccessCommand {
     Revoke {
         user: String,
         role: String,
+        reason: String,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    /// A token whose id and secret the handler drew; only the secret's hash comes in.
+    IssueToken {
+        token_id: String,
+        user: String,
+        name: String,
+        secret_sha256: String,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    RevokeToken {
+        token_id: String,
         reason: String,
         actor: String,
         at: DateTime<Utc>,
@@ -59,12 +75,28 @@ pub enum AccessError {
          after this)"
     )]
     LastAdmin(String),
+    /// `revoke_token` of a token that does not authenticate anyone (never issued, or revoked).
+    #[error("no token `{0}` is in force")]
+    UnknownToken(String),
 }
 
 /// Every grant in force: user → role → how it was granted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Access {
     grants: BTreeMap<String, BTreeMap<Role, RoleGrant>>,
+    /// The tokens in force, by id.
+    #[serde(default)]
+    tokens: BTreeMap<String, Token>,
+}
+
+/// A bearer token in force: whose it is, and the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Token {
+    user: String,
+    name: String,
+    secret_sha256: String,
+    issued_by: String,
+    issued_at: DateTime<Utc>,
 }
 
 impl Access {
@@ -83,6 +115,36 @@ impl Access {
             .map(|(name, roles)| UserRoles {
                 user: name.clone(),
                 roles: roles.values().cloned().collect(),
+            })
+            .collect()
+    }
+
+    /// The user a bearer token (`gh_<token_id>.<secret>`) authenticates, if it is in force.
+    pub fn token_user(&self, token: &str) -> Option<&str> {
+        let (token_id, secret) = token.strip_prefix(TOKEN_PREFIX)?.split_once('.')?;
+        let held = self.tokens.get(token_id)?;
+        let presented = hex::encode(Sha256::digest(secret.as_bytes()));
+        // Compare every byte: how long the comparison takes says nothing about the hash.
+        let same = presented.len() == held.secret_sha256.len()
+            && presented
+                .bytes()
+                .zip(held.secret_sha256.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0;
+        same.then_some(held.user.as_str())
+    }
+
+    /// The tokens in force (only `user`'s when given), by id, without their secrets.
+    pub fn tokens(&self, user: Option<&str>) -> Vec<TokenView> {
+        self.tokens
+            .iter()
+            .filter(|(_, t)| user.is_none_or(|u| u == t.user))
+            .map(|(id, t)| TokenView {
+                token_id: id.clone(),
+                user: t.user.clone(),
+                name: t.name.clone(),
+                issued_by: t.issued_by.clone(),
+                issued_at: t.issued_at,
             })
             .collect()
     }
@@ -145,14 +207,15 @@ impl Access {
     }
 }
 
-/// The role named `role`, once `user`, `role` and `reason` pass their rules.
-fn validate(user: &str, role: &str, reason: &str) -> Result<Role, AccessError> {
-    let invalid = |field: &str, message: String| {
-        AccessError::InvalidField(FieldError {
-            field: format!("command.{field}"),
-            message,
-        })
-    };
+fn invalid(field: &str, message: String) -> AccessError {
+    AccessError::InvalidField(FieldError {
+        field: format!("command.{field}"),
+        message,
+    })
+}
+
+/// A user name as the server authenticates it.
+fn validate_user(user: &str) -> Result<(), AccessError> {
     if user.is_empty() || user.chars().count() > MAX_USER_LEN {
         return Err(invalid(
             "user",
@@ -167,6 +230,12 @@ fn validate(user: &str, role: &str, reason: &str) -> Result<Role, AccessError> {
                 .into(),
         ));
     }
+    Ok(())
+}
+
+/// The role named `role`, once `user`, `role` and `reason` pass their rules.
+fn validate(user: &str, role: &str, reason: &str) -> Result<Role, AccessError> {
+    validate_user(user)?;
     if reason.chars().count() > MAX_REASON_LEN {
         return Err(invalid(
             "reason",
@@ -217,6 +286,52 @@ impl Aggregate for Access {
                 actor,
                 at,
             } => self.revoke(user, &role, reason, actor, at)?,
+            AccessCommand::IssueToken {
+                token_id,
+                user,
+                name,
+                secret_sha256,
+                actor,
+                at,
+            } => {
+                validate_user(&user)?;
+                if name.trim().is_empty() || name.chars().count() > MAX_TOKEN_NAME_LEN {
+                    return Err(invalid(
+                        "name",
+                        format!("must be 1 to {MAX_TOKEN_NAME_LEN} characters"),
+                    ));
+                }
+                AccessEvent::TokenIssued(TokenIssued {
+                    token_id,
+                    user,
+                    name,
+                    secret_sha256,
+                    issued_by: actor,
+                    issued_at: at,
+                })
+            }
+            AccessCommand::RevokeToken {
+                token_id,
+                reason,
+                actor,
+                at,
+            } => {
+                if !self.tokens.contains_key(&token_id) {
+                    return Err(AccessError::UnknownToken(token_id));
+                }
+                if reason.chars().count() > MAX_REASON_LEN {
+                    return Err(invalid(
+                        "reason",
+                        format!("must be at most {MAX_REASON_LEN} characters"),
+                    ));
+                }
+                AccessEvent::TokenRevoked(TokenRevoked {
+                    token_id,
+                    reason,
+                    revoked_by: actor,
+                    revoked_at: at,
+                })
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -234,6 +349,21 @@ impl Aggregate for Access {
                         reason: e.reason,
                     },
                 );
+            }
+            AccessEvent::TokenIssued(e) => {
+                self.tokens.insert(
+                    e.token_id,
+                    Token {
+                        user: e.user,
+                        name: e.name,
+                        secret_sha256: e.secret_sha256,
+                        issued_by: e.issued_by,
+                        issued_at: e.issued_at,
+                    },
+                );
+            }
+            AccessEvent::TokenRevoked(e) => {
+                self.tokens.remove(&e.token_id);
             }
             AccessEvent::RoleRevoked(e) => {
                 if let Some(roles) = self.grants.get_mut(&e.user) {

@@ -4,9 +4,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use gatehouse_events::access::{AccessEvent, GrantRole, RevokeRole, Role, GRANTS};
+use gatehouse_events::access::{
+    AccessEvent, GrantRole, IssueToken, IssuedToken, RevokeRole, RevokeToken, Role, GRANTS,
+    TOKEN_PREFIX,
+};
 use gatehouse_events::envelope::{CommandAccepted, Rejection, RejectionCode};
+use rand::RngCore;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::{AccessCommand, AccessError};
@@ -41,6 +46,57 @@ pub async fn revoke(app: &App, parsed: Parsed<RevokeRole>) -> Result<CommandAcce
     execute(app, &context, cmd).await
 }
 
+/// `access.issue_token`: a bearer token for a user of the HTTP API. Its secret is drawn here and
+/// answered once; only its SHA-256 is recorded.
+pub async fn issue_token(app: &App, parsed: Parsed<IssueToken>) -> Result<IssuedToken, Rejection> {
+    let Parsed { context, command } = parsed;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    let mut id = [0u8; 8];
+    rand::rng().fill_bytes(&mut id);
+    let token_id = hex::encode(id);
+    let cmd = AccessCommand::IssueToken {
+        token_id: token_id.clone(),
+        user: command.user,
+        name: command.name,
+        secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
+    let accepted = execute(app, &context, cmd).await?;
+    // A repeat answers the first issue's outcome, whose secret is gone.
+    let (token_id, token) = if accepted.duplicate {
+        (
+            accepted.detail["token_id"].as_str().map(str::to_owned),
+            None,
+        )
+    } else {
+        let token = format!("{TOKEN_PREFIX}{token_id}.{secret}");
+        (Some(token_id), Some(token))
+    };
+    Ok(IssuedToken {
+        accepted,
+        token_id,
+        token,
+    })
+}
+
+/// `access.revoke_token`: the token no longer authenticates anyone, from the next request on.
+pub async fn revoke_token(
+    app: &App,
+    parsed: Parsed<RevokeToken>,
+) -> Result<CommandAccepted, Rejection> {
+    let Parsed { context, command } = parsed;
+    let cmd = AccessCommand::RevokeToken {
+        token_id: command.token_id,
+        reason: command.reason,
+        actor: context.actor.clone(),
+        at: Utc::now(),
+    };
+    execute(app, &context, cmd).await
+}
+
 async fn execute(
     app: &App,
     context: &CommandContext,
@@ -60,11 +116,12 @@ impl CommandTarget for Access {
             .iter()
             .filter_map(|e| serde_json::from_value::<AccessEvent>(e.clone()).ok())
         {
-            let (user, role) = match event {
-                AccessEvent::RoleGranted(e) => (e.user, e.role),
-                AccessEvent::RoleRevoked(e) => (e.user, e.role),
+            detail = match event {
+                AccessEvent::RoleGranted(e) => json!({"user": e.user, "role": e.role}),
+                AccessEvent::RoleRevoked(e) => json!({"user": e.user, "role": e.role}),
+                AccessEvent::TokenIssued(e) => json!({"user": e.user, "token_id": e.token_id}),
+                AccessEvent::TokenRevoked(e) => json!({"token_id": e.token_id}),
             };
-            detail = json!({"user": user, "role": role});
         }
         detail
     }
@@ -86,6 +143,9 @@ fn access_rejection(error: CommandError<AccessError>) -> Rejection {
         }
         AccessError::LastAdmin(_) => {
             Rejection::new(RejectionCode::InvalidState, message).with_field("command.user")
+        }
+        AccessError::UnknownToken(_) => {
+            Rejection::new(RejectionCode::NotFound, message).with_field("command.token_id")
         }
     }
 }

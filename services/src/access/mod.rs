@@ -1,7 +1,7 @@
 //! The `access` context: who holds which role.
 //!
-//! Commands `access.grant`, `access.revoke` (role `admin`); query `access.roles` (declared in
-//! [`OPERATIONS`]). Every grant lives in one `access` aggregate ([`Access`]); the role check
+//! Commands `access.grant`, `access.revoke`, `access.issue_token`, `access.revoke_token` (role
+//! `admin`); queries `access.roles`, `access.tokens` (declared in [`OPERATIONS`]). Every grant lives in one `access` aggregate ([`Access`]); the role check
 //! of every request ([`crate::api::roles`]) reads its state through [`grants::Current`].
 //!
 //! The first admin comes from the environment: at start-up the gateway [`seed`]s
@@ -21,7 +21,10 @@ pub mod queries;
 pub use aggregate::{Access, AccessCommand, AccessError};
 pub use commands::seed;
 
-use gatehouse_events::access::{GrantRole, ListRoles, RevokeRole, UserRoles};
+use gatehouse_events::access::{
+    GrantRole, IssueToken, IssuedToken, ListRoles, ListTokens, RevokeRole, RevokeToken, TokenView,
+    UserRoles,
+};
 use gatehouse_events::envelope::CommandAccepted;
 
 use crate::api::Operation;
@@ -43,12 +46,34 @@ pub const OPERATIONS: &[Operation] = &[
         RevokeRole => CommandAccepted,
         commands::revoke
     ),
+    command!(
+        "access.issue_token",
+        Admin,
+        "issue a bearer token for a user of the HTTP API (its secret is answered once)",
+        IssueToken => IssuedToken,
+        commands::issue_token
+    ),
+    command!(
+        "access.revoke_token",
+        Admin,
+        "revoke a bearer token: it authenticates nobody from the next request on",
+        RevokeToken => CommandAccepted,
+        commands::revoke_token
+    ),
     query!(
         "access.roles",
         Viewer,
         "the grants in force, by user (read from the event store: always current)",
         ListRoles => Vec<UserRoles>,
         queries::roles,
+        None
+    ),
+    query!(
+        "access.tokens",
+        Admin,
+        "the bearer tokens in force, without their secrets",
+        ListTokens => Vec<TokenView>,
+        queries::tokens,
         None
     ),
 ];

@@ -377,6 +377,8 @@ mod tests {
                 "policy.fail_run",
                 "access.grant",
                 "access.revoke",
+                "access.issue_token",
+                "access.revoke_token",
                 "repo.bind",
                 "decision.evaluate",
                 "quarantine.release",
@@ -409,6 +411,7 @@ mod tests {
                 "audit.replay",
                 "audit.denials",
                 "access.roles",
+                "access.tokens",
                 "repo.get",
                 "repo.list",
                 "decision.list",
@@ -436,7 +439,12 @@ mod tests {
             _ if operation(Kind::Query, name).is_some() => Role::Viewer,
             "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
             "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,
-            "access.grant" | "access.revoke" | "policy.configure" => Role::Admin,
+            "access.grant"
+            | "access.revoke"
+            | "access.issue_token"
+            | "access.revoke_token"
+            | "access.tokens"
+            | "policy.configure" => Role::Admin,
             "policy.promote" | "quarantine.release" | "quarantine.reject" => Role::Approver,
             "repo.bind" => Role::Operator,
             "decision.evaluate" => Role::Service,
