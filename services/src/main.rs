@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => gatehouse::worker::run(settings, shutdown).await?,
         Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
         Command::Releaser => gatehouse::quarantine::releaser::run(settings, shutdown).await?,
+        Command::Indexer => gatehouse::catalog::indexer::run(settings, shutdown).await?,
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -124,6 +125,7 @@ fn is_role(command: &Command) -> bool {
             | Command::Worker
             | Command::Notifier
             | Command::Releaser
+            | Command::Indexer
             | Command::Projector { .. }
             | Command::Migrate
     )

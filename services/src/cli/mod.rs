@@ -56,6 +56,9 @@ pub enum Command {
     Notifier,
     /// Run the releaser only: releases quarantine cases a newly promoted version allows.
     Releaser,
+    /// Run the search indexer only: keeps the search index of publish-ready items
+    /// (GATEHOUSE_INDEXER_MAX_DELIVER, GATEHOUSE_INDEXER_RETRY_MS, GATEHOUSE_INDEXER_MAX_RETRY_MS).
+    Indexer,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
@@ -70,7 +73,7 @@ pub enum Command {
     /// Evaluation runs: prepare, watch, diff, cancel, resume, promote.
     #[command(subcommand)]
     Run(run::RunCommand),
-    /// The catalog: import items, look them up, read a policy's public catalog.
+    /// The catalog: import items, look them up, read a policy's public catalog, search.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
     /// The audit trail.
