@@ -361,6 +361,7 @@ mod quarantine {
             digests: vec!["sha256:0123456789".into()],
             decided_by: "svc".into(),
             decided_at: at(2),
+            attributes: None,
         });
         pinned(
             decided,

@@ -11,6 +11,7 @@ mod consumer;
 mod fixtures;
 mod helpers;
 mod identity;
+mod indexer;
 mod outage;
 mod permissions;
 mod policies;

@@ -173,8 +173,11 @@ impl Handler for Indexer {
             Err(e) => {
                 let delivered = consumer::delivered(message);
                 let reason = format!(
-                    "indexing {} sequence {} failed (delivery {delivered} of {}): {e}",
-                    record.aggregate_id, record.sequence, self.max_deliver
+                    "indexing {} sequence {} failed (delivery {delivered} of {}): {}",
+                    record.aggregate_id,
+                    record.sequence,
+                    self.max_deliver,
+                    describe(e.as_ref())
                 );
                 tracing::warn!(reason, "an index write failed");
                 self.record_failure(&record, delivered, &reason).await;
@@ -212,7 +215,7 @@ pub struct Folded {
     /// `Some` when publish-ready.
     pub ready: Option<ReadyBy>,
     pub case: Option<CaseStatus>,
-    /// What its last quarantine decision evaluated, if any.
+    /// What its last decision evaluated, if recorded.
     pub attributes: Option<Value>,
     /// When what made it ready (or not) happened.
     pub changed_at: Option<DateTime<Utc>>,
@@ -220,6 +223,7 @@ pub struct Folded {
 
 /// Folds an item's events, in sequence order: an allow makes it ready unless its case is open
 /// or rejected; a release makes it ready; a deny, a quarantine or a rejection makes it not.
+/// The attributes are the last decision's (or quarantine's) that recorded them.
 pub fn fold<'a>(events: impl IntoIterator<Item = &'a ArtifactEvent>) -> Folded {
     let mut f = Folded::default();
     for event in events {
@@ -228,6 +232,9 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a ArtifactEvent>) -> Folded {
                 let blocked = f.case.is_some_and(CaseStatus::blocks_reads);
                 f.ready = (d.decision == Decision::Allow && !blocked).then_some(ReadyBy::Allow);
                 f.changed_at = Some(d.decided_at);
+                if let Some(a) = &d.attributes {
+                    f.attributes = Some(a.clone());
+                }
             }
             ArtifactEvent::QuarantineOpened(o) => {
                 f.case = Some(CaseStatus::Quarantined);
@@ -276,6 +283,18 @@ pub fn id_words(repo: &str, item_id: &str) -> String {
         .map(|c| if matches!(c, ':' | '-' | '_') { ' ' } else { c })
         .collect();
     format!("{item_id} {split} {repo}")
+}
+
+/// An error with its causes (a Postgres error's own `Display` is only `db error`).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 type IndexError = Box<dyn std::error::Error + Send + Sync>;
@@ -445,6 +464,7 @@ mod tests {
             digests: vec![],
             decided_by: "svc".into(),
             decided_at: Utc::now(),
+            attributes: None,
         })
     }
 

@@ -75,6 +75,7 @@ pub async fn evaluate(
         digests: command.digests.clone(),
         decided_by: context.actor.clone(),
         decided_at: Utc::now(),
+        attributes: Some(evaluated.attributes.clone()),
     };
     let id = artifact::aggregate_id(&command.repo, &command.item_id);
     let done = app
