@@ -927,6 +927,7 @@ async fn the_public_catalog_never_serves_an_item_with_an_open_or_rejected_case()
 async fn the_demo_script_runs_against_a_running_system() {
     let mut app = spawn_app().await;
     app.start_worker();
+    app.start_indexer(gatehouse::catalog::indexer::IndexerSettings::default());
     let me = std::env::current_exe().expect("the test binary");
     let bin = me
         .parent()
