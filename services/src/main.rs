@@ -51,7 +51,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => gatehouse::worker::run(settings, shutdown).await?,
         Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
         Command::Releaser => gatehouse::quarantine::releaser::run(settings, shutdown).await?,
-        Command::Indexer => gatehouse::catalog::indexer::run(settings, shutdown).await?,
+        Command::Indexer { reindex: false, .. } => {
+            gatehouse::catalog::indexer::run(settings, shutdown).await?
+        }
+        Command::Indexer {
+            reindex: true,
+            from_scratch,
+        } => {
+            let pg = db::pool(&settings.database_url, 2)?;
+            let done = gatehouse::catalog::indexer::reindex(&pg, *from_scratch)
+                .await
+                .map_err(|e| anyhow::anyhow!("reindex: {e}"))?;
+            gatehouse::outln!(
+                "reindexed {} artifacts: {} publish-ready items in the index",
+                done.artifacts,
+                done.ready
+            );
+        }
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -125,7 +141,7 @@ fn is_role(command: &Command) -> bool {
             | Command::Worker
             | Command::Notifier
             | Command::Releaser
-            | Command::Indexer
+            | Command::Indexer { .. }
             | Command::Projector { .. }
             | Command::Migrate
     )

@@ -303,6 +303,18 @@ async fn a_failing_indexer_hurts_nobody_retries_a_bounded_number_of_times_and_de
     );
     caught_up(&app).await;
     assert_eq!(search(&app, "lib").await, set(&["later"]));
+
+    // The runbook's repair: index every artifact again from the event store.
+    let pg = gatehouse::db::pool(&app.settings.database_url, 2).unwrap();
+    let done = gatehouse::catalog::indexer::reindex(&pg, false)
+        .await
+        .expect("reindex");
+    assert_eq!((done.artifacts, done.ready), (7, 3));
+    assert_eq!(search(&app, "lib").await, set(&["dirty", "later", "ok"]));
+    let again = gatehouse::catalog::indexer::reindex(&pg, true)
+        .await
+        .expect("reindex from scratch");
+    assert_eq!(again, done);
     app.stop().await;
 }
 

@@ -297,104 +297,122 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-type IndexError = Box<dyn std::error::Error + Send + Sync>;
+/// Why an index write failed.
+pub type IndexError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Brings the index entry of artifact `artifact_id` up to its event `sequence` (at global
+/// `position`, recorded at `recorded_at`) in one transaction: nothing when its guard is there
+/// already. Also what `gatehouse indexer --reindex` runs for every artifact.
+pub async fn index_item(
+    pg: &Pool,
+    artifact_id: &str,
+    sequence: i64,
+    position: i64,
+    recorded_at: DateTime<Utc>,
+) -> Result<(), IndexError> {
+    let Some((repo, item_id)) = artifact::split_id(&artifact_id) else {
+        return Err(format!("artifact id `{}` is not <repo>:<item>", artifact_id).into());
+    };
+    let mut client = pg.get().await?;
+    let tx = client.transaction().await?;
+    let last: Option<i64> = tx
+        .query_opt(
+            "SELECT last_sequence FROM search_index_items WHERE artifact_id = $1 FOR UPDATE",
+            &[&artifact_id],
+        )
+        .await?
+        .map(|r| r.get(0));
+    if last.is_none_or(|last| last < sequence) {
+        let rows = tx
+            .query(
+                "SELECT payload FROM events
+                  WHERE aggregate_type = 'artifact' AND aggregate_id = $1 AND sequence <= $2
+                  ORDER BY sequence",
+                &[&artifact_id, &sequence],
+            )
+            .await?;
+        let events: Vec<ArtifactEvent> = rows
+            .iter()
+            .filter_map(|r| serde_json::from_value(r.get::<_, Value>(0)).ok())
+            .collect();
+        let folded = fold(&events);
+        match folded.ready {
+            Some(ready_by) => {
+                let attributes = match folded.attributes {
+                    Some(a) => Some(a),
+                    None => tx
+                        .query_opt(
+                            "SELECT attributes FROM catalog_items
+                              WHERE item_id = $1 AND status = 'ready' AND NOT deleted",
+                            &[&item_id],
+                        )
+                        .await?
+                        .map(|r| r.get::<_, Value>(0)),
+                };
+                let attributes = item_attributes(attributes);
+                let changed_at = folded.changed_at.unwrap_or(recorded_at);
+                tx.execute(
+                    "INSERT INTO search_items (repo, item_id, ready_by, attributes, document,
+                         changed_at, indexed_at)
+                     VALUES ($1, $2, $3, $4,
+                         setweight(to_tsvector('simple', $5), 'A')
+                           || setweight(jsonb_to_tsvector('simple', $4, '[\"string\", \"numeric\", \"boolean\"]'), 'B'),
+                         $6, now())
+                     ON CONFLICT (repo, item_id) DO UPDATE SET ready_by = $3, attributes = $4,
+                         document = EXCLUDED.document, changed_at = $6, indexed_at = now()",
+                    &[
+                        &repo,
+                        &item_id,
+                        &ready_by.as_str(),
+                        &attributes,
+                        &id_words(repo, item_id),
+                        &changed_at,
+                    ],
+                )
+                .await?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM search_items WHERE repo = $1 AND item_id = $2",
+                    &[&repo, &item_id],
+                )
+                .await?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO search_index_items (artifact_id, last_sequence, position, indexed_at)
+             VALUES ($1, $2, $3, now())
+             ON CONFLICT (artifact_id) DO UPDATE SET last_sequence = $2, position = $3,
+                 indexed_at = now()",
+            &[&artifact_id, &sequence, &position],
+        )
+        .await?;
+    }
+    tx.execute(
+        "UPDATE search_index_state SET last_position = greatest(last_position, $1),
+             last_indexed_at = now(), retrying_artifact = NULL, retrying_deliveries = NULL",
+        &[&position],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
 
 impl Indexer {
-    /// Brings the item of `record` up to its sequence in one transaction (nothing when the
-    /// guard is already there).
+    /// Brings the item of `record` up to its sequence.
     async fn index(&self, record: &EventRecord) -> Result<(), IndexError> {
         if record.aggregate != artifact::AGGREGATE {
             self.record_done(record.position).await;
             return Ok(());
         }
-        let Some((repo, item_id)) = artifact::split_id(&record.aggregate_id) else {
-            return Err(
-                format!("artifact id `{}` is not <repo>:<item>", record.aggregate_id).into(),
-            );
-        };
-        let mut client = self.pg.get().await?;
-        let tx = client.transaction().await?;
-        let last: Option<i64> = tx
-            .query_opt(
-                "SELECT last_sequence FROM search_index_items WHERE artifact_id = $1 FOR UPDATE",
-                &[&record.aggregate_id],
-            )
-            .await?
-            .map(|r| r.get(0));
-        if last.is_none_or(|last| last < record.sequence) {
-            let rows = tx
-                .query(
-                    "SELECT payload FROM events
-                      WHERE aggregate_type = 'artifact' AND aggregate_id = $1 AND sequence <= $2
-                      ORDER BY sequence",
-                    &[&record.aggregate_id, &record.sequence],
-                )
-                .await?;
-            let events: Vec<ArtifactEvent> = rows
-                .iter()
-                .filter_map(|r| serde_json::from_value(r.get::<_, Value>(0)).ok())
-                .collect();
-            let folded = fold(&events);
-            match folded.ready {
-                Some(ready_by) => {
-                    let attributes = match folded.attributes {
-                        Some(a) => Some(a),
-                        None => tx
-                            .query_opt(
-                                "SELECT attributes FROM catalog_items
-                                  WHERE item_id = $1 AND status = 'ready' AND NOT deleted",
-                                &[&item_id],
-                            )
-                            .await?
-                            .map(|r| r.get::<_, Value>(0)),
-                    };
-                    let attributes = item_attributes(attributes);
-                    let changed_at = folded.changed_at.unwrap_or(record.recorded_at);
-                    tx.execute(
-                        "INSERT INTO search_items (repo, item_id, ready_by, attributes, document,
-                             changed_at, indexed_at)
-                         VALUES ($1, $2, $3, $4,
-                             setweight(to_tsvector('simple', $5), 'A')
-                               || setweight(jsonb_to_tsvector('simple', $4, '[\"string\", \"numeric\", \"boolean\"]'), 'B'),
-                             $6, now())
-                         ON CONFLICT (repo, item_id) DO UPDATE SET ready_by = $3, attributes = $4,
-                             document = EXCLUDED.document, changed_at = $6, indexed_at = now()",
-                        &[
-                            &repo,
-                            &item_id,
-                            &ready_by.as_str(),
-                            &attributes,
-                            &id_words(repo, item_id),
-                            &changed_at,
-                        ],
-                    )
-                    .await?;
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM search_items WHERE repo = $1 AND item_id = $2",
-                        &[&repo, &item_id],
-                    )
-                    .await?;
-                }
-            }
-            tx.execute(
-                "INSERT INTO search_index_items (artifact_id, last_sequence, position, indexed_at)
-                 VALUES ($1, $2, $3, now())
-                 ON CONFLICT (artifact_id) DO UPDATE SET last_sequence = $2, position = $3,
-                     indexed_at = now()",
-                &[&record.aggregate_id, &record.sequence, &record.position],
-            )
-            .await?;
-        }
-        tx.execute(
-            "UPDATE search_index_state SET last_position = greatest(last_position, $1),
-                 last_indexed_at = now(), retrying_artifact = NULL, retrying_deliveries = NULL",
-            &[&record.position],
+        index_item(
+            &self.pg,
+            &record.aggregate_id,
+            record.sequence,
+            record.position,
+            record.recorded_at,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Moves the progress past `position` (an event it will not index); best effort.
@@ -442,6 +460,48 @@ impl Indexer {
             tracing::warn!(error.message = %e, "could not record the indexer's state");
         }
     }
+}
+
+/// What `gatehouse indexer --reindex` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reindexed {
+    pub artifacts: u64,
+    pub ready: u64,
+}
+
+/// Indexes every artifact again from the event store, without NATS: each item up to its last
+/// event (those already there are skipped by their guard). With `from_scratch`, the index and
+/// its guards are emptied first. Safe beside a running indexer (the guards serialize them).
+pub async fn reindex(pg: &Pool, from_scratch: bool) -> Result<Reindexed, IndexError> {
+    let client = pg.get().await?;
+    if from_scratch {
+        client
+            .batch_execute("TRUNCATE search_items, search_index_items")
+            .await?;
+    }
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (aggregate_id) aggregate_id, sequence, global_position, recorded_at
+               FROM events WHERE aggregate_type = 'artifact'
+              ORDER BY aggregate_id, sequence DESC",
+            &[],
+        )
+        .await?;
+    drop(client);
+    for row in &rows {
+        let artifact_id: String = row.get(0);
+        index_item(pg, &artifact_id, row.get(1), row.get(2), row.get(3)).await?;
+    }
+    let ready: i64 = pg
+        .get()
+        .await?
+        .query_one("SELECT count(*) FROM search_items", &[])
+        .await?
+        .get(0);
+    Ok(Reindexed {
+        artifacts: rows.len() as u64,
+        ready: ready.max(0) as u64,
+    })
 }
 
 #[cfg(test)]

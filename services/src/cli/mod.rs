@@ -58,7 +58,15 @@ pub enum Command {
     Releaser,
     /// Run the search indexer only: keeps the search index of publish-ready items
     /// (GATEHOUSE_INDEXER_MAX_DELIVER, GATEHOUSE_INDEXER_RETRY_MS, GATEHOUSE_INDEXER_MAX_RETRY_MS).
-    Indexer,
+    Indexer {
+        /// Instead of running: index every artifact again from the event store (repairs what
+        /// was dead-lettered), then exit.
+        #[arg(long)]
+        reindex: bool,
+        /// With --reindex: empty the index first.
+        #[arg(long, requires = "reindex")]
+        from_scratch: bool,
+    },
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
