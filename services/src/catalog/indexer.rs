@@ -310,7 +310,7 @@ pub async fn index_item(
     position: i64,
     recorded_at: DateTime<Utc>,
 ) -> Result<(), IndexError> {
-    let Some((repo, item_id)) = artifact::split_id(&artifact_id) else {
+    let Some((repo, item_id)) = artifact::split_id(artifact_id) else {
         return Err(format!("artifact id `{}` is not <repo>:<item>", artifact_id).into());
     };
     let mut client = pg.get().await?;
