@@ -12,7 +12,10 @@
 //!    parameter `decide_caller` says which).
 //! 2. `internal`: the same through Gatehouse's own connection, which skips the role check: the
 //!    difference is what the role check costs.
-//! 3. `raw` (the limit): one tokio-postgres connection per client; per decision one `INSERT` of
+//! 3. `gateway_only`: `decide` again with the relay and the projectors stopped (what a
+//!    decision costs without the downstream work its event causes: relaying, the audit and
+//!    quarantine read models); they are started again and the system settles before `raw`.
+//! 4. `raw` (the limit): one tokio-postgres connection per client; per decision one `INSERT` of
 //!    a stored `DecisionRecorded` row (same payload and metadata) into `bench_raw_events`
 //!    (`LIKE events INCLUDING ALL`, no trigger), autocommitted.
 //!
@@ -124,6 +127,12 @@ async fn decide(b: &mut Bench) -> anyhow::Result<()> {
         let (inside, _) = closed_loop(deciders(&internal, workload::ACTOR, &prefix), d).await;
         inside.record(&mut b.figures, "internal")?;
         b.system.settle(SETTLE).await?;
+        b.system.stop_downstream().await?;
+        let prefix = format!("g{rep}");
+        let (alone, _) = closed_loop(deciders(&hosts, actor, &prefix), d).await;
+        alone.record(&mut b.figures, "gateway_only")?;
+        b.system.start_downstream();
+        b.system.settle(SETTLE).await?;
         let (raw_outcome, back) = closed_loop(raw, d).await;
         raw = back;
         raw_outcome.record(&mut b.figures, "raw")?;
@@ -134,6 +143,7 @@ async fn decide(b: &mut Bench) -> anyhow::Result<()> {
             &[
                 ("decide", &decided),
                 ("internal", &inside),
+                ("gateway only", &alone),
                 ("raw", &raw_outcome),
             ],
         );

@@ -42,6 +42,11 @@ macro_rules! cpu {
             Spec::plain(concat!($p, ".cpu_us_postgres"), "µs/op", "CPU of Postgres"),
             Spec::plain(concat!($p, ".cpu_us_nats"), "µs/op", "CPU of nats-server"),
             Spec::plain(
+                concat!($p, ".other_cores"),
+                "cores",
+                "CPU busy elsewhere (noise)",
+            ),
+            Spec::plain(
                 concat!($p, ".steal_cores"),
                 "cores",
                 "CPU taken by the hypervisor (noise)",
@@ -53,10 +58,15 @@ macro_rules! cpu {
 const DECIDE: [Spec; 4] = latencies!("decide", "decision.evaluate as a host (svc)");
 const INTERNAL: [Spec; 4] =
     latencies!("internal", "decision.evaluate, own account (no role check)");
+const ALONE: [Spec; 4] = latencies!(
+    "gateway_only",
+    "decision.evaluate, relay/projectors stopped"
+);
 const RAW: [Spec; 4] = latencies!("raw", "raw Postgres insert");
-const DECIDE_CPU: [Spec; 5] = cpu!("decide");
-const INTERNAL_CPU: [Spec; 5] = cpu!("internal");
-const RAW_CPU: [Spec; 5] = cpu!("raw");
+const DECIDE_CPU: [Spec; 6] = cpu!("decide");
+const INTERNAL_CPU: [Spec; 6] = cpu!("internal");
+const ALONE_CPU: [Spec; 6] = cpu!("gateway_only");
+const RAW_CPU: [Spec; 6] = cpu!("raw");
 
 /// Every figure of the scenario, in the order of the table.
 pub const SPECS: &[Spec] = &[
@@ -68,6 +78,12 @@ pub const SPECS: &[Spec] = &[
     .versus("raw.rate")
     .target(THROUGHPUT),
     Spec::plain("internal.rate", "dec/s", "the same without the role check").versus("raw.rate"),
+    Spec::plain(
+        "gateway_only.rate",
+        "dec/s",
+        "as a host, relay/projectors stopped",
+    )
+    .versus("raw.rate"),
     Spec::plain(
         "raw.rate",
         "ins/s",
@@ -81,20 +97,32 @@ pub const SPECS: &[Spec] = &[
     INTERNAL[1],
     INTERNAL[2],
     INTERNAL[3],
+    ALONE[0],
+    ALONE[1],
+    ALONE[2],
+    ALONE[3],
     RAW[0],
     RAW[1],
     RAW[2],
     RAW[3],
     DECIDE_CPU[0],
+    DECIDE_CPU[4],
     DECIDE_CPU[1],
     DECIDE_CPU[2],
     DECIDE_CPU[3],
-    DECIDE_CPU[4],
+    DECIDE_CPU[5],
     INTERNAL_CPU[0],
+    INTERNAL_CPU[4],
     INTERNAL_CPU[1],
     INTERNAL_CPU[2],
     INTERNAL_CPU[3],
+    ALONE_CPU[0],
+    ALONE_CPU[4],
+    ALONE_CPU[1],
+    ALONE_CPU[2],
+    ALONE_CPU[3],
     RAW_CPU[0],
+    RAW_CPU[4],
     RAW_CPU[1],
     RAW_CPU[2],
     RAW_CPU[3],
