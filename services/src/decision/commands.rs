@@ -133,7 +133,7 @@ fn check(command: &EvaluateDecision) -> Result<(), Rejection> {
 /// evaluation (on a blocking thread, so the budget holds however long a rule runs).
 async fn within_budget(
     app: &App,
-    client: &tokio_postgres::Client,
+    client: &deadpool_postgres::ClientWrapper,
     binding: &RepoBound,
     command: &EvaluateDecision,
 ) -> Result<(u32, Evaluated), Rejection> {
