@@ -384,6 +384,8 @@ mod tests {
                 "catalog.get",
                 "catalog.stats",
                 "catalog.public",
+                "catalog.search",
+                "catalog.index_status",
                 "audit.log",
                 "audit.replay",
                 "audit.denials",
