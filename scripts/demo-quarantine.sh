@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Walks publish decisions with quarantine against a running Gatehouse (e.g. `scripts/up.sh`, then
 # `source .gatehouse/env.sh`): deny → quarantine → blocked read → release → read → reject →
-# blocked read → a second resolution refused. Each step prints the CLI's output and checks it;
+# blocked read → a second resolution refused → search of the publish-ready items (the search
+# indexer keeps them; `gatehouse up` runs it). Each step prints the CLI's output and checks it;
 # the last line is `demo ok`. Exit 0 when every check held, 1 at the first that did not.
 #
 #   scripts/demo-quarantine.sh               # names its policy and repo demo-gate-<time>, demo-<time>
@@ -10,7 +11,8 @@
 #
 # It needs NATS_URL, NATS_USER and NATS_PASSWORD (Gatehouse's own user `gatehouse`, as env.sh
 # sets: it acts as alice, bob and svc with --actor) and a running evaluation worker, since
-# policy version 1 is prepared over the catalog and promoted. The integration test
+# policy version 1 is prepared over the catalog and promoted, and a running search indexer. The
+# integration test
 # `quarantine::the_demo_script_runs_against_a_running_system` runs it.
 set -euo pipefail
 
@@ -103,5 +105,20 @@ expect 1 "error [invalid_state]: the case of \`pkg-mal\` in repo \`$repo\` is al
 
 step "the case with its decision history"
 expect 0 "case pkg-mal in $repo: rejected" "$G" quarantine get "$repo" pkg-mal
+
+step "search: the publish-ready items (allowed, or released), once the indexer caught up"
+expect 0 "ALLOW publish of pkg-ok" "$G" --actor svc decide "$repo" pkg-ok --action publish \
+  --attributes '{"quality":0.95,"scan":{"status":"clean","critical":0}}'
+for _ in $(seq 1 120); do
+  pending="$("$G" --json catalog index-status | python3 -c 'import json,sys; print(json.load(sys.stdin)["pending"])')"
+  [[ "$pending" == 0 ]] && break
+  sleep 0.5
+done
+[[ "$pending" == 0 ]] || fail "the search indexer did not catch up ($pending events pending)"
+expect 0 "pending events:   0" "$G" catalog index-status
+# pkg-ok (allowed) and pkg-sus (released) are found; denied, rejected and re-denied items are not.
+expect 0 "2 hit(s)" "$G" catalog search "$repo" --repo "$repo"
+expect 0 "pkg-sus" "$G" catalog search suspicious --repo "$repo"
+expect 0 "0 hit(s)" "$G" catalog search infected --repo "$repo"
 
 printf '\ndemo ok\n'

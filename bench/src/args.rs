@@ -8,7 +8,7 @@ use clap::Args;
 /// Arguments of `gatehouse bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// The scenario: commands, ingest, activation, delivery, rebuild, or `list`.
+    /// The scenario: commands, decide, ingest, activation, delivery, rebuild, or `list`.
     pub scenario: String,
     /// A seconds-long smoke run: short repetitions, small sizes, no warm-up.
     #[arg(long)]
@@ -19,7 +19,7 @@ pub struct BenchArgs {
     /// Seconds per repetition of a timed phase (default 10; quick 0.5).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
-    /// Concurrent clients in `commands` (default 32; quick 8).
+    /// Concurrent clients in `commands` and `decide` (default 32; quick 8).
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Commands per second in `delivery` (default 500; quick 200).

@@ -13,7 +13,7 @@
 //! Layout:
 //! - this file: the scenario registry ([`SCENARIOS`]) and one run's steps; `args`: the
 //!   arguments ([`BenchArgs`]) and their defaults ([`Params`]).
-//! - [`commands`], [`ingest`], [`activation`], [`delivery`], [`rebuild`]: the scenarios;
+//! - [`commands`], [`decide`], [`ingest`], [`activation`], [`delivery`], [`rebuild`]: the scenarios;
 //!   [`catalog`]: the items `ingest` and `activation` work over, and their policy.
 //! - [`env`]: the isolated system; [`load`], [`workload`], [`observe`]: driving and watching it.
 //! - [`figures`], [`stats`], [`report`], [`machine`]: what is measured, summarized and written.
@@ -25,6 +25,7 @@ pub mod activation;
 mod args;
 pub mod catalog;
 pub mod commands;
+pub mod decide;
 pub mod delivery;
 pub mod env;
 pub mod figures;
@@ -70,6 +71,13 @@ pub const SCENARIOS: &[Scenario] = &[
         specs: commands::SPECS,
         needs_roles: true,
         runner: commands::run,
+    },
+    Scenario {
+        name: "decide",
+        about: "concurrent publish decisions (each persisted) vs a raw Postgres insert loop",
+        specs: decide::SPECS,
+        needs_roles: true,
+        runner: decide::run,
     },
     Scenario {
         name: "ingest",

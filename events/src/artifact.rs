@@ -72,6 +72,10 @@ pub struct DecisionRecorded {
     pub digests: Vec<String>,
     pub decided_by: String,
     pub decided_at: DateTime<Utc>,
+    /// The attributes evaluated (with `action` and `repo`): what `input_digest` digests, and
+    /// what the search index finds the item by. Absent in decisions recorded before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Value>,
 }
 
 /// A `quarantine` decision opened the item's case. `attributes` are what was evaluated (with

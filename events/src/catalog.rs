@@ -238,3 +238,86 @@ mod tests {
         );
     }
 }
+
+/// Longest `catalog.search` query text.
+pub const MAX_SEARCH_LEN: usize = 256;
+/// Most hits per `catalog.search` page (default 20).
+pub const MAX_SEARCH_LIMIT: u32 = 100;
+/// Hits per `catalog.search` page when the query names no limit.
+pub const DEFAULT_SEARCH_LIMIT: u32 = 20;
+
+/// `catalog.search`: publish-ready items (their latest decision allows them, or their case was
+/// released) matching `q` (web-search syntax: words, `"phrases"`, `or`, `-word`), best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    pub q: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The previous page's `next_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// One publish-ready item that matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub repo: String,
+    pub item_id: String,
+    /// `allow` (its latest decision allows it) or `released` (its case was released).
+    pub ready_by: String,
+    pub rank: f32,
+    pub attributes: serde_json::Value,
+    /// When the decision or release that made it ready was made.
+    pub changed_at: DateTime<Utc>,
+    pub indexed_at: DateTime<Utc>,
+}
+
+/// One page of search hits, best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// `catalog.index_status`: how far the search indexer got and how it fails.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexStatusQuery {}
+
+/// The search indexer's progress, lag and failures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexStatus {
+    /// Publish-ready items in the index.
+    pub indexed_items: u64,
+    /// The global position of the last event the indexer finished (indexed or dead-lettered).
+    pub last_position: i64,
+    pub last_indexed_at: Option<DateTime<Utc>>,
+    /// `artifact` events in the event store (the events stream's source) past `last_position`.
+    pub pending: u64,
+    /// Age of the oldest of them, in seconds (0 when nothing is pending).
+    pub lag_seconds: f64,
+    /// Failed index writes so far (each one is retried later, or dead-lettered on the last
+    /// attempt).
+    pub failed_attempts: u64,
+    pub last_failure: Option<String>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// The item being retried now and the delivery that last failed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrying: Option<Retrying>,
+    /// Events parked on the dead-letter stream after their last attempt.
+    pub dead_letters: u64,
+    pub last_dead_letter_reason: Option<String>,
+    pub last_dead_letter_at: Option<DateTime<Utc>>,
+}
+
+/// An item whose index write is being retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retrying {
+    pub artifact_id: String,
+    pub deliveries: u32,
+}

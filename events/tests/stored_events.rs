@@ -378,6 +378,7 @@ mod quarantine {
             digests: vec!["sha256:0123456789".into()],
             decided_by: "svc".into(),
             decided_at: at(2),
+            attributes: None,
         });
         pinned(
             decided,
@@ -441,7 +442,9 @@ mod quarantine {
 
 #[test]
 fn access_events_are_stored_as_pinned() {
-    use gatehouse_events::access::{AccessEvent, Role, RoleGranted, RoleRevoked};
+    use gatehouse_events::access::{
+        AccessEvent, Role, RoleGranted, RoleRevoked, TokenIssued, TokenRevoked,
+    };
     let cases = [
         (
             AccessEvent::RoleGranted(RoleGranted {
@@ -464,6 +467,29 @@ fn access_events_are_stored_as_pinned() {
                 revoked_at: at(1_700_000_060),
             }),
             json!({"RoleRevoked": {"user": "bob", "role": "delegate", "reason": "",
+                "revoked_by": "alice", "revoked_at": "2023-11-14T22:14:20Z"}}),
+        ),
+        (
+            AccessEvent::TokenIssued(TokenIssued {
+                token_id: "9f2c4e1a0b7d3c55".into(),
+                user: "carol".into(),
+                name: "laptop".into(),
+                secret_sha256: "ab".repeat(32),
+                issued_by: "alice".into(),
+                issued_at: at(1_700_000_000),
+            }),
+            json!({"TokenIssued": {"token_id": "9f2c4e1a0b7d3c55", "user": "carol",
+                "name": "laptop", "secret_sha256": "ab".repeat(32), "issued_by": "alice",
+                "issued_at": "2023-11-14T22:13:20Z"}}),
+        ),
+        (
+            AccessEvent::TokenRevoked(TokenRevoked {
+                token_id: "9f2c4e1a0b7d3c55".into(),
+                reason: "laptop lost".into(),
+                revoked_by: "alice".into(),
+                revoked_at: at(1_700_000_060),
+            }),
+            json!({"TokenRevoked": {"token_id": "9f2c4e1a0b7d3c55", "reason": "laptop lost",
                 "revoked_by": "alice", "revoked_at": "2023-11-14T22:14:20Z"}}),
         ),
     ];

@@ -52,6 +52,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
         Command::Releaser => gatehouse::quarantine::releaser::run(settings, shutdown).await?,
         Command::FlagMonitor => gatehouse::flag::monitor::run(settings, shutdown).await?,
+        Command::Indexer { reindex: false, .. } => {
+            gatehouse::catalog::indexer::run(settings, shutdown).await?
+        }
+        Command::Indexer {
+            reindex: true,
+            from_scratch,
+        } => {
+            let pg = db::pool(&settings.database_url, 2)?;
+            let done = gatehouse::catalog::indexer::reindex(&pg, *from_scratch)
+                .await
+                .map_err(|e| anyhow::anyhow!("reindex: {e}"))?;
+            gatehouse::outln!(
+                "reindexed {} artifacts: {} publish-ready items in the index",
+                done.artifacts,
+                done.ready
+            );
+        }
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -130,6 +147,7 @@ fn is_role(command: &Command) -> bool {
             | Command::Notifier
             | Command::Releaser
             | Command::FlagMonitor
+            | Command::Indexer { .. }
             | Command::Projector { .. }
             | Command::Migrate
     )

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::settings::Settings;
 use crate::{broker, db, gateway, notifier, relay, worker, RoleError};
 
-/// Runs migrations, then the gateway, the relay, every projector, a worker, the notifier and
-/// the releaser until `shutdown`.
+/// Runs migrations, then the gateway, the relay, every projector, a worker, the notifier, the
+/// releaser and the search indexer until `shutdown`.
 pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     db::migrate(&settings.database_url).await?;
     let mut roles = JoinSet::new();
@@ -32,6 +32,10 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
     roles.spawn(named(
         "flag-monitor",
         crate::flag::monitor::run(settings.clone(), stop.clone()),
+    ));
+    roles.spawn(named(
+        "indexer",
+        crate::catalog::indexer::run(settings.clone(), stop.clone()),
     ));
     roles.spawn(named(
         "projector",

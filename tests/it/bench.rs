@@ -207,3 +207,30 @@ fn gatehouse_bench_runs_the_bench_binary_beside_it() {
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("--no-such-option"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decide_benchmark_runs_quick_and_writes_its_figures() {
+    let json = run_quick("decide").await;
+    assert_figures(&json, "decide");
+    let figure = |name: &str| {
+        json["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is declared"))
+            .clone()
+    };
+    for name in ["decide.rate", "internal.rate", "raw.rate"] {
+        let values = figure(name)["values"].as_array().unwrap().clone();
+        assert_eq!(values.len(), 3, "{name}");
+        assert!(values.iter().all(|v| v.as_f64().unwrap() > 0.0), "{name}");
+    }
+    for name in ["decide.errors", "internal.errors", "raw.errors"] {
+        assert_eq!(figure(name)["max"].as_f64(), Some(0.0), "{name}");
+    }
+    assert_eq!(
+        json["parameters"]["decide_caller"].as_str(),
+        Some("svc (CLIENTS account)")
+    );
+}

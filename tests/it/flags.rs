@@ -608,7 +608,9 @@ async fn a_service_of_the_client_account_follows_flags_and_reports_outcomes() {
     )
     .await
     .unwrap();
-    let js = async_nats::jetstream::new(svc.clone());
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build(svc.clone());
     let outcome = gatehouse_events::flag::FlagOutcome {
         flag: "ranker.policy".into(),
         unit: Some("repo-1".into()),

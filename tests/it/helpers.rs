@@ -67,6 +67,7 @@ pub struct TestApp {
     pub notifier: Option<Role>,
     pub worker: Option<Role>,
     pub releaser: Option<Role>,
+    pub indexer: Option<Role>,
     pub projector_settings: ProjectorSettings,
 }
 
@@ -162,6 +163,7 @@ pub async fn spawn_app_at(
         notifier: None,
         worker: None,
         releaser: None,
+        indexer: None,
         projector_settings,
     };
     app.start_gateway();
@@ -216,6 +218,19 @@ impl TestApp {
         let s = self.settings.clone();
         self.releaser = Some(Role::spawn("releaser", move |stop| {
             gatehouse::quarantine::releaser::run(s, stop)
+        }));
+    }
+
+    /// Starts the search indexer with `indexer` settings (not started by default).
+    pub fn start_indexer(&mut self, indexer: gatehouse::catalog::indexer::IndexerSettings) {
+        let s = self.settings.clone();
+        self.indexer = Some(Role::spawn("indexer", move |stop| {
+            gatehouse::catalog::indexer::run_with(
+                s,
+                indexer,
+                gatehouse_projections::consumer::Health::default(),
+                stop,
+            )
         }));
     }
 
@@ -326,6 +341,7 @@ impl TestApp {
             self.notifier.take(),
             self.worker.take(),
             self.releaser.take(),
+            self.indexer.take(),
         ]
         .into_iter()
         .flatten()

@@ -12,6 +12,7 @@ mod fixtures;
 mod flags;
 mod helpers;
 mod identity;
+mod indexer;
 mod outage;
 mod permissions;
 mod policies;

@@ -74,7 +74,10 @@ async fn a_service_publishes_catalog_changes_through_the_import_and_a_person_may
     // svc is a user of CLIENTS, which has no JetStream of its own: the catalog stream in
     // GATEHOUSE stores what arrives through the import, and the PubAck comes back the same way.
     let svc = connect_as("svc", "GATEHOUSE_SVC_PASSWORD", None).await;
-    let js = async_nats::jetstream::new(svc);
+    // A loaded machine (the whole suite at once) may take seconds to acknowledge.
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build(svc);
     let ack = js
         .publish(
             subjects::catalog_item(ns, "song-1"),

@@ -124,7 +124,7 @@ async fn bind(
 }
 
 /// The gate policy with version 1 active, repo `npm` bound to it.
-async fn gate(app: &TestApp) {
+pub(crate) async fn gate(app: &TestApp) {
     gate_with(app, true).await
 }
 
@@ -143,7 +143,7 @@ async fn gate_with(app: &TestApp, host_rules: bool) {
     bind(app, "npm", "gate", None, true).await;
 }
 
-fn attributes(quality: f64, scan: &str, critical: i64) -> Map<String, Value> {
+pub(crate) fn attributes(quality: f64, scan: &str, critical: i64) -> Map<String, Value> {
     let Value::Object(m) = json!({"kind": "lib", "quality": quality, "tags": [],
         "scan": {"status": scan, "critical": critical}})
     else {
@@ -152,7 +152,7 @@ fn attributes(quality: f64, scan: &str, critical: i64) -> Map<String, Value> {
     m
 }
 
-fn evaluate(
+pub(crate) fn evaluate(
     repo: &str,
     item: &str,
     action: Action,
@@ -171,7 +171,10 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn decide(app: &TestApp, cmd: EvaluateDecision) -> Result<DecisionReply, Rejection> {
+pub(crate) async fn decide(
+    app: &TestApp,
+    cmd: EvaluateDecision,
+) -> Result<DecisionReply, Rejection> {
     match app
         .client
         .command_reply("decision", "evaluate", &app.sender("svc"), cmd)
@@ -183,7 +186,7 @@ async fn decide(app: &TestApp, cmd: EvaluateDecision) -> Result<DecisionReply, R
     }
 }
 
-async fn resolve(
+pub(crate) async fn resolve(
     app: &TestApp,
     name: &str,
     actor: &str,
@@ -207,7 +210,7 @@ async fn resolve(
     }
 }
 
-async fn can_read(
+pub(crate) async fn can_read(
     app: &TestApp,
     repo: &str,
     item: Option<&str>,
@@ -924,6 +927,7 @@ async fn the_public_catalog_never_serves_an_item_with_an_open_or_rejected_case()
 async fn the_demo_script_runs_against_a_running_system() {
     let mut app = spawn_app().await;
     app.start_worker();
+    app.start_indexer(gatehouse::catalog::indexer::IndexerSettings::default());
     let me = std::env::current_exe().expect("the test binary");
     let bin = me
         .parent()

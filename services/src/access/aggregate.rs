@@ -520,6 +520,76 @@ mod tests {
         assert_eq!(field_of(refuse("bob", "viewer", &essay)), "command.reason");
     }
 
+    fn issue(token_id: &str, secret: &str) -> AccessCommand {
+        AccessCommand::IssueToken {
+            token_id: token_id.into(),
+            user: "carol".into(),
+            name: "laptop".into(),
+            secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+            actor: "alice".into(),
+            at: at(),
+        }
+    }
+
+    fn issued(token_id: &str, secret: &str) -> AccessEvent {
+        AccessEvent::TokenIssued(TokenIssued {
+            token_id: token_id.into(),
+            user: "carol".into(),
+            name: "laptop".into(),
+            secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+            issued_by: "alice".into(),
+            issued_at: at(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_token_is_issued_with_the_hash_of_its_secret_and_revoked_once() {
+        AccessTest::with(())
+            .given_no_previous_events()
+            .when_async(issue("t1", "s3cret"))
+            .await
+            .then_expect_events(vec![issued("t1", "s3cret")]);
+        let revoke = || AccessCommand::RevokeToken {
+            token_id: "t1".into(),
+            reason: "lost".into(),
+            actor: "alice".into(),
+            at: at(),
+        };
+        AccessTest::with(())
+            .given(vec![issued("t1", "s3cret")])
+            .when_async(revoke())
+            .await
+            .then_expect_events(vec![AccessEvent::TokenRevoked(TokenRevoked {
+                token_id: "t1".into(),
+                reason: "lost".into(),
+                revoked_by: "alice".into(),
+                revoked_at: at(),
+            })]);
+        AccessTest::with(())
+            .given_no_previous_events()
+            .when_async(revoke())
+            .await
+            .then_expect_error(AccessError::UnknownToken("t1".into()));
+    }
+
+    #[test]
+    fn a_token_authenticates_its_user_only_with_its_secret_and_only_while_in_force() {
+        let mut access = Access::default();
+        access.apply(issued("t1", "s3cret"));
+        assert_eq!(access.token_user("gh_t1.s3cret"), Some("carol"));
+        for wrong in ["gh_t1.s3creT", "gh_t2.s3cret", "t1.s3cret", "gh_t1", ""] {
+            assert_eq!(access.token_user(wrong), None, "{wrong}");
+        }
+        access.apply(AccessEvent::TokenRevoked(TokenRevoked {
+            token_id: "t1".into(),
+            reason: String::new(),
+            revoked_by: "alice".into(),
+            revoked_at: at(),
+        }));
+        assert_eq!(access.token_user("gh_t1.s3cret"), None);
+        assert!(access.tokens(None).is_empty());
+    }
+
     #[test]
     fn the_state_lists_the_grants_in_force_by_user() {
         let mut access = Access::default();

@@ -407,6 +407,8 @@ mod tests {
                 "catalog.get",
                 "catalog.stats",
                 "catalog.public",
+                "catalog.search",
+                "catalog.index_status",
                 "audit.log",
                 "audit.replay",
                 "audit.denials",
@@ -436,6 +438,7 @@ mod tests {
             "artifact.can_read" | "flag.snapshot" | "flag.evaluate" | "flag.evaluate_batch" => {
                 Role::Service
             }
+            "access.tokens" => Role::Admin,
             _ if operation(Kind::Query, name).is_some() => Role::Viewer,
             "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
             "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,
@@ -443,7 +446,6 @@ mod tests {
             | "access.revoke"
             | "access.issue_token"
             | "access.revoke_token"
-            | "access.tokens"
             | "policy.configure" => Role::Admin,
             "policy.promote" | "quarantine.release" | "quarantine.reject" => Role::Approver,
             "repo.bind" => Role::Operator,
@@ -471,7 +473,13 @@ mod tests {
                 // Written before the denied request is answered, or read from the event store:
                 // nothing to wait for.
                 Kind::Query
-                    if ["audit.denials", "access.roles", "flag.snapshot"].contains(&op.name) =>
+                    if [
+                        "audit.denials",
+                        "access.roles",
+                        "access.tokens",
+                        "flag.snapshot",
+                    ]
+                    .contains(&op.name) =>
                 {
                     assert_eq!(op.reads, None, "{}", op.name)
                 }

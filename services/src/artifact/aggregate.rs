@@ -254,6 +254,7 @@ mod tests {
             digests: vec![],
             decided_by: "svc".into(),
             decided_at: at(),
+            attributes: None,
         }
     }
 

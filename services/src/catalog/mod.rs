@@ -3,11 +3,18 @@
 //! `catalog.stats`, `catalog.public` (declared in [`OPERATIONS`]); no command writes the catalog
 //! (hosts publish changes to its stream).
 //!
-//! Layout: [`queries`].
+//! `catalog.search` and `catalog.index_status` read the search index of publish-ready items
+//! the [`indexer`] keeps from the events stream.
+//!
+//! Layout: [`queries`], [`search`] (the search queries), [`indexer`] (the consumer keeping the
+//! search index).
+pub mod indexer;
 pub mod queries;
+pub mod search;
 
 use gatehouse_events::catalog::{
-    CatalogItem, CatalogStats, GetItem, PublicCatalogPage, PublicCatalogQuery, StatsQuery,
+    CatalogItem, CatalogStats, GetItem, IndexStatus, IndexStatusQuery, PublicCatalogPage,
+    PublicCatalogQuery, SearchPage, SearchQuery, StatsQuery,
 };
 
 use crate::api::{Operation, ReadModel};
@@ -38,5 +45,21 @@ pub const OPERATIONS: &[Operation] = &[
         PublicCatalogQuery => PublicCatalogPage,
         queries::public,
         Some(ReadModel::Policies)
+    ),
+    query!(
+        "catalog.search",
+        Viewer,
+        "publish-ready items (allowed, or released) matching words, best first",
+        SearchQuery => SearchPage,
+        search::search,
+        None
+    ),
+    query!(
+        "catalog.index_status",
+        Viewer,
+        "the search indexer's progress, lag, failed attempts and dead letters",
+        IndexStatusQuery => IndexStatus,
+        search::index_status,
+        None
     ),
 ];

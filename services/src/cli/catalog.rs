@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use clap::builder::RangedU64ValueParser;
 use clap::Subcommand;
 use gatehouse_events::catalog::{
-    CatalogItem, CatalogStats, GetItem, PublicCatalogPage, PublicCatalogQuery,
+    CatalogItem, CatalogStats, GetItem, IndexStatus, IndexStatusQuery, PublicCatalogPage,
+    PublicCatalogQuery, SearchPage, SearchQuery,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,20 @@ pub enum CatalogCommand {
         #[arg(long)]
         after: Option<String>,
     },
+    /// Search the publish-ready items (allowed, or released) by words of their id, repo and
+    /// attributes (web-search syntax: words, "phrases", or, -word), best first.
+    Search {
+        q: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The previous page's cursor (printed after a full page).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// The search indexer: items indexed, events pending, lag, failed attempts, dead letters.
+    IndexStatus,
 }
 
 /// Runs one catalog command against a running Gatehouse.
@@ -115,6 +130,77 @@ pub async fn run(cli: &Cli, cmd: &CatalogCommand, client: &Client) -> anyhow::Re
                 return Ok(());
             }
             print_page(&page, *limit);
+        }
+        CatalogCommand::Search {
+            q,
+            repo,
+            limit,
+            after,
+        } => {
+            let q = SearchQuery {
+                q: q.clone(),
+                repo: repo.clone(),
+                limit: *limit,
+                after: after.clone(),
+            };
+            let page: SearchPage = client.query(MODEL, "search", &q).await?;
+            if cli.json {
+                output::json(&page);
+                return Ok(());
+            }
+            let mut t = table(&["REPO", "ITEM", "READY BY", "RANK", "ATTRIBUTES"]);
+            for hit in &page.hits {
+                t.add_row(vec![
+                    hit.repo.clone(),
+                    hit.item_id.clone(),
+                    hit.ready_by.clone(),
+                    format!("{:.3}", hit.rank),
+                    clip(&hit.attributes.to_string(), 50),
+                ]);
+            }
+            crate::outln!("{t}");
+            crate::outln!("{} hit(s)", page.hits.len());
+            if let Some(next) = &page.next_after {
+                crate::outln!("next page: --after '{next}'");
+            }
+        }
+        CatalogCommand::IndexStatus => {
+            let s: IndexStatus = client
+                .query(MODEL, "index_status", &IndexStatusQuery {})
+                .await?;
+            if cli.json {
+                output::json(&s);
+                return Ok(());
+            }
+            let at = |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map(time);
+            crate::outln!("indexed items:    {}", s.indexed_items);
+            crate::outln!(
+                "last position:    {} at {}",
+                s.last_position,
+                opt(at(&s.last_indexed_at).as_deref())
+            );
+            crate::outln!(
+                "pending events:   {} (lag {:.1} s)",
+                s.pending,
+                s.lag_seconds
+            );
+            crate::outln!(
+                "failed attempts:  {} (last: {})",
+                s.failed_attempts,
+                opt(s.last_failure.as_deref())
+            );
+            if let Some(r) = &s.retrying {
+                crate::outln!(
+                    "retrying:         {} after delivery {}",
+                    r.artifact_id,
+                    r.deliveries
+                );
+            }
+            crate::outln!(
+                "dead letters:     {} (last: {})",
+                s.dead_letters,
+                opt(s.last_dead_letter_reason.as_deref())
+            );
         }
     }
     Ok(())

@@ -59,6 +59,17 @@ pub enum Command {
     Releaser,
     /// Run the flag monitor only (outcomes per window, auto-rollback).
     FlagMonitor,
+    /// Run the search indexer only: keeps the search index of publish-ready items
+    /// (GATEHOUSE_INDEXER_MAX_DELIVER, GATEHOUSE_INDEXER_RETRY_MS, GATEHOUSE_INDEXER_MAX_RETRY_MS).
+    Indexer {
+        /// Instead of running: index every artifact again from the event store (repairs what
+        /// was dead-lettered), then exit.
+        #[arg(long)]
+        reindex: bool,
+        /// With --reindex: empty the index first.
+        #[arg(long, requires = "reindex")]
+        from_scratch: bool,
+    },
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
@@ -73,7 +84,7 @@ pub enum Command {
     /// Evaluation runs: prepare, watch, diff, cancel, resume, promote.
     #[command(subcommand)]
     Run(run::RunCommand),
-    /// The catalog: import items, look them up, read a policy's public catalog.
+    /// The catalog: import items, look them up, read a policy's public catalog, search.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
     /// The audit trail.

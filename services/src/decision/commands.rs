@@ -75,6 +75,7 @@ pub async fn evaluate(
         digests: command.digests.clone(),
         decided_by: context.actor.clone(),
         decided_at: Utc::now(),
+        attributes: Some(evaluated.attributes.clone()),
     };
     let id = artifact::aggregate_id(&command.repo, &command.item_id);
     let done = app
@@ -132,7 +133,7 @@ fn check(command: &EvaluateDecision) -> Result<(), Rejection> {
 /// evaluation (on a blocking thread, so the budget holds however long a rule runs).
 async fn within_budget(
     app: &App,
-    client: &tokio_postgres::Client,
+    client: &deadpool_postgres::ClientWrapper,
     binding: &RepoBound,
     command: &EvaluateDecision,
 ) -> Result<(u32, Evaluated), Rejection> {

@@ -1,24 +1,39 @@
 //! What a decision reads, straight from the event store (never a lagging read model): the
 //! repo's binding, the policy's active version, the item's case; and the catalog item's
-//! attributes. Each is one indexed look-up of the aggregate's stream, newest event first.
+//! attributes. Each is one indexed look-up of the aggregate's stream, newest event first. The
+//! look-ups of every decision use statements prepared once per pooled connection.
 
+use deadpool_postgres::ClientWrapper;
 use gatehouse_events::artifact::{self, ArtifactEvent};
 use gatehouse_events::quarantine::CaseStatus;
 use gatehouse_events::repo::{RepoBound, RepoEvent};
 use serde_json::{Map, Value};
 
+/// The repo's last `RepoBound`.
+const BINDING: &str = "SELECT payload FROM events
+    WHERE aggregate_type = 'repo' AND aggregate_id = $1 AND event_type = 'RepoBound'
+    ORDER BY sequence DESC LIMIT 1";
+/// The policy's last `PolicyPromoted`'s version.
+const ACTIVE_VERSION: &str =
+    "SELECT (payload -> 'PolicyPromoted' ->> 'version')::bigint FROM events
+    WHERE aggregate_type = 'policy' AND aggregate_id = $1 AND event_type = 'PolicyPromoted'
+    ORDER BY sequence DESC LIMIT 1";
+/// A ready, not deleted catalog item's attributes.
+const CATALOG_ATTRIBUTES: &str =
+    "SELECT attributes FROM catalog_items WHERE item_id = $1 AND status = 'ready' AND NOT deleted";
+/// The item's last case event.
+const CASE_STATE: &str = "SELECT payload FROM events
+    WHERE aggregate_type = 'artifact' AND aggregate_id = $1
+    AND event_type IN ('QuarantineOpened', 'QuarantineReleased', 'QuarantineRejected')
+    ORDER BY sequence DESC LIMIT 1";
+
 /// The repo's binding: its last `RepoBound`, if any.
 pub async fn binding(
-    client: &tokio_postgres::Client,
+    client: &ClientWrapper,
     repo: &str,
 ) -> Result<Option<RepoBound>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
-            "SELECT payload FROM events
-              WHERE aggregate_type = 'repo' AND aggregate_id = $1 AND event_type = 'RepoBound'
-              ORDER BY sequence DESC LIMIT 1",
-            &[&repo],
-        )
+        .query_opt(&client.prepare_cached(BINDING).await?, &[&repo])
         .await?;
     Ok(
         row.and_then(|r| match serde_json::from_value(r.get::<_, Value>(0)) {
@@ -51,16 +66,11 @@ pub async fn bindings(
 
 /// The policy's active version: its last `PolicyPromoted`'s version, if any.
 pub async fn active_version(
-    client: &tokio_postgres::Client,
+    client: &ClientWrapper,
     policy_id: &str,
 ) -> Result<Option<u32>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
-            "SELECT (payload -> 'PolicyPromoted' ->> 'version')::bigint FROM events
-              WHERE aggregate_type = 'policy' AND aggregate_id = $1 AND event_type = 'PolicyPromoted'
-              ORDER BY sequence DESC LIMIT 1",
-            &[&policy_id],
-        )
+        .query_opt(&client.prepare_cached(ACTIVE_VERSION).await?, &[&policy_id])
         .await?;
     Ok(row
         .and_then(|r| r.get::<_, Option<i64>>(0))
@@ -83,12 +93,12 @@ pub async fn policy_exists(
 
 /// The attributes of a ready, not deleted catalog item.
 pub async fn catalog_attributes(
-    client: &tokio_postgres::Client,
+    client: &ClientWrapper,
     item_id: &str,
 ) -> Result<Option<Map<String, Value>>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT attributes FROM catalog_items WHERE item_id = $1 AND status = 'ready' AND NOT deleted",
+            &client.prepare_cached(CATALOG_ATTRIBUTES).await?,
             &[&item_id],
         )
         .await?;
@@ -108,16 +118,13 @@ pub struct CaseState {
 
 /// The case of `item_id` in `repo`, if it has one.
 pub async fn case_state(
-    client: &tokio_postgres::Client,
+    client: &ClientWrapper,
     repo: &str,
     item_id: &str,
 ) -> Result<Option<CaseState>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT payload FROM events
-              WHERE aggregate_type = 'artifact' AND aggregate_id = $1
-                AND event_type IN ('QuarantineOpened', 'QuarantineReleased', 'QuarantineRejected')
-              ORDER BY sequence DESC LIMIT 1",
+            &client.prepare_cached(CASE_STATE).await?,
             &[&artifact::aggregate_id(repo, item_id)],
         )
         .await?;
