@@ -11,6 +11,16 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
+/// The version of the last migration this build applies.
+pub fn latest_migration() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
 /// Advisory-lock key serializing concurrent migration runs (several roles may start at once).
 const MIGRATION_LOCK: i64 = 0x0067_6174_656d_6967; // "gatemig"
 

@@ -37,6 +37,7 @@ pub mod db;
 pub mod decision;
 pub mod flag;
 pub mod gateway;
+pub mod http;
 pub mod notifier;
 pub mod policy;
 pub mod quarantine;
@@ -73,6 +74,13 @@ pub enum RoleError {
     UnknownProjector { name: String, known: String },
     #[error(transparent)]
     Projection(#[from] gatehouse_projections::error::ProjectorError),
+    /// The HTTP adapter cannot listen or serve.
+    #[error("http: cannot {action}")]
+    Http {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl RoleError {

@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
         Command::Releaser => gatehouse::quarantine::releaser::run(settings, shutdown).await?,
         Command::FlagMonitor => gatehouse::flag::monitor::run(settings, shutdown).await?,
+        Command::Http => gatehouse::http::run(settings, shutdown).await?,
         Command::Indexer { reindex: false, .. } => {
             gatehouse::catalog::indexer::run(settings, shutdown).await?
         }
@@ -147,6 +148,7 @@ fn is_role(command: &Command) -> bool {
             | Command::Notifier
             | Command::Releaser
             | Command::FlagMonitor
+            | Command::Http
             | Command::Indexer { .. }
             | Command::Projector { .. }
             | Command::Migrate

@@ -34,6 +34,10 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
         crate::flag::monitor::run(settings.clone(), stop.clone()),
     ));
     roles.spawn(named(
+        "http",
+        crate::http::run(settings.clone(), stop.clone()),
+    ));
+    roles.spawn(named(
         "indexer",
         crate::catalog::indexer::run(settings.clone(), stop.clone()),
     ));

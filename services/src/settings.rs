@@ -26,6 +26,8 @@ pub struct Settings {
     pub max_inflight: usize,
     /// `GATEHOUSE_EVENTS_DUPLICATE_WINDOW_S`: the events stream's dedupe window (default 600 s).
     pub events_duplicate_window: Duration,
+    /// `GATEHOUSE_HTTP_ADDR`: where the HTTP API listens (default `127.0.0.1:8080`).
+    pub http_addr: String,
     /// `GATEHOUSE_ADMIN_USER`: the first admin, granted `admin` at start-up while nobody holds
     /// it (default: none; an operator on Gatehouse's own account can always grant).
     pub admin_user: Option<String>,
@@ -35,6 +37,9 @@ pub struct Settings {
     /// may do nothing until an admin grants a role (`access.grant`).
     pub grants: Grants,
 }
+
+/// Where the HTTP API listens unless `GATEHOUSE_HTTP_ADDR` says otherwise.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 
 impl Settings {
     /// Reads the settings from the environment; `DATABASE_URL` and `NATS_URL` are required.
@@ -65,6 +70,7 @@ impl Settings {
                 600,
             )?),
             admin_user: var("GATEHOUSE_ADMIN_USER"),
+            http_addr: var("GATEHOUSE_HTTP_ADDR").unwrap_or_else(|| DEFAULT_HTTP_ADDR.into()),
             grants: match var("GATEHOUSE_ROLES") {
                 Some(raw) => Grants::parse(&raw)
                     .map_err(|why| SettingsError::Invalid("GATEHOUSE_ROLES", why))?,
@@ -90,6 +96,7 @@ impl Settings {
             max_inflight: 256,
             events_duplicate_window: Duration::from_secs(600),
             admin_user: None,
+            http_addr: DEFAULT_HTTP_ADDR.into(),
             grants: Grants::default(),
         }
     }

@@ -11,6 +11,7 @@ mod consumer;
 mod fixtures;
 mod flags;
 mod helpers;
+mod http;
 mod identity;
 mod indexer;
 mod outage;

@@ -34,14 +34,24 @@ impl Current {
     /// The grants as stored now: the kept state plus the events stored since.
     pub async fn now(&self, pg: &Pool) -> Result<Arc<Snapshot>, Rejection> {
         let known = self.kept().sequence;
-        let rows = read::query(
-            pg,
-            "SELECT sequence, payload FROM events \
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
-              ORDER BY sequence",
-            &[&AGGREGATE, &GRANTS, &known],
-        )
-        .await?;
+        let client = pg
+            .get()
+            .await
+            .map_err(|e| read::unavailable(e.to_string()))?;
+        // Prepared once per pooled connection: this runs before every user request.
+        let statement = client
+            .prepare_cached(
+                "SELECT sequence, payload FROM events \
+                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+                  ORDER BY sequence",
+            )
+            .await
+            .map_err(read::database)?;
+        let rows = client
+            .query(&statement, &[&AGGREGATE, &GRANTS, &known])
+            .await
+            .map_err(read::database)?;
+        drop(client);
         if rows.is_empty() {
             return Ok(self.kept());
         }

@@ -5,7 +5,7 @@
 //! on requests crossing the `CLIENTS` → `GATEHOUSE` service import (`share: true`); the server
 //! replaces a header of that name set by the client. A request without the header comes from a
 //! connection inside the `GATEHOUSE` account, i.e. from Gatehouse itself (the workers) or an
-//! operator: it is [`Identity::Internal`]. The HTTP adapter will build an [`Identity::User`]
+//! operator: it is [`Identity::Internal`]. The HTTP adapter ([`crate::http`]) builds an [`Identity::User`]
 //! from a bearer token the same way.
 //!
 //! Delegates (users holding the `delegate` role, e.g. the HTTP adapter's NATS user, which

@@ -57,6 +57,8 @@ pub enum Command {
     Notifier,
     /// Run the releaser only: releases quarantine cases a newly promoted version allows.
     Releaser,
+    /// Run the HTTP API only (GATEHOUSE_HTTP_ADDR, default 127.0.0.1:8080).
+    Http,
     /// Run the flag monitor only (outcomes per window, auto-rollback).
     FlagMonitor,
     /// Run the search indexer only: keeps the search index of publish-ready items

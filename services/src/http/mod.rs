@@ -1,0 +1,285 @@
+//! The HTTP adapter: the same operations as the NATS gateway, generated from the same table
+//! ([`crate::api::operations`]), with the same payloads and rejection codes.
+//!
+//! - `POST /v1/commands/<context>.<name>`: the body is the command (what a NATS request carries
+//!   under `command`); `Idempotency-Key` is its `command_id` (required), so a retry over HTTP
+//!   and one over NATS with the same id are the same command; `X-Correlation-Id` is optional.
+//!   The actor is the token's user: nothing in the body can claim another.
+//! - `POST /v1/queries/<context>.<name>`: the body is the query (empty means `{}`).
+//! - `GET /healthz` (the process answers), `GET /readyz` (Postgres answers and every migration
+//!   is applied): no token needed.
+//!
+//! Every other route, and every request without a token in force (`Authorization: Bearer
+//! gh_<id>.<secret>`, issued by `access.issue_token`), is answered with the JSON error body
+//! `{code, message, field?, details?}` — never an HTML page or a stack trace — with the status
+//! [`status`] maps the code to, the one place that does.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gatehouse_events::envelope::{Rejection, RejectionCode, MAX_REQUEST_BYTES};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::identity::User;
+use crate::api::{self, App, Identity, Kind};
+use crate::settings::Settings;
+use crate::{db, RoleError};
+
+/// The account an HTTP caller is reported in (denials, logs): people and services the HTTP
+/// adapter authenticated by token.
+pub const HTTP_ACCOUNT: &str = "HTTP";
+
+/// The HTTP status of a rejection code: the one mapping every route uses.
+pub fn status(code: RejectionCode) -> StatusCode {
+    use RejectionCode as C;
+    match code {
+        C::BadRequest | C::InvalidRules | C::NotReady => StatusCode::BAD_REQUEST,
+        C::Unauthenticated => StatusCode::UNAUTHORIZED,
+        C::Forbidden | C::ActorMismatch | C::ApprovalRequired => StatusCode::FORBIDDEN,
+        C::NotFound | C::VersionNotFound => StatusCode::NOT_FOUND,
+        C::Conflict
+        | C::IdempotencyConflict
+        | C::InvalidState
+        | C::AlreadyExists
+        | C::AlreadyRunning
+        | C::Unchanged => StatusCode::CONFLICT,
+        C::QuarantinedBlob => StatusCode::LOCKED,
+        C::PolicyTimeout | C::PolicyUnavailable | C::Unavailable | C::NotCaughtUp => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A rejection as an HTTP response: its status and the JSON error body.
+struct Failure(Rejection);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = status(self.0.code);
+        (status, Json(&self.0)).into_response()
+    }
+}
+
+impl From<Rejection> for Failure {
+    fn from(r: Rejection) -> Self {
+        Failure(r)
+    }
+}
+
+fn bad_request(message: impl Into<String>, field: Option<&str>) -> Failure {
+    let r = Rejection::new(RejectionCode::BadRequest, message);
+    Failure(match field {
+        Some(f) => r.with_field(f),
+        None => r,
+    })
+}
+
+/// The routes, over `app`.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(ready))
+        .route("/v1/commands/{operation}", post(command))
+        .route("/v1/queries/{operation}", post(query))
+        .fallback(|| async {
+            Failure(Rejection::new(
+                RejectionCode::NotFound,
+                "no such route: commands are POST /v1/commands/<context>.<name>, queries \
+                 POST /v1/queries/<context>.<name>",
+            ))
+        })
+        .with_state(app)
+}
+
+/// Serves `app` on `listener` until `shutdown`.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// The `http` role: serves on `GATEHOUSE_HTTP_ADDR` until `shutdown`.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
+    let pg = db::pool(&settings.database_url, settings.db_pool_size)?;
+    let sqlx = db::sqlx_pool(&settings.database_url, settings.db_pool_size as u32).await?;
+    let app = Arc::new(App::new(sqlx, pg, settings.namespace.clone()));
+    let listener = tokio::net::TcpListener::bind(&settings.http_addr)
+        .await
+        .map_err(|e| RoleError::Http {
+            action: format!("listen on {}", settings.http_addr),
+            source: e,
+        })?;
+    tracing::info!(addr = %settings.http_addr, "http serving");
+    serve(app, listener, shutdown)
+        .await
+        .map_err(|e| RoleError::Http {
+            action: "serve HTTP".into(),
+            source: e,
+        })
+}
+
+/// The caller a bearer token names, or `unauthenticated`.
+async fn caller(app: &App, headers: &HeaderMap) -> Result<Identity, Failure> {
+    let unauthenticated =
+        |message: &str| Failure(Rejection::new(RejectionCode::Unauthenticated, message));
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            unauthenticated("send `Authorization: Bearer <token>` (an admin issues tokens)")
+        })?;
+    let grants = app.grants.now(&app.pg).await?;
+    let user = grants
+        .access
+        .token_user(token.trim())
+        .ok_or_else(|| unauthenticated("the token is unknown or revoked"))?;
+    Ok(Identity::User(User {
+        user: user.to_owned(),
+        account: HTTP_ACCOUNT.to_owned(),
+        delegate: false,
+    }))
+}
+
+/// The body, at most [`MAX_REQUEST_BYTES`], as JSON (empty: `{}`).
+async fn body_json(body: Body) -> Result<Value, Failure> {
+    let bytes = to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|_| {
+        bad_request(
+            format!("the body is larger than {MAX_REQUEST_BYTES} bytes"),
+            None,
+        )
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| bad_request(format!("the body is not JSON: {e}"), None))
+}
+
+/// The operation of `kind` called `name`, or `not_found` naming it.
+fn operation(kind: Kind, name: &str) -> Result<&'static api::Operation, Failure> {
+    api::operation(kind, name).ok_or_else(|| {
+        let what = match kind {
+            Kind::Command => "command",
+            Kind::Query => "query",
+        };
+        Failure(Rejection::new(
+            RejectionCode::NotFound,
+            format!("there is no {what} `{name}` (GET /openapi.json lists them)"),
+        ))
+    })
+}
+
+/// `POST /v1/commands/<operation>`.
+async fn command(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, Failure> {
+    let op = operation(Kind::Command, &name)?;
+    let (parts, body) = request.into_parts();
+    let caller = caller(&app, &parts.headers).await?;
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let command_id = header("idempotency-key").ok_or_else(|| {
+        bad_request(
+            "send `Idempotency-Key`: the command's id, the same on every retry",
+            Some("Idempotency-Key"),
+        )
+    })?;
+    let Identity::User(user) = &caller else {
+        unreachable!("HTTP callers are users")
+    };
+    let mut envelope = json!({
+        "command_id": command_id,
+        "actor": user.user,
+        "command": body_json(body).await?,
+    });
+    if let Some(correlation) = header("x-correlation-id") {
+        envelope["correlation_id"] = correlation.into();
+    }
+    let payload = serde_json::to_vec(&envelope).unwrap_or_default();
+    let result = op.call(&app, &caller, &payload).await?;
+    Ok((StatusCode::OK, Json(result)).into_response())
+}
+
+/// `POST /v1/queries/<operation>`.
+async fn query(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, Failure> {
+    let op = operation(Kind::Query, &name)?;
+    let (parts, body) = request.into_parts();
+    let caller = caller(&app, &parts.headers).await?;
+    let payload = serde_json::to_vec(&body_json(body).await?).unwrap_or_default();
+    let result = op.call(&app, &caller, &payload).await?;
+    Ok((StatusCode::OK, Json(result)).into_response())
+}
+
+/// `GET /readyz`: Postgres answers and every migration this build knows is applied.
+async fn ready(State(app): State<Arc<App>>) -> Result<Json<Value>, Failure> {
+    let unready = |why: String| Failure(Rejection::new(RejectionCode::Unavailable, why));
+    let client = app
+        .pg
+        .get()
+        .await
+        .map_err(|e| unready(format!("Postgres: {e}")))?;
+    let applied: Option<i32> = client
+        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+        .await
+        .map_err(|e| unready(format!("migrations: {e}")))?
+        .get(0);
+    let expected = db::latest_migration();
+    if applied.unwrap_or(0) < expected {
+        return Err(unready(format!(
+            "migrations: {} of {expected} applied",
+            applied.unwrap_or(0)
+        )));
+    }
+    Ok(Json(
+        json!({"status": "ready", "postgres": "ok", "migration": expected}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_the_documented_status() {
+        use RejectionCode as C;
+        let cases = [
+            (C::BadRequest, 400),
+            (C::Unauthenticated, 401),
+            (C::Forbidden, 403),
+            (C::NotFound, 404),
+            (C::Conflict, 409),
+            (C::InvalidState, 409),
+            (C::IdempotencyConflict, 409),
+            (C::QuarantinedBlob, 423),
+            (C::PolicyTimeout, 503),
+            (C::Unavailable, 503),
+            (C::Internal, 500),
+        ];
+        for (code, expected) in cases {
+            assert_eq!(status(code).as_u16(), expected, "{code:?}");
+        }
+    }
+}
