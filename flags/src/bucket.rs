@@ -48,6 +48,19 @@ pub fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
     h
 }
 
+/// The place of a unit of priority `priority` (0–100) in a `category` rollout: 1..=10,100,
+/// `(100 - priority) * 100 + h % 100 + 1`, so a higher priority always comes first and a level
+/// is ordered by hash.
+pub fn category_position(group: &str, unit: &str, priority: u8) -> u32 {
+    let h = murmur3_x86_32(format!("{group}:{unit}").as_bytes(), 0);
+    (100 - u32::from(priority.min(100))) * 100 + h % 100 + 1
+}
+
+/// Is a `category` rollout's `position` within `percentage`: `position <= round(percentage * 101)`.
+pub fn category_within(position: u32, percentage: f64) -> bool {
+    f64::from(position) <= (percentage * 101.0).round()
+}
+
 /// How many buckets a mode has.
 pub fn buckets(mode: Bucketing) -> u32 {
     match mode {

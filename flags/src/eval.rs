@@ -8,7 +8,8 @@
 //! 5. the unit is in `exclude` → off;
 //! 6. the unit is in `include` → on;
 //! 7. the strategy: `percentage` (bucket), `whitelist` (off: not included), `rule` (the CEL rule
-//!    holds, then the bucket), `category` (off until categories exist).
+//!    holds, then the bucket), `category` (the context's `category` is one of `categories`, then
+//!    its `priority` orders it: [`bucket::category_position`]).
 //!
 //! "Off" answers the flag's off value, "on" its on value. The unit is the context attribute the
 //! rollout's `stickiness` names (stringified), else the request's `unit`; without one, a
@@ -22,6 +23,11 @@ use serde_json::{Map, Value};
 
 use crate::bucket;
 use crate::env::EmergencyOverride;
+
+/// The context attribute the `category` strategy reads the unit's category from.
+pub const CATEGORY: &str = "category";
+/// The context attribute the `category` strategy reads the unit's priority (0–100) from.
+pub const PRIORITY: &str = "priority";
 
 /// A flag ready to evaluate: its state and its compiled rule.
 #[derive(Clone)]
@@ -104,6 +110,35 @@ impl CompiledFlag {
         matches!(rule.evaluate(&item), Ok(cel::Value::Bool(true)))
     }
 
+    /// The `category` strategy: the context's `category` must be one of the rollout's, then the
+    /// unit's position by `priority` (0–100, an integer) must be within the percentage.
+    fn by_category(&self, unit: Option<&str>, context: &Map<String, Value>) -> Evaluation {
+        let rollout = &self.state.rollout;
+        let Some(category) = context.get(CATEGORY).and_then(Value::as_str) else {
+            return self.off(Reason::Category, None);
+        };
+        if !rollout.categories.iter().any(|c| c == category) {
+            return self.off(Reason::Category, None);
+        }
+        let Some(priority) = context
+            .get(PRIORITY)
+            .and_then(Value::as_u64)
+            .filter(|p| *p <= 100)
+        else {
+            return self.off(Reason::Category, None);
+        };
+        let Some(unit) = unit else {
+            return self.off(Reason::NoUnit, None);
+        };
+        let group = rollout.group.as_deref().unwrap_or(&self.state.flag);
+        let position = bucket::category_position(group, unit, priority as u8);
+        if bucket::category_within(position, rollout.percentage) {
+            self.on(Reason::Category, Some(position))
+        } else {
+            self.off(Reason::Category, Some(position))
+        }
+    }
+
     /// The flag's own decision (steps 3–7), without the global switches.
     pub fn decide(&self, unit: Option<&str>, context: &Map<String, Value>) -> Evaluation {
         let state = &self.state;
@@ -125,7 +160,7 @@ impl CompiledFlag {
         }
         match rollout.strategy {
             Strategy::Whitelist => return self.off(Reason::NotIncluded, None),
-            Strategy::Category => return self.off(Reason::Category, None),
+            Strategy::Category => return self.by_category(unit.as_deref(), context),
             Strategy::Rule if !self.rule_holds(context) => return self.off(Reason::Rule, None),
             Strategy::Rule | Strategy::Percentage => {}
         }
@@ -245,6 +280,32 @@ mod tests {
             prop_assert!(!at(low) || at(high));
         }
 
+        /// A `category` rollout: raising the percentage only adds units, and a unit is never on
+        /// while one of a higher priority in the chosen categories is off.
+        #[test]
+        fn the_category_strategy_is_monotonic_and_in_priority_order(
+            unit in "[a-z0-9]{1,12}", other in "[a-z0-9]{1,12}",
+            p in 0u64..=100, q in 0u64..=100,
+            a in 0u32..=10_000, b in 0u32..=10_000,
+        ) {
+            let (low, high) = (f64::from(a.min(b)) / 100.0, f64::from(a.max(b)) / 100.0);
+            let on = |percentage: f64, unit: &str, priority: u64| {
+                let f = flag(Rollout {
+                    percentage,
+                    strategy: gatehouse_events::flag::Strategy::Category,
+                    categories: vec!["large".into()],
+                    ..Rollout::default()
+                });
+                let ctx = json!({"category": "large", "priority": priority});
+                f.decide(Some(unit), ctx.as_object().unwrap()).enabled
+            };
+            prop_assert!(!on(low, &unit, p) || on(high, &unit, p));
+            if p > q {
+                prop_assert!(!on(low, &other, q) || on(low, &unit, p));
+            }
+            prop_assert!(!on(0.0, &unit, p) && on(100.0, &unit, p));
+        }
+
         /// The first switch that applies decides, in the documented order.
         #[test]
         fn precedence_is_environment_safe_mode_stop_exclude_include_strategy(
@@ -271,6 +332,32 @@ mod tests {
             prop_assert_eq!(got.enabled, enabled);
             prop_assert_eq!(got.value, if enabled { json!({"v": "on"}) } else { json!({"v": "off"}) });
         }
+    }
+
+    #[test]
+    fn the_category_strategy_needs_a_chosen_category_and_orders_by_priority() {
+        let f = flag(Rollout {
+            percentage: 10.0,
+            strategy: gatehouse_events::flag::Strategy::Category,
+            categories: vec!["small".into(), "test".into()],
+            ..Rollout::default()
+        });
+        let ctx = |c: &str, p: u64| {
+            json!({"category": c, "priority": p})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        assert!(f.decide(Some("u"), &ctx("test", 100)).enabled);
+        assert!(!f.decide(Some("u"), &ctx("test", 80)).enabled);
+        assert!(!f.decide(Some("u"), &ctx("enterprise", 100)).enabled);
+        assert_eq!(
+            f.decide(Some("u"), &ctx("enterprise", 100)).reason,
+            Reason::Category
+        );
+        assert_eq!(f.decide(Some("u"), &Map::new()).reason, Reason::Category);
+        assert!(!f.decide(Some("u"), &ctx("small", 101)).enabled);
+        assert_eq!(f.decide(None, &ctx("small", 100)).reason, Reason::NoUnit);
     }
 
     #[test]

@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Notifier => gatehouse::notifier::run(settings, shutdown).await?,
         Command::Releaser => gatehouse::quarantine::releaser::run(settings, shutdown).await?,
         Command::FlagMonitor => gatehouse::flag::monitor::run(settings, shutdown).await?,
+        Command::Categoriser => gatehouse::category::categoriser::run(settings, shutdown).await?,
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -130,6 +131,7 @@ fn is_role(command: &Command) -> bool {
             | Command::Notifier
             | Command::Releaser
             | Command::FlagMonitor
+            | Command::Categoriser
             | Command::Projector { .. }
             | Command::Migrate
     )

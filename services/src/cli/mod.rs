@@ -59,6 +59,8 @@ pub enum Command {
     Releaser,
     /// Run the flag monitor only (outcomes per window, auto-rollback).
     FlagMonitor,
+    /// Run the categoriser only (unit categories from the catalog stream and rules activations).
+    Categoriser,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
