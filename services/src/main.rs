@@ -84,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::quarantine::artifact(&cli, cmd, &client(&settings).await?).await?
         }
         Command::Flag(cmd) => cli::flag::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::Category(cmd) => cli::category::run(&cli, cmd, &client(&settings).await?).await?,
         Command::SafeMode { state, reason } => {
             cli::flag::safe_mode(&cli, *state, reason, &client(&settings).await?).await?
         }

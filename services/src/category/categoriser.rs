@@ -30,7 +30,7 @@ use crate::settings::Settings;
 use crate::{broker, RoleError};
 
 /// The advisory lock both consumers write under.
-const LOCK: i64 = 0x6761_7465_6361_74; // "gatecat"
+const LOCK: i64 = 0x0067_6174_6563_6174; // "gatecat"
 /// Units recomputed per statement after an activation.
 const PAGE: i64 = 1_000;
 
