@@ -15,6 +15,7 @@
 //! rollout's `stickiness` names (stringified), else the request's `unit`; without one, a
 //! strategy that buckets answers off (`no_unit`). `include`/`exclude` compare with that unit.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use gatehouse_events::flag::{Evaluation, FlagState, Reason, Strategy};
@@ -88,14 +89,23 @@ impl CompiledFlag {
 
     /// The unit a rollout identifies: the stickiness attribute of `context`, else `unit`.
     pub fn unit_of(&self, unit: Option<&str>, context: &Map<String, Value>) -> Option<String> {
+        self.unit_ref(unit, context).map(Cow::into_owned)
+    }
+
+    /// [`CompiledFlag::unit_of`], borrowed when it can be.
+    fn unit_ref<'a>(
+        &self,
+        unit: Option<&'a str>,
+        context: &'a Map<String, Value>,
+    ) -> Option<Cow<'a, str>> {
         match &self.state.rollout.stickiness {
             Some(attribute) => match context.get(attribute) {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) if s.is_empty() => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(other) => Some(other.to_string()),
+                Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+                Some(other) => Some(Cow::Owned(other.to_string())),
             },
-            None => unit.filter(|u| !u.is_empty()).map(str::to_owned),
+            None => unit.filter(|u| !u.is_empty()).map(Cow::Borrowed),
         }
     }
 
@@ -103,8 +113,7 @@ impl CompiledFlag {
     /// that fails or yields no `true`, does not hold (fails closed).
     fn rule_holds(&self, context: &Map<String, Value>) -> bool {
         let Some(rule) = &self.rule else { return false };
-        let json = Value::Object(context.clone());
-        let Ok(item) = Item::from_json(&json, &self.state.rollout.rule_attributes) else {
+        let Ok(item) = Item::from_map(context, &self.state.rollout.rule_attributes) else {
             return false;
         };
         matches!(rule.evaluate(&item), Ok(cel::Value::Bool(true)))
@@ -149,12 +158,12 @@ impl CompiledFlag {
             return self.off(Reason::Archived, None);
         }
         let rollout = &state.rollout;
-        let unit = self.unit_of(unit, context);
+        let unit = self.unit_ref(unit, context);
         if let Some(u) = &unit {
-            if rollout.exclude.iter().any(|x| x == u) {
+            if rollout.exclude.iter().any(|x| x == u.as_ref()) {
                 return self.off(Reason::Excluded, None);
             }
-            if rollout.include.iter().any(|x| x == u) {
+            if rollout.include.iter().any(|x| x == u.as_ref()) {
                 return self.on(Reason::Included, None);
             }
         }
