@@ -121,7 +121,7 @@ fn flag_set() -> Vec<BenchFlag> {
 }
 
 fn plan(u: usize) -> &'static str {
-    if u % 3 == 0 {
+    if u.is_multiple_of(3) {
         "pro"
     } else {
         "free"
