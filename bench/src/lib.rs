@@ -13,7 +13,7 @@
 //! Layout:
 //! - this file: the scenario registry ([`SCENARIOS`]) and one run's steps; `args`: the
 //!   arguments ([`BenchArgs`]) and their defaults ([`Params`]).
-//! - [`commands`], [`decide`], [`ingest`], [`activation`], [`delivery`], [`rebuild`]: the scenarios;
+//! - [`commands`], [`decide`], [`ingest`], [`activation`], [`delivery`], [`flags`], [`rebuild`]: the scenarios;
 //!   [`catalog`]: the items `ingest` and `activation` work over, and their policy.
 //! - [`env`]: the isolated system; [`load`], [`workload`], [`observe`]: driving and watching it.
 //! - [`figures`], [`stats`], [`report`], [`machine`]: what is measured, summarized and written.
@@ -29,6 +29,7 @@ pub mod decide;
 pub mod delivery;
 pub mod env;
 pub mod figures;
+pub mod flags;
 pub mod ingest;
 pub mod load;
 pub mod machine;
@@ -99,6 +100,13 @@ pub const SCENARIOS: &[Scenario] = &[
         specs: delivery::SPECS,
         needs_roles: true,
         runner: delivery::run,
+    },
+    Scenario {
+        name: "flags",
+        about: "flag evaluations in-process (client crate vs Unleash's engine) and over NATS; rollout propagation",
+        specs: flags::SPECS,
+        needs_roles: true,
+        runner: flags::run,
     },
     Scenario {
         name: "rebuild",

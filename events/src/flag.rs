@@ -53,7 +53,8 @@ pub enum Strategy {
     Percentage,
     /// Only the units in `include`.
     Whitelist,
-    /// Units of the chosen categories, in priority order (issue 11 part 4; refused until then).
+    /// Units of the chosen `categories`, in priority order: the percentage is a position on
+    /// the priority scale (`docs/architecture.md`, *Flags*, *Categories*).
     Category,
     /// Units whose context satisfies the CEL `rule`, and among those the percentage by bucket.
     Rule,
@@ -692,7 +693,7 @@ pub enum Reason {
     NoUnit,
     /// The `rule` did not hold (or could not be evaluated on this context).
     Rule,
-    /// The `category` strategy (not available yet: off).
+    /// The `category` strategy decided: the unit's category (not) chosen, or its priority's position.
     Category,
     /// The unit's bucket against the percentage.
     Bucket,

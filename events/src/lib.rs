@@ -24,6 +24,7 @@ pub mod access;
 pub mod artifact;
 pub mod audit;
 pub mod catalog;
+pub mod category;
 pub mod decision;
 pub mod envelope;
 pub mod flag;

@@ -618,3 +618,66 @@ mod flags {
         );
     }
 }
+
+mod category {
+    use super::at;
+    use gatehouse_events::category::{
+        CategorisationRule, CategorisationRules, Category, CategoryEvent, CategoryRulesActivated,
+        CategoryRulesDrafted,
+    };
+    use serde_json::{json, Value};
+
+    fn assert_category_stored_as(event: CategoryEvent, pinned: Value) {
+        assert_eq!(serde_json::to_value(&event).unwrap(), pinned);
+        assert_eq!(
+            serde_json::from_value::<CategoryEvent>(pinned.clone()).unwrap(),
+            event
+        );
+        assert_eq!(
+            pinned.as_object().unwrap().keys().next().unwrap(),
+            event.event_type()
+        );
+        assert_eq!(event.event_version(), "1.0");
+    }
+
+    #[test]
+    fn category_rules_drafted_is_stored_as_pinned() {
+        let event = CategoryEvent::RulesDrafted(CategoryRulesDrafted {
+            version: 1,
+            document: CategorisationRules {
+                attributes: serde_json::from_value(json!({"stars": "int"})).unwrap(),
+                rules: vec![CategorisationRule {
+                    id: "big".into(),
+                    condition: "stars > 10".into(),
+                    category: Category::Large,
+                    priority: "20".into(),
+                }],
+                default_category: Category::Small,
+                default_priority: 90,
+            },
+            reason: "seed".into(),
+            actor: "ana".into(),
+            at: at(0),
+        });
+        let pinned = json!({"CategoryRulesDrafted": {"version": 1, "document": {
+            "attributes": {"stars": "int"},
+            "rules": [{"id": "big", "condition": "stars > 10", "category": "large", "priority": "20"}],
+            "default_category": "small", "default_priority": 90},
+            "reason": "seed", "actor": "ana", "at": "1970-01-01T00:00:00Z"}});
+        assert_category_stored_as(event, pinned);
+    }
+
+    #[test]
+    fn category_rules_activated_is_stored_as_pinned() {
+        let event = CategoryEvent::RulesActivated(CategoryRulesActivated {
+            version: 2,
+            previous: Some(1),
+            reason: "go".into(),
+            actor: "olga".into(),
+            at: at(0),
+        });
+        let pinned = json!({"CategoryRulesActivated": {"version": 2, "previous": 1,
+            "reason": "go", "actor": "olga", "at": "1970-01-01T00:00:00Z"}});
+        assert_category_stored_as(event, pinned);
+    }
+}

@@ -48,6 +48,19 @@ pub fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
     h
 }
 
+/// The place of a unit of priority `priority` (0–100) in a `category` rollout: 1..=10,100,
+/// `(100 - priority) * 100 + h % 100 + 1`, so a higher priority always comes first and a level
+/// is ordered by hash.
+pub fn category_position(group: &str, unit: &str, priority: u8) -> u32 {
+    let h = group_hash(group, unit);
+    (100 - u32::from(priority.min(100))) * 100 + h % 100 + 1
+}
+
+/// Is a `category` rollout's `position` within `percentage`: `position <= round(percentage * 101)`.
+pub fn category_within(position: u32, percentage: f64) -> bool {
+    f64::from(position) <= (percentage * 101.0).round()
+}
+
 /// How many buckets a mode has.
 pub fn buckets(mode: Bucketing) -> u32 {
     match mode {
@@ -58,11 +71,20 @@ pub fn buckets(mode: Bucketing) -> u32 {
 
 /// The bucket of `unit` in `group`: 1..=[`buckets`].
 pub fn bucket(mode: Bucketing, group: &str, unit: &str) -> u32 {
-    let mut key = String::with_capacity(group.len() + unit.len() + 1);
-    key.push_str(group);
-    key.push(':');
-    key.push_str(unit);
-    murmur3_x86_32(key.as_bytes(), 0) % buckets(mode) + 1
+    group_hash(group, unit) % buckets(mode) + 1
+}
+
+/// `murmur3_x86_32("<group>:<unit>", 0)`, the key built on the stack when it is short.
+pub fn group_hash(group: &str, unit: &str) -> u32 {
+    let len = group.len() + unit.len() + 1;
+    let mut stack = [0u8; 256];
+    if len <= stack.len() {
+        stack[..group.len()].copy_from_slice(group.as_bytes());
+        stack[group.len()] = b':';
+        stack[group.len() + 1..len].copy_from_slice(unit.as_bytes());
+        return murmur3_x86_32(&stack[..len], 0);
+    }
+    murmur3_x86_32(format!("{group}:{unit}").as_bytes(), 0)
 }
 
 /// Is `bucket` within `percentage` (0–100) in `mode`?

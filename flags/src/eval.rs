@@ -8,12 +8,14 @@
 //! 5. the unit is in `exclude` → off;
 //! 6. the unit is in `include` → on;
 //! 7. the strategy: `percentage` (bucket), `whitelist` (off: not included), `rule` (the CEL rule
-//!    holds, then the bucket), `category` (off until categories exist).
+//!    holds, then the bucket), `category` (the context's `category` is one of `categories`, then
+//!    its `priority` orders it: [`bucket::category_position`]).
 //!
 //! "Off" answers the flag's off value, "on" its on value. The unit is the context attribute the
 //! rollout's `stickiness` names (stringified), else the request's `unit`; without one, a
 //! strategy that buckets answers off (`no_unit`). `include`/`exclude` compare with that unit.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use gatehouse_events::flag::{Evaluation, FlagState, Reason, Strategy};
@@ -22,6 +24,11 @@ use serde_json::{Map, Value};
 
 use crate::bucket;
 use crate::env::EmergencyOverride;
+
+/// The context attribute the `category` strategy reads the unit's category from.
+pub const CATEGORY: &str = "category";
+/// The context attribute the `category` strategy reads the unit's priority (0–100) from.
+pub const PRIORITY: &str = "priority";
 
 /// A flag ready to evaluate: its state and its compiled rule.
 #[derive(Clone)]
@@ -82,14 +89,23 @@ impl CompiledFlag {
 
     /// The unit a rollout identifies: the stickiness attribute of `context`, else `unit`.
     pub fn unit_of(&self, unit: Option<&str>, context: &Map<String, Value>) -> Option<String> {
+        self.unit_ref(unit, context).map(Cow::into_owned)
+    }
+
+    /// [`CompiledFlag::unit_of`], borrowed when it can be.
+    fn unit_ref<'a>(
+        &self,
+        unit: Option<&'a str>,
+        context: &'a Map<String, Value>,
+    ) -> Option<Cow<'a, str>> {
         match &self.state.rollout.stickiness {
             Some(attribute) => match context.get(attribute) {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) if s.is_empty() => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(other) => Some(other.to_string()),
+                Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+                Some(other) => Some(Cow::Owned(other.to_string())),
             },
-            None => unit.filter(|u| !u.is_empty()).map(str::to_owned),
+            None => unit.filter(|u| !u.is_empty()).map(Cow::Borrowed),
         }
     }
 
@@ -97,11 +113,39 @@ impl CompiledFlag {
     /// that fails or yields no `true`, does not hold (fails closed).
     fn rule_holds(&self, context: &Map<String, Value>) -> bool {
         let Some(rule) = &self.rule else { return false };
-        let json = Value::Object(context.clone());
-        let Ok(item) = Item::from_json(&json, &self.state.rollout.rule_attributes) else {
+        let Ok(item) = Item::from_map(context, &self.state.rollout.rule_attributes) else {
             return false;
         };
         matches!(rule.evaluate(&item), Ok(cel::Value::Bool(true)))
+    }
+
+    /// The `category` strategy: the context's `category` must be one of the rollout's, then the
+    /// unit's position by `priority` (0–100, an integer) must be within the percentage.
+    fn by_category(&self, unit: Option<&str>, context: &Map<String, Value>) -> Evaluation {
+        let rollout = &self.state.rollout;
+        let Some(category) = context.get(CATEGORY).and_then(Value::as_str) else {
+            return self.off(Reason::Category, None);
+        };
+        if !rollout.categories.iter().any(|c| c == category) {
+            return self.off(Reason::Category, None);
+        }
+        let Some(priority) = context
+            .get(PRIORITY)
+            .and_then(Value::as_u64)
+            .filter(|p| *p <= 100)
+        else {
+            return self.off(Reason::Category, None);
+        };
+        let Some(unit) = unit else {
+            return self.off(Reason::NoUnit, None);
+        };
+        let group = rollout.group.as_deref().unwrap_or(&self.state.flag);
+        let position = bucket::category_position(group, unit, priority as u8);
+        if bucket::category_within(position, rollout.percentage) {
+            self.on(Reason::Category, Some(position))
+        } else {
+            self.off(Reason::Category, Some(position))
+        }
     }
 
     /// The flag's own decision (steps 3–7), without the global switches.
@@ -114,18 +158,18 @@ impl CompiledFlag {
             return self.off(Reason::Archived, None);
         }
         let rollout = &state.rollout;
-        let unit = self.unit_of(unit, context);
+        let unit = self.unit_ref(unit, context);
         if let Some(u) = &unit {
-            if rollout.exclude.iter().any(|x| x == u) {
+            if rollout.exclude.iter().any(|x| x == u.as_ref()) {
                 return self.off(Reason::Excluded, None);
             }
-            if rollout.include.iter().any(|x| x == u) {
+            if rollout.include.iter().any(|x| x == u.as_ref()) {
                 return self.on(Reason::Included, None);
             }
         }
         match rollout.strategy {
             Strategy::Whitelist => return self.off(Reason::NotIncluded, None),
-            Strategy::Category => return self.off(Reason::Category, None),
+            Strategy::Category => return self.by_category(unit.as_deref(), context),
             Strategy::Rule if !self.rule_holds(context) => return self.off(Reason::Rule, None),
             Strategy::Rule | Strategy::Percentage => {}
         }
@@ -245,6 +289,32 @@ mod tests {
             prop_assert!(!at(low) || at(high));
         }
 
+        /// A `category` rollout: raising the percentage only adds units, and a unit is never on
+        /// while one of a higher priority in the chosen categories is off.
+        #[test]
+        fn the_category_strategy_is_monotonic_and_in_priority_order(
+            unit in "[a-z0-9]{1,12}", other in "[a-z0-9]{1,12}",
+            p in 0u64..=100, q in 0u64..=100,
+            a in 0u32..=10_000, b in 0u32..=10_000,
+        ) {
+            let (low, high) = (f64::from(a.min(b)) / 100.0, f64::from(a.max(b)) / 100.0);
+            let on = |percentage: f64, unit: &str, priority: u64| {
+                let f = flag(Rollout {
+                    percentage,
+                    strategy: gatehouse_events::flag::Strategy::Category,
+                    categories: vec!["large".into()],
+                    ..Rollout::default()
+                });
+                let ctx = json!({"category": "large", "priority": priority});
+                f.decide(Some(unit), ctx.as_object().unwrap()).enabled
+            };
+            prop_assert!(!on(low, &unit, p) || on(high, &unit, p));
+            if p > q {
+                prop_assert!(!on(low, &other, q) || on(low, &unit, p));
+            }
+            prop_assert!(!on(0.0, &unit, p) && on(100.0, &unit, p));
+        }
+
         /// The first switch that applies decides, in the documented order.
         #[test]
         fn precedence_is_environment_safe_mode_stop_exclude_include_strategy(
@@ -271,6 +341,32 @@ mod tests {
             prop_assert_eq!(got.enabled, enabled);
             prop_assert_eq!(got.value, if enabled { json!({"v": "on"}) } else { json!({"v": "off"}) });
         }
+    }
+
+    #[test]
+    fn the_category_strategy_needs_a_chosen_category_and_orders_by_priority() {
+        let f = flag(Rollout {
+            percentage: 10.0,
+            strategy: gatehouse_events::flag::Strategy::Category,
+            categories: vec!["small".into(), "test".into()],
+            ..Rollout::default()
+        });
+        let ctx = |c: &str, p: u64| {
+            json!({"category": c, "priority": p})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        assert!(f.decide(Some("u"), &ctx("test", 100)).enabled);
+        assert!(!f.decide(Some("u"), &ctx("test", 80)).enabled);
+        assert!(!f.decide(Some("u"), &ctx("enterprise", 100)).enabled);
+        assert_eq!(
+            f.decide(Some("u"), &ctx("enterprise", 100)).reason,
+            Reason::Category
+        );
+        assert_eq!(f.decide(Some("u"), &Map::new()).reason, Reason::Category);
+        assert!(!f.decide(Some("u"), &ctx("small", 101)).enabled);
+        assert_eq!(f.decide(None, &ctx("small", 100)).reason, Reason::NoUnit);
     }
 
     #[test]

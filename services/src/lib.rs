@@ -31,6 +31,7 @@ pub mod artifact;
 pub mod audit;
 pub mod broker;
 pub mod catalog;
+pub mod category;
 pub mod cli;
 pub mod client;
 pub mod db;

@@ -70,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 done.ready
             );
         }
+        Command::Categoriser => gatehouse::category::categoriser::run(settings, shutdown).await?,
         Command::Projector { model } => roles::projector(settings, model.clone(), shutdown).await?,
         Command::Migrate => db::migrate(&settings.database_url).await?,
         Command::Projections(ProjectionsCommand::List) => {
@@ -101,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::quarantine::artifact(&cli, cmd, &client(&settings).await?).await?
         }
         Command::Flag(cmd) => cli::flag::run(&cli, cmd, &client(&settings).await?).await?,
+        Command::Category(cmd) => cli::category::run(&cli, cmd, &client(&settings).await?).await?,
         Command::SafeMode { state, reason } => {
             cli::flag::safe_mode(&cli, *state, reason, &client(&settings).await?).await?
         }
@@ -150,6 +152,7 @@ fn is_role(command: &Command) -> bool {
             | Command::FlagMonitor
             | Command::Http
             | Command::Indexer { .. }
+            | Command::Categoriser
             | Command::Projector { .. }
             | Command::Migrate
     )

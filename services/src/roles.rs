@@ -42,6 +42,10 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> Result<(), R
         crate::catalog::indexer::run(settings.clone(), stop.clone()),
     ));
     roles.spawn(named(
+        "categoriser",
+        crate::category::categoriser::run(settings.clone(), stop.clone()),
+    ));
+    roles.spawn(named(
         "projector",
         projector(settings.clone(), None, stop.clone()),
     ));

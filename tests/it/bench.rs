@@ -141,6 +141,36 @@ async fn the_ingest_benchmark_runs_quick_and_writes_its_figures() {
     assert_eq!(json["parameters"]["items"], 5_000);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flags_benchmark_runs_quick_and_writes_its_figures() {
+    let json = run_quick("flags").await;
+    assert_figures(&json, "flags");
+    let figure = |name: &str| {
+        json["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is declared"))
+            .clone()
+    };
+    for name in [
+        "local.rate",
+        "unleash.rate",
+        "remote.rate",
+        "propagation.p99_ms",
+    ] {
+        assert_eq!(
+            figure(name)["values"].as_array().unwrap().len(),
+            3,
+            "{name}"
+        );
+    }
+    // The equivalent flags answer alike in both engines.
+    assert_eq!(figure("local.agreement")["max"], 100.0);
+    assert_eq!(json["parameters"]["flags"], 40);
+}
+
 #[tokio::test]
 async fn an_unknown_scenario_fails_with_a_clear_error_naming_the_scenarios() {
     let settings = Settings::from_env().expect("run the tests with scripts/test.sh");

@@ -5,6 +5,7 @@ mod access;
 mod activation;
 mod bench;
 mod catalog;
+mod categories;
 mod command_cache;
 mod commands;
 mod consumer;

@@ -93,6 +93,14 @@ impl<'a> Item<'a> {
 
     /// [`Item::from_json`], with each string of `json` made into a CEL string by `text`:
     /// borrowed for as long as `json` lives, or copied.
+    /// [`Item::from_json`] of an object given as its map (no copy into a `Value` first).
+    pub fn from_map(
+        fields: &'a serde_json::Map<String, Json>,
+        schema: &AttributeSchema,
+    ) -> Result<Item<'a>, ItemError> {
+        Item::convert_fields(fields, schema, Cow::Borrowed)
+    }
+
     fn convert<'j>(
         json: &'j Json,
         schema: &AttributeSchema,
@@ -103,6 +111,14 @@ impl<'a> Item<'a> {
                 found: json_kind(json),
             });
         };
+        Item::convert_fields(fields, schema, text)
+    }
+
+    fn convert_fields<'j>(
+        fields: &'j serde_json::Map<String, Json>,
+        schema: &AttributeSchema,
+        text: impl Fn(&'j str) -> Cow<'a, str> + Copy,
+    ) -> Result<Item<'a>, ItemError> {
         let mut attributes = Vec::with_capacity(fields.len());
         for (name, value) in fields {
             // Undeclared attributes are skipped: rules cannot read them (validation refuses it).

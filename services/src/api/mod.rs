@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use crate::access::{grants, Access};
 use crate::artifact::Artifact;
+use crate::category::CategoryRules;
 use crate::flag::{Flag, Global};
 use crate::policy::Policy;
 use crate::repo::Repo;
@@ -54,6 +55,7 @@ pub struct App {
     pub(crate) grants: grants::Current,
     pub(crate) flags: Store<Flag>,
     pub(crate) global: Store<Global>,
+    pub(crate) categories: Store<CategoryRules>,
     /// `GATEHOUSE_EMERGENCY_STOP`, read when the app starts (`flag.evaluate` honours it).
     pub(crate) emergency: gatehouse_flags::EmergencyOverride,
 }
@@ -67,7 +69,8 @@ impl App {
             artifacts: Store::new(sqlx.clone(), pg.clone()),
             compiled: PolicyCache::default(),
             flags: Store::new(sqlx.clone(), pg.clone()),
-            global: Store::new(sqlx, pg.clone()),
+            global: Store::new(sqlx.clone(), pg.clone()),
+            categories: Store::new(sqlx, pg.clone()),
             pg,
             namespace: namespace.into(),
             grants: grants::Current::default(),
@@ -186,6 +189,7 @@ const CONTEXTS: &[&[Operation]] = &[
     crate::artifact::OPERATIONS,
     crate::flag::OPERATIONS,
     crate::flag::GLOBAL_OPERATIONS,
+    crate::category::OPERATIONS,
 ];
 
 /// Every operation of every context, commands and queries.
@@ -343,7 +347,8 @@ mod tests {
                     "quarantine",
                     "artifact",
                     "flag",
-                    "global"
+                    "global",
+                    "category"
                 ]
                 .contains(&context),
                 "{} is in an unknown context",
@@ -391,6 +396,8 @@ mod tests {
                 "flag.resume",
                 "flag.auto_rollback",
                 "global.safe_mode",
+                "category.draft_rules",
+                "category.activate_rules",
             ]
         );
         assert_eq!(
@@ -428,6 +435,10 @@ mod tests {
                 "flag.evaluate_batch",
                 "flag.stats",
                 "global.get",
+                "category.get",
+                "category.list",
+                "category.compute",
+                "category.rules",
             ]
         );
     }
@@ -452,6 +463,8 @@ mod tests {
             "decision.evaluate" => Role::Service,
             "policy.complete_run" | "policy.fail_run" | "flag.auto_rollback" => Role::Internal,
             "flag.create" | "flag.update_values" | "flag.archive" => Role::Author,
+            "category.draft_rules" => Role::Author,
+            "category.activate_rules" => Role::Operator,
             "flag.set_rollout" | "flag.emergency_stop" | "flag.resume" | "global.safe_mode" => {
                 Role::Operator
             }
@@ -485,6 +498,9 @@ mod tests {
                 }
                 // Counted by the flag monitor, not by a command's projector.
                 Kind::Query if op.name == "flag.stats" => assert_eq!(op.reads, None),
+                // The rules from the event store; units written by the categoriser from the
+                // catalog stream, which no command's reply can name.
+                Kind::Query if op.context() == "category" => assert_eq!(op.reads, None),
                 Kind::Query => assert!(op.reads.is_some(), "{} can wait", op.name),
             }
         }

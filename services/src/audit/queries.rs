@@ -14,6 +14,7 @@ use crate::api::read::{column, internal, query};
 use crate::api::request::bad_request;
 use crate::api::App;
 use crate::artifact::Artifact;
+use crate::category::CategoryRules;
 use crate::flag::{Flag, Global};
 use crate::policy::Policy;
 use crate::repo::Repo;
@@ -119,11 +120,12 @@ impl Filters {
 /// One aggregate's history from the event store, and its state after it.
 pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
     let pg = &app.pg;
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 7] = [
         Policy::TYPE,
         Access::TYPE,
         Flag::TYPE,
         Global::TYPE,
+        CategoryRules::TYPE,
         Repo::TYPE,
         Artifact::TYPE,
     ];
@@ -166,6 +168,7 @@ pub async fn replay(app: &App, q: ReplayQuery) -> Result<Replay, Rejection> {
         Access::TYPE => folded::<Access>(&events)?,
         Flag::TYPE => folded::<Flag>(&events)?,
         Global::TYPE => folded::<Global>(&events)?,
+        CategoryRules::TYPE => folded::<CategoryRules>(&events)?,
         Repo::TYPE => folded::<Repo>(&events)?,
         Artifact::TYPE => folded::<Artifact>(&events)?,
         _ => policy_state(&events)?,

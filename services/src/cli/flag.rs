@@ -67,6 +67,9 @@ pub enum FlagCommand {
         /// Units always off.
         #[arg(long, value_delimiter = ',')]
         exclude: Vec<String>,
+        /// The category strategy's categories (test, small, medium, large, enterprise).
+        #[arg(long, value_delimiter = ',')]
+        categories: Vec<String>,
         /// The rule strategy's CEL condition over the context.
         #[arg(long)]
         rule: Option<String>,
@@ -215,6 +218,7 @@ pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Resul
             strategy,
             include,
             exclude,
+            categories,
             rule,
             rule_attributes,
             stickiness,
@@ -236,7 +240,7 @@ pub async fn run(cli: &Cli, cmd: &FlagCommand, client: &Client) -> anyhow::Resul
                 },
                 include: include.clone(),
                 exclude: exclude.clone(),
-                categories: vec![],
+                categories: categories.clone(),
                 rule: rule.clone(),
                 rule_attributes: match rule_attributes {
                     Some(t) => serde_json::from_str(t)

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod audit;
 pub mod catalog;
+pub mod category;
 pub mod flag;
 pub mod output;
 pub mod policy;
@@ -72,6 +73,8 @@ pub enum Command {
         #[arg(long, requires = "reindex")]
         from_scratch: bool,
     },
+    /// Run the categoriser only (unit categories from the catalog stream and rules activations).
+    Categoriser,
     /// Run the projectors only (every read model, or the one named).
     Projector {
         /// A read model name (`audit`, `policies`); all when omitted.
@@ -109,6 +112,9 @@ pub enum Command {
     /// Flags and progressive rollouts: create, set-rollout, stop, resume, evaluate, history, list.
     #[command(subcommand)]
     Flag(flag::FlagCommand),
+    /// Unit categories: seed, draft and activate the rules; get, list, compute.
+    #[command(subcommand)]
+    Category(category::CategoryCommand),
     /// Global safe mode: every flag answers its off value while on.
     SafeMode {
         #[arg(value_enum)]

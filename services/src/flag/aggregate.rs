@@ -151,6 +151,37 @@ fn check_values(
     Ok(())
 }
 
+/// The `category` strategy: one or more known categories, each once, and no rule.
+fn check_categories(r: &Rollout) -> Result<(), FlagError> {
+    if r.categories.is_empty() {
+        return Err(invalid(
+            "command.categories",
+            "the category strategy needs at least one category",
+        ));
+    }
+    for (i, c) in r.categories.iter().enumerate() {
+        if gatehouse_events::category::Category::parse(c).is_none() {
+            return Err(invalid(
+                &format!("command.categories[{i}]"),
+                format!("`{c}` is not one of test, small, medium, large, enterprise"),
+            ));
+        }
+        if r.categories[..i].contains(c) {
+            return Err(invalid(
+                &format!("command.categories[{i}]"),
+                format!("`{c}` is listed twice"),
+            ));
+        }
+    }
+    if r.rule.is_some() {
+        return Err(invalid(
+            "command.rule",
+            "only the rule strategy reads a rule",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a rollout: percentage, strategy, lists, rule, stickiness, auto-rollback.
 pub fn check_rollout(r: &Rollout) -> Result<(), FlagError> {
     let p = r.percentage;
@@ -167,12 +198,7 @@ pub fn check_rollout(r: &Rollout) -> Result<(), FlagError> {
         ));
     }
     match r.strategy {
-        Strategy::Category => {
-            return Err(invalid(
-                "command.strategy",
-                "the category strategy needs unit categories, which Gatehouse does not compute yet",
-            ))
-        }
+        Strategy::Category => check_categories(r)?,
         Strategy::Rule => {
             let rule = r
                 .rule
@@ -204,7 +230,7 @@ pub fn check_rollout(r: &Rollout) -> Result<(), FlagError> {
             }
         }
     }
-    if !r.categories.is_empty() {
+    if r.strategy != Strategy::Category && !r.categories.is_empty() {
         return Err(invalid(
             "command.categories",
             "only the category strategy reads categories",

@@ -272,6 +272,20 @@ fn set_rollout_records_previous_and_new() {
 }
 
 #[test]
+fn set_rollout_accepts_a_category_rollout() {
+    let command = SetRollout {
+        strategy: Strategy::Category,
+        categories: vec!["test".into(), "small".into()],
+        ..set(25.0)
+    };
+    let Ok(FlagEvent::RolloutSet(e)) = when(vec![created()], rollout_cmd(command)) else {
+        panic!("a category rollout is recorded")
+    };
+    assert_eq!(e.rollout.strategy, Strategy::Category);
+    assert_eq!(e.rollout.categories, ["test", "small"]);
+}
+
+#[test]
 fn set_rollout_refuses_bad_percentages_strategies_rules_and_limits() {
     for p in [-1.0, 100.01, 5.125, f64::NAN] {
         assert_eq!(
@@ -280,13 +294,33 @@ fn set_rollout_refuses_bad_percentages_strategies_rules_and_limits() {
             "{p}"
         );
     }
-    let category = SetRollout {
+    let no_categories = SetRollout {
         strategy: Strategy::Category,
         ..set(5.0)
     };
     assert_eq!(
-        field_of(refusal(vec![created()], rollout_cmd(category))),
-        "command.strategy"
+        field_of(refusal(vec![created()], rollout_cmd(no_categories))),
+        "command.categories"
+    );
+    let unknown_category = SetRollout {
+        strategy: Strategy::Category,
+        categories: vec!["small".into(), "huge".into()],
+        ..set(5.0)
+    };
+    assert_eq!(
+        field_of(refusal(vec![created()], rollout_cmd(unknown_category))),
+        "command.categories[1]"
+    );
+    let categories_without_the_strategy = SetRollout {
+        categories: vec!["small".into()],
+        ..set(5.0)
+    };
+    assert_eq!(
+        field_of(refusal(
+            vec![created()],
+            rollout_cmd(categories_without_the_strategy)
+        )),
+        "command.categories"
     );
     let no_rule = SetRollout {
         strategy: Strategy::Rule,

@@ -7,10 +7,11 @@ use gatehouse_events::envelope::{Rejection, RejectionCode};
 use gatehouse_events::flag::{
     self, EvaluateBatch, EvaluateFlag, Evaluation, FlagEvent, FlagHistory, FlagSnapshot, FlagState,
     FlagStats, GetFlag, GetSnapshot, GlobalEvent, ListFlags, OutcomeWindow, RolloutChange,
-    SafeMode, MAX_BATCH,
+    SafeMode, Strategy, MAX_BATCH,
 };
 use gatehouse_flags::{evaluate as evaluate_flag, CompiledFlag, Switches};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use tokio_postgres::types::Json;
 
 use crate::api::read::{column, internal, query};
@@ -158,12 +159,14 @@ async fn switches(app: &App) -> Result<Switches, Rejection> {
 pub async fn evaluate(app: &App, q: EvaluateFlag) -> Result<Evaluation, Rejection> {
     let flags = load(app, std::slice::from_ref(&q.flag)).await?;
     let switches = switches(app).await?;
+    let mut contexts = vec![q.context];
+    fill_categories(app, &flags, &[(&q.flag, q.unit.as_deref())], &mut contexts).await?;
     Ok(evaluate_flag(
         &q.flag,
         flags.get(&q.flag),
         &switches,
         q.unit.as_deref(),
-        &q.context,
+        &contexts[0],
     ))
 }
 
@@ -180,18 +183,78 @@ pub async fn evaluate_batch(app: &App, q: EvaluateBatch) -> Result<Vec<Evaluatio
     keys.dedup();
     let flags = load(app, &keys).await?;
     let switches = switches(app).await?;
+    let asked: Vec<(&String, Option<&str>)> = q
+        .evaluations
+        .iter()
+        .map(|e| (&e.flag, e.unit.as_deref()))
+        .collect();
+    let mut contexts: Vec<Map<String, Value>> =
+        q.evaluations.iter().map(|e| e.context.clone()).collect();
+    fill_categories(app, &flags, &asked, &mut contexts).await?;
     Ok(q.evaluations
         .iter()
-        .map(|e| {
+        .zip(&contexts)
+        .map(|(e, context)| {
             evaluate_flag(
                 &e.flag,
                 flags.get(&e.flag),
                 &switches,
                 e.unit.as_deref(),
-                &e.context,
+                context,
             )
         })
         .collect())
+}
+
+/// For each evaluation of a `category` rollout whose context has no `category`, puts the
+/// unit's `category` and `priority` from `unit_categories` into its context (one query).
+async fn fill_categories(
+    app: &App,
+    flags: &HashMap<String, CompiledFlag>,
+    asked: &[(&String, Option<&str>)],
+    contexts: &mut [Map<String, Value>],
+) -> Result<(), Rejection> {
+    let wanted: Vec<(usize, String)> = asked
+        .iter()
+        .zip(contexts.iter())
+        .enumerate()
+        .filter_map(|(i, ((flag, unit), context))| {
+            let flag = flags.get(*flag)?;
+            let needs = flag.state.rollout.strategy == Strategy::Category
+                && !context.contains_key(gatehouse_flags::eval::CATEGORY);
+            needs
+                .then(|| flag.unit_of(*unit, context))
+                .flatten()
+                .map(|u| (i, u))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let units: Vec<&str> = wanted.iter().map(|(_, u)| u.as_str()).collect();
+    let rows = query(
+        &app.pg,
+        "SELECT unit, category, priority FROM unit_categories WHERE unit = ANY($1)",
+        &[&units],
+    )
+    .await?;
+    let mut found = HashMap::new();
+    for row in &rows {
+        let unit: String = column(row, "unit")?;
+        let category: String = column(row, "category")?;
+        let priority: i16 = column(row, "priority")?;
+        found.insert(unit, (category, priority));
+    }
+    for (i, unit) in wanted {
+        if let Some((category, priority)) = found.get(&unit) {
+            contexts[i].insert(
+                gatehouse_flags::eval::CATEGORY.into(),
+                category.clone().into(),
+            );
+            contexts[i].insert(gatehouse_flags::eval::PRIORITY.into(), (*priority).into());
+        }
+    }
+    Ok(())
 }
 
 /// `flag.stats`: outcome windows, newest first.
