@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # THE command that runs every test: starts the private nats-server and Postgres if needed (not
-# when NATS_URL / DATABASE_URL point elsewhere), runs `cargo test --workspace --locked` with any
+# when NATS_URL / DATABASE_URL point elsewhere), builds the binaries, runs `cargo test --workspace --locked` with any
 # extra arguments passed through, then stops only what it started itself.
 #   scripts/test.sh                      # everything
 #   scripts/test.sh policy_create        # a filter
@@ -32,5 +32,8 @@ echo "  cargo target dir  $CARGO_TARGET_DIR"
 
 cd "$REPO"
 rc=0
+# The binaries too: tests run `gatehouse` and `gatehouse bench` (which runs `gatehouse-bench`
+# beside it), and `cargo test` builds a package's binary only for its own integration tests.
+cargo build --workspace --bins --locked </dev/null || exit $?
 cargo test --workspace --locked "$@" </dev/null || rc=$?
 exit "$rc"
