@@ -149,6 +149,11 @@ impl Access {
             .collect()
     }
 
+    /// Whether anyone holds `admin`.
+    pub fn has_admin(&self) -> bool {
+        self.admins() > 0
+    }
+
     /// How many users hold `admin`.
     fn admins(&self) -> usize {
         self.grants

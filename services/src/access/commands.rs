@@ -185,11 +185,7 @@ pub async fn seed(
 /// One attempt: `Err` only for a failure worth retrying (`unavailable`, `conflict`).
 async fn seed_once(app: &App, admin_user: Option<&str>, seeds: &Grants) -> Result<(), Rejection> {
     let current = app.grants.now(&app.pg).await?;
-    let nobody_admin = current
-        .access
-        .roles(None)
-        .iter()
-        .all(|u| u.roles.iter().all(|grant| grant.role != Role::Admin));
+    let nobody_admin = !current.access.has_admin();
     let admin = admin_user
         .filter(|_| nobody_admin)
         .map(|user| (user.to_owned(), Role::Admin));

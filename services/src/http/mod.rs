@@ -129,8 +129,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         })
 }
 
-/// The caller a bearer token names, or `unauthenticated`.
-async fn caller(app: &App, headers: &HeaderMap) -> Result<Identity, Failure> {
+/// The user a bearer token names, or `unauthenticated`.
+async fn caller(app: &App, headers: &HeaderMap) -> Result<User, Failure> {
     let unauthenticated =
         |message: &str| Failure(Rejection::new(RejectionCode::Unauthenticated, message));
     let token = headers
@@ -145,11 +145,11 @@ async fn caller(app: &App, headers: &HeaderMap) -> Result<Identity, Failure> {
         .access
         .token_user(token.trim())
         .ok_or_else(|| unauthenticated("the token is unknown or revoked"))?;
-    Ok(Identity::User(User {
+    Ok(User {
         user: user.to_owned(),
         account: HTTP_ACCOUNT.to_owned(),
         delegate: false,
-    }))
+    })
 }
 
 /// The body, at most [`MAX_REQUEST_BYTES`], as JSON (empty: `{}`).
@@ -176,7 +176,10 @@ fn operation(kind: Kind, name: &str) -> Result<&'static api::Operation, Failure>
         };
         Failure(Rejection::new(
             RejectionCode::NotFound,
-            format!("there is no {what} `{name}` (GET /openapi.json lists them)"),
+            format!(
+                "there is no {what} `{name}`: the operations are in docs/protocol.md, and \
+                 `$SRV.INFO.gatehouse` lists them on NATS"
+            ),
         ))
     })
 }
@@ -189,7 +192,7 @@ async fn command(
 ) -> Result<Response, Failure> {
     let op = operation(Kind::Command, &name)?;
     let (parts, body) = request.into_parts();
-    let caller = caller(&app, &parts.headers).await?;
+    let user = caller(&app, &parts.headers).await?;
     let header = |name: &str| {
         parts
             .headers
@@ -203,9 +206,6 @@ async fn command(
             Some("Idempotency-Key"),
         )
     })?;
-    let Identity::User(user) = &caller else {
-        unreachable!("HTTP callers are users")
-    };
     let mut envelope = json!({
         "command_id": command_id,
         "actor": user.user,
@@ -215,7 +215,7 @@ async fn command(
         envelope["correlation_id"] = correlation.into();
     }
     let payload = serde_json::to_vec(&envelope).unwrap_or_default();
-    let result = op.call(&app, &caller, &payload).await?;
+    let result = op.call(&app, &Identity::User(user), &payload).await?;
     Ok((StatusCode::OK, Json(result)).into_response())
 }
 
@@ -227,7 +227,7 @@ async fn query(
 ) -> Result<Response, Failure> {
     let op = operation(Kind::Query, &name)?;
     let (parts, body) = request.into_parts();
-    let caller = caller(&app, &parts.headers).await?;
+    let caller = Identity::User(caller(&app, &parts.headers).await?);
     let payload = serde_json::to_vec(&body_json(body).await?).unwrap_or_default();
     let result = op.call(&app, &caller, &payload).await?;
     Ok((StatusCode::OK, Json(result)).into_response())
