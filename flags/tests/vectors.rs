@@ -7,7 +7,10 @@ use gatehouse_flags::bucket::{bucket, murmur3_x86_32, within};
 use serde_json::{json, Value};
 
 fn path() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/bucketing-vectors.json")
+    std::path::PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../docs/bucketing-vectors.json")
 }
 
 fn mode_name(mode: Bucketing) -> &'static str {
