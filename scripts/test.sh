@@ -31,6 +31,13 @@ describe_services
 echo "  cargo target dir  $CARGO_TARGET_DIR"
 
 cd "$REPO"
+# Set-up of the clients some tests drive (npm and PyPI packages, Chromium): each executable
+# scripts/test.d/*.sh installs its own, idempotently, from the registries.
+for setup in "$REPO"/scripts/test.d/*.sh; do
+  [[ -x "$setup" ]] || continue
+  log "set-up: ${setup#"$REPO"/}"
+  "$setup" </dev/null || die "set-up failed: ${setup#"$REPO"/}"
+done
 rc=0
 # The binaries too: tests run `gatehouse` and `gatehouse bench` (which runs `gatehouse-bench`
 # beside it), and `cargo test` builds a package's binary only for its own integration tests.
