@@ -68,7 +68,7 @@ pub enum ErrorCode {
     ParseError,
     /// 400 (or a failed item of a bulk answer): the flag needs a unit and the context has none.
     TargetingKeyMissing,
-    /// 400: `context` is missing or not an object, or `targetingKey` is not a string.
+    /// 400: `context` is not an object, or `targetingKey` is not a string.
     InvalidContext,
     /// 500: the server could not evaluate (the database is unavailable, ...).
     General,
@@ -248,8 +248,8 @@ pub struct Asked {
 }
 
 /// Reads `{"context": {"targetingKey": "...", ...}}`; other members are ignored (forward
-/// compatibility). `targetingKey` may be absent or `null`; only the flags that need a unit fail
-/// without it.
+/// compatibility), and a body without `context` is an empty context (what SDKs send for one).
+/// `targetingKey` may be absent or `null`; only the flags that need a unit fail without it.
 pub fn parse(bytes: &[u8]) -> Result<Asked, (ErrorCode, String)> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err((
@@ -267,12 +267,8 @@ pub fn parse(bytes: &[u8]) -> Result<Asked, (ErrorCode, String)> {
     };
     let context = match body.remove("context") {
         Some(Value::Object(context)) => context,
-        None => {
-            return Err((
-                ErrorCode::InvalidContext,
-                "the body has no `context`: send {\"context\": {\"targetingKey\": \"...\"}}".into(),
-            ))
-        }
+        // SDKs leave `context` out when the evaluation context is empty.
+        None | Some(Value::Null) => Map::new(),
         Some(_) => {
             return Err((
                 ErrorCode::InvalidContext,
@@ -754,7 +750,7 @@ mod tests {
         assert_eq!(code(b""), ErrorCode::ParseError);
         assert_eq!(code(b"{nope"), ErrorCode::ParseError);
         assert_eq!(code(b"[1]"), ErrorCode::ParseError);
-        assert_eq!(code(b"{}"), ErrorCode::InvalidContext);
+        assert_eq!(parse(b"{}").unwrap().context, Map::new());
         assert_eq!(code(br#"{"context": 3}"#), ErrorCode::InvalidContext);
         assert_eq!(
             code(br#"{"context": {"targetingKey": 7}}"#),
