@@ -3,6 +3,12 @@
 //! against the OFREP OpenAPI document's own schemas, and the official OpenFeature Node and
 //! Python SDKs (installed by `scripts/test.d/30-ofrep-clients.sh`) answering what
 //! `flag.evaluate` over NATS answers for the same inputs.
+//!
+//! `../shared/conformance/ofrep/` holds no test cases beyond the OpenAPI document (used here for
+//! the response schemas). Not exercised: `service/event-streams.yaml` (Gatehouse offers no SSE
+//! event stream), the provider guidelines and ADRs 0007–0010 (they describe SDK behaviour), 429
+//! (Gatehouse does not rate-limit) and 500 `GENERAL` (needs the database to fail mid-request;
+//! the mapping is unit-tested in `http::ofrep`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
