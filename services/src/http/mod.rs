@@ -6,6 +6,7 @@
 //!   and one over NATS with the same id are the same command; `X-Correlation-Id` is optional.
 //!   The actor is the token's user: nothing in the body can claim another.
 //! - `POST /v1/queries/<context>.<name>`: the body is the query (empty means `{}`).
+//! - `POST /ofrep/v1/evaluate/flags[/{key}]`: OpenFeature's remote evaluation ([`ofrep`]).
 //! - `GET /healthz` (the process answers), `GET /readyz` (Postgres answers and every migration
 //!   is applied): no token needed.
 //!
@@ -30,6 +31,8 @@ use crate::api::identity::User;
 use crate::api::{self, App, Identity, Kind};
 use crate::settings::Settings;
 use crate::{db, RoleError};
+
+pub mod ofrep;
 
 /// The account an HTTP caller is reported in (denials, logs): people and services the HTTP
 /// adapter authenticated by token.
@@ -88,6 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ready))
         .route("/v1/commands/{operation}", post(command))
         .route("/v1/queries/{operation}", post(query))
+        .merge(ofrep::routes())
         .fallback(|| async {
             Failure(Rejection::new(
                 RejectionCode::NotFound,
