@@ -253,6 +253,23 @@ pub struct UserRoles {
     pub roles: Vec<RoleGrant>,
 }
 
+/// `whoami`: the caller's own grants (no fields).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhoAmI {}
+
+/// Who the caller is and the roles they hold: what a front end needs to offer only what the
+/// caller may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The authenticated user; absent for Gatehouse's own connections.
+    pub user: Option<String>,
+    /// A connection of Gatehouse's own account: may call every operation.
+    pub internal: bool,
+    /// The grants in force for `user`.
+    pub roles: Vec<RoleGrant>,
+}
+
 /// One grant in force: who gave it, when, why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoleGrant {

@@ -420,6 +420,7 @@ mod tests {
                 "audit.replay",
                 "audit.denials",
                 "access.roles",
+                "access.whoami",
                 "access.tokens",
                 "repo.get",
                 "repo.list",
@@ -489,6 +490,7 @@ mod tests {
                     if [
                         "audit.denials",
                         "access.roles",
+                        "access.whoami",
                         "access.tokens",
                         "flag.snapshot",
                     ]

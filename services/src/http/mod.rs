@@ -31,6 +31,8 @@ use crate::api::{self, App, Identity, Kind};
 use crate::settings::Settings;
 use crate::{db, RoleError};
 
+pub mod console;
+
 /// The account an HTTP caller is reported in (denials, logs): people and services the HTTP
 /// adapter authenticated by token.
 pub const HTTP_ACCOUNT: &str = "HTTP";
@@ -58,7 +60,7 @@ pub fn status(code: RejectionCode) -> StatusCode {
 }
 
 /// A rejection as an HTTP response: its status and the JSON error body.
-struct Failure(Rejection);
+pub(crate) struct Failure(pub(crate) Rejection);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -88,6 +90,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ready))
         .route("/v1/commands/{operation}", post(command))
         .route("/v1/queries/{operation}", post(query))
+        .merge(console::routes())
         .fallback(|| async {
             Failure(Rejection::new(
                 RejectionCode::NotFound,
@@ -104,7 +107,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    let routes = router(app).layer(axum::Extension(console::Shutdown(shutdown.clone())));
+    axum::serve(listener, routes)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
@@ -130,7 +134,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 }
 
 /// The user a bearer token names, or `unauthenticated`.
-async fn caller(app: &App, headers: &HeaderMap) -> Result<User, Failure> {
+pub(crate) async fn caller(app: &App, headers: &HeaderMap) -> Result<User, Failure> {
     let unauthenticated =
         |message: &str| Failure(Rejection::new(RejectionCode::Unauthenticated, message));
     let token = headers
