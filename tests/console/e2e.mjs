@@ -35,6 +35,7 @@ function step(name) {
 async function shot(page, name) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
@@ -160,6 +161,7 @@ try {
   check(line === "1" && Number(column) > 0, `the problem has a line and a column (line ${line}, column ${column})`);
   check((await problem.textContent()).includes(`line ${line}, column ${column}`), "the line and column are printed");
   check((await problem.textContent()).includes("rules[1].condition"), "the problem names the rule's condition");
+  check(/document line \d+/.test(await problem.textContent()), "the problem names its line in the document");
   await shot(page, "policy-draft-validation-error");
 
   step("draft v1 and v2");

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
+use crate::fixtures::{create_policy, draft};
 use crate::helpers::{eventually, spawn_app_with_users, TestApp};
 
 /// Items in the catalog the runs evaluate: enough batches for the progress bar to move.
@@ -141,6 +142,100 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         Some("console e2e: ok"),
         "{steps:?}"
     );
+    stop.cancel();
+    app.stop().await;
+}
+
+/// One HTTP/1.1 request read to its end: the status, the head and the body as text.
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n{auth}\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("the response ended")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn the_console_is_served_and_a_runs_events_need_a_token_and_end_with_the_run() {
+    let app = spawn_app_with_users().await;
+    let (addr, stop) = serve(&app).await;
+    let alice = token(&app, "alice").await;
+
+    let (status, head, _) = get(addr, "/", None).await;
+    assert!(
+        status / 100 == 3 && head.contains("location: /console"),
+        "{head}"
+    );
+    let (status, head, body) = get(addr, "/console/policies/media", None).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text/html") && head.contains("content-security-policy"));
+    assert!(body.contains("/console/assets/app.js"), "{body}");
+    let (status, head, _) = get(addr, "/console/assets/api.js", None).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text/javascript"), "{head}");
+    let (status, _, body) = get(addr, "/console/assets/nope.js", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"],
+        "not_found"
+    );
+
+    let (status, _, body) = get(addr, "/v1/runs/media:1/events", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"],
+        "unauthenticated"
+    );
+    let (status, _, body) = get(addr, "/v1/runs/media:1/events", Some(&alice)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"],
+        "not_found"
+    );
+
+    // An empty catalog: the run succeeds at once, so its stream sends `end` and closes.
+    let c = &app.client;
+    c.command(
+        "policy",
+        "create",
+        &app.sender("alice"),
+        create_policy("media"),
+    )
+    .await
+    .unwrap();
+    c.command(
+        "policy",
+        "draft",
+        &app.sender("alice"),
+        draft("media", 0.3, "v1"),
+    )
+    .await
+    .unwrap();
+    let prepare = json!({"policy_id": "media", "version": 1});
+    c.command("policy", "prepare", &app.sender("alice"), prepare)
+        .await
+        .unwrap();
+    // The runs read model may lag the command: poll until the route finds the run.
+    eventually(Duration::from_secs(30), || async {
+        get(addr, "/v1/runs/media%3A1/events", Some(&alice)).await.0 == 200
+    })
+    .await
+    .expect("the run is readable");
+    let (_, head, body) = get(addr, "/v1/runs/media%3A1/events", Some(&alice)).await;
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(body.contains("event: end"), "{body}");
+    assert!(body.contains("\"status\":\"success\""), "{body}");
     stop.cancel();
     app.stop().await;
 }

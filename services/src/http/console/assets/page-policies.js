@@ -201,22 +201,33 @@ function draftForm(ctx, policyId, versions) {
         await api.command("policy.draft", { policy_id: policyId, rules: doc, notes: v.notes });
         ctx.refresh();
       } catch (err) {
-        fill(slot, err.code === "invalid_rules" ? validationErrors(err, doc) : errorBox(err));
+        fill(slot, err.code === "invalid_rules" ? validationErrors(err, doc, rules) : errorBox(err));
       }
     });
   });
   return form;
 }
 
-/** `invalid_rules`: each problem at its rule, line and column, with the expression and a caret. */
-function validationErrors(err, doc) {
+/**
+ * `invalid_rules`: each problem at its rule, line and column (of the expression), with the
+ * expression and a caret, and the line of the document it is on; a click selects it there.
+ */
+function validationErrors(err, doc, textarea) {
   return h("div", { class: "error", role: "alert", dataset: { code: err.code } },
     h("code", {}, err.code), ": ", err.message,
     h("ul", {}, (err.details || []).map((d) => {
       const where = d.line ? `line ${d.line}, column ${d.column}` : null;
       const expr = lookup(doc, d.location);
-      return h("li", { class: "problem", dataset: { line: d.line ?? "", column: d.column ?? "" } },
+      const at = typeof expr === "string" ? textarea.value.indexOf(JSON.stringify(expr)) : -1;
+      const docLine = at >= 0 ? textarea.value.slice(0, at).split("\n").length : null;
+      const select = () => {
+        if (at < 0) return;
+        textarea.focus();
+        textarea.setSelectionRange(at + 1, at + JSON.stringify(expr).length - 1);
+      };
+      return h("li", { class: "problem", dataset: { line: d.line ?? "", column: d.column ?? "" }, onclick: select, title: "select it in the document" },
         h("code", {}, d.location || ""), where ? h("b", { class: "position" }, ` ${where}`) : null,
+        docLine ? h("span", { class: "muted" }, ` (document line ${docLine})`) : null,
         ` — ${d.code}: ${d.message}`,
         typeof expr === "string" && d.line ? caret(expr, d.line, d.column) : null);
     })));

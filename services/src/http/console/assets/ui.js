@@ -8,6 +8,8 @@ export function h(tag, attrs = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    // Through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+    else if (k === "style") el.style.cssText = v;
     else if (k === "dataset") Object.assign(el.dataset, v);
     else if (v === true) el.setAttribute(k, "");
     else el.setAttribute(k, v);
