@@ -40,6 +40,8 @@ pub enum Role {
     Delegate,
     /// Gatehouse's own connections only; no grant gives it.
     Internal,
+    /// Every authenticated caller, holding a role or not (`access.whoami`); never granted.
+    Authenticated,
 }
 
 impl Role {
@@ -64,6 +66,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Delegate => "delegate",
             Role::Internal => "internal",
+            Role::Authenticated => "authenticated",
         }
     }
 

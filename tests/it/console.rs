@@ -166,6 +166,25 @@ async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String,
     (status, head.to_owned(), body.to_owned())
 }
 
+/// `POST /v1/queries/access.whoami` with `token`: the status and the body.
+async fn whoami(addr: SocketAddr, token: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/queries/access.whoami HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    (
+        text[9..12].parse().unwrap(),
+        serde_json::from_str(body).unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn the_console_is_served_and_a_runs_events_need_a_token_and_end_with_the_run() {
     let app = spawn_app_with_users().await;
@@ -190,6 +209,15 @@ async fn the_console_is_served_and_a_runs_events_need_a_token_and_end_with_the_r
         serde_json::from_str::<Value>(&body).unwrap()["code"],
         "not_found"
     );
+
+    // Anyone with a token learns who they are and their roles, even holding none.
+    let nobody = token(&app, "mallory").await;
+    for (user, token, roles) in [("alice", &alice, 6), ("mallory", &nobody, 0)] {
+        let (status, me) = whoami(addr, token).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["user"], user);
+        assert_eq!(me["roles"].as_array().unwrap().len(), roles, "{me}");
+    }
 
     let (status, _, body) = get(addr, "/v1/runs/media:1/events", None).await;
     assert_eq!(status, 401, "{body}");

@@ -71,7 +71,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         name: "access.whoami",
         kind: Kind::Query,
-        role: Role::Viewer,
+        role: Role::Authenticated,
         about:
             "the caller and the roles they hold (for a front end to offer only what they may do)",
         request: "WhoAmI",
