@@ -117,6 +117,8 @@ function rolloutForm(ctx, f, slot) {
       field("Strategy", h("select", { name: "strategy" }, STRATEGIES.map((s) => h("option", { value: s, selected: s === r.strategy }, s)))),
       field("Include (comma-separated units)", h("input", { name: "include", value: (r.include || []).join(",") })),
       field("Categories", h("input", { name: "categories", value: (r.categories || []).join(","), placeholder: "test,small" })),
+      field("Rule (CEL, strategy rule)", h("input", { name: "rule", value: r.rule || "", placeholder: "plan == \"pro\"" })),
+      field("Rule attributes (JSON)", h("input", { name: "rule_attributes", value: r.rule_attributes ? JSON.stringify(r.rule_attributes) : "", placeholder: "{\"plan\": \"string\"}" })),
       h("div", { class: "grow" }, field("Reason", h("input", { name: "reason", id: "rollout-reason", required: true, style: "width: 100%" })))),
     h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Set rollout")));
   form.addEventListener("submit", async (e) => {
@@ -126,6 +128,12 @@ function rolloutForm(ctx, f, slot) {
     const body = { flag: f.flag, percentage: Number(v.percentage), strategy: v.strategy, reason: v.reason };
     if (list(v.include).length) body.include = list(v.include);
     if (list(v.categories).length) body.categories = list(v.categories);
+    if (v.rule.trim()) body.rule = v.rule.trim();
+    if (v.rule_attributes.trim()) {
+      try { body.rule_attributes = JSON.parse(v.rule_attributes); } catch (err) {
+        return showError(slot, { code: "bad_request", field: "rule_attributes", message: `not JSON: ${err.message}` });
+      }
+    }
     const ok = await confirm({
       title: `Set ${f.flag} to ${body.percentage}%?`,
       message: `The rollout of ${f.flag} goes from ${r.percentage}% (${r.strategy}) to ${body.percentage}% (${body.strategy}) for every service at once.`,
