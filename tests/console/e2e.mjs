@@ -120,6 +120,8 @@ async function watchRun(page, status) {
   }
 }
 
+// A persistent context on a fresh directory: Chromium's --user-data-dir (playwright refuses it
+// among `args`), removed at the end.
 const profile = mkdtempSync(join(tmpdir(), "gatehouse-console-"));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
