@@ -40,6 +40,8 @@ pub enum Role {
     Delegate,
     /// Gatehouse's own connections only; no grant gives it.
     Internal,
+    /// Every authenticated caller, holding a role or not (`access.whoami`); never granted.
+    Authenticated,
 }
 
 impl Role {
@@ -64,6 +66,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Delegate => "delegate",
             Role::Internal => "internal",
+            Role::Authenticated => "authenticated",
         }
     }
 
@@ -250,6 +253,23 @@ pub struct ListRoles {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserRoles {
     pub user: String,
+    pub roles: Vec<RoleGrant>,
+}
+
+/// `whoami`: the caller's own grants (no fields).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhoAmI {}
+
+/// Who the caller is and the roles they hold: what a front end needs to offer only what the
+/// caller may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The authenticated user; absent for Gatehouse's own connections.
+    pub user: Option<String>,
+    /// A connection of Gatehouse's own account: may call every operation.
+    pub internal: bool,
+    /// The grants in force for `user`.
     pub roles: Vec<RoleGrant>,
 }
 

@@ -8,6 +8,7 @@ mod catalog;
 mod categories;
 mod command_cache;
 mod commands;
+mod console;
 mod consumer;
 mod fixtures;
 mod flags;

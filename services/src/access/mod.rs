@@ -1,7 +1,7 @@
 //! The `access` context: who holds which role.
 //!
 //! Commands `access.grant`, `access.revoke`, `access.issue_token`, `access.revoke_token` (role
-//! `admin`); queries `access.roles`, `access.tokens` (declared in [`OPERATIONS`]). Every grant lives in one `access` aggregate ([`Access`]); the role check
+//! `admin`); queries `access.roles`, `access.whoami`, `access.tokens` (declared in [`OPERATIONS`]). Every grant lives in one `access` aggregate ([`Access`]); the role check
 //! of every request ([`crate::api::roles`]) reads its state through [`grants::Current`].
 //!
 //! The first admin comes from the environment: at start-up the gateway [`seed`]s
@@ -27,7 +27,7 @@ use gatehouse_events::access::{
 };
 use gatehouse_events::envelope::CommandAccepted;
 
-use crate::api::Operation;
+use crate::api::{self, Identity, Kind, Operation, Role};
 use crate::{command, query};
 
 /// The access context's commands and queries.
@@ -68,6 +68,17 @@ pub const OPERATIONS: &[Operation] = &[
         queries::roles,
         None
     ),
+    Operation {
+        name: "access.whoami",
+        kind: Kind::Query,
+        role: Role::Authenticated,
+        about:
+            "the caller and the roles they hold (for a front end to offer only what they may do)",
+        request: "WhoAmI",
+        reply: "Caller",
+        reads: None,
+        handler: whoami,
+    },
     query!(
         "access.tokens",
         Admin,
@@ -77,3 +88,16 @@ pub const OPERATIONS: &[Operation] = &[
         None
     ),
 ];
+
+/// `access.whoami`, by hand rather than by `query!`: its answer depends on the caller.
+fn whoami<'a>(
+    app: &'a api::App,
+    caller: &'a Identity,
+    payload: &'a [u8],
+) -> futures::future::BoxFuture<'a, Result<serde_json::Value, gatehouse_events::envelope::Rejection>>
+{
+    Box::pin(async move {
+        let query = api::request::query::<gatehouse_events::access::WhoAmI>(payload)?;
+        api::to_json(queries::whoami(app, caller, query).await)
+    })
+}

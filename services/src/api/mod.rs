@@ -420,6 +420,7 @@ mod tests {
                 "audit.replay",
                 "audit.denials",
                 "access.roles",
+                "access.whoami",
                 "access.tokens",
                 "repo.get",
                 "repo.list",
@@ -450,6 +451,7 @@ mod tests {
                 Role::Service
             }
             "access.tokens" => Role::Admin,
+            "access.whoami" => Role::Authenticated,
             _ if operation(Kind::Query, name).is_some() => Role::Viewer,
             "policy.create" | "policy.draft" | "policy.restore" => Role::Author,
             "policy.prepare" | "policy.cancel_run" | "policy.resume_run" => Role::Operator,
@@ -489,6 +491,7 @@ mod tests {
                     if [
                         "audit.denials",
                         "access.roles",
+                        "access.whoami",
                         "access.tokens",
                         "flag.snapshot",
                     ]

@@ -147,7 +147,7 @@ pub fn check(
         Some(person) if user.delegate && person != user.user => (person, Some(user.user.clone())),
         _ => (user.user.as_str(), None),
     };
-    if role != Role::Internal && access.holds(subject, role) {
+    if role == Role::Authenticated || (role != Role::Internal && access.holds(subject, role)) {
         return Ok(());
     }
     Err(Denied {
@@ -234,6 +234,23 @@ mod tests {
         assert!(check(&access(), &bob, None, "policy.get", Role::Viewer).is_ok());
         let carol = user("carol", false);
         assert!(check(&access(), &carol, None, "policy.prepare", Role::Operator).is_ok());
+    }
+
+    #[test]
+    fn every_authenticated_user_may_call_an_operation_for_anyone_even_without_a_role() {
+        let mallory = user("mallory", false);
+        assert!(check(
+            &access(),
+            &mallory,
+            None,
+            "access.whoami",
+            Role::Authenticated
+        )
+        .is_ok());
+        assert!(
+            Role::grantable("authenticated").is_none(),
+            "no grant gives it"
+        );
     }
 
     #[test]

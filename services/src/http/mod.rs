@@ -32,6 +32,7 @@ use crate::api::{self, App, Identity, Kind};
 use crate::settings::Settings;
 use crate::{db, RoleError};
 
+pub mod console;
 pub mod ofrep;
 
 /// The account an HTTP caller is reported in (denials, logs): people and services the HTTP
@@ -61,7 +62,7 @@ pub fn status(code: RejectionCode) -> StatusCode {
 }
 
 /// A rejection as an HTTP response: its status and the JSON error body.
-struct Failure(Rejection);
+pub(crate) struct Failure(pub(crate) Rejection);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -91,6 +92,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ready))
         .route("/v1/commands/{operation}", post(command))
         .route("/v1/queries/{operation}", post(query))
+        .merge(console::routes())
         .merge(ofrep::routes())
         .fallback(|| async {
             Failure(Rejection::new(
@@ -108,7 +110,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    let routes = router(app).layer(axum::Extension(console::Shutdown(shutdown.clone())));
+    axum::serve(listener, routes)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
@@ -134,7 +137,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 }
 
 /// The user a bearer token names, or `unauthenticated`.
-async fn caller(app: &App, headers: &HeaderMap) -> Result<User, Failure> {
+pub(crate) async fn caller(app: &App, headers: &HeaderMap) -> Result<User, Failure> {
     let unauthenticated =
         |message: &str| Failure(Rejection::new(RejectionCode::Unauthenticated, message));
     let token = headers
