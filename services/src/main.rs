@@ -187,12 +187,24 @@ fn report(e: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info` for roles, `warn` otherwise), as
+/// text, or as one JSON object per line with `GATEHOUSE_LOG_FORMAT=json`.
 fn init_tracing(role: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if role { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("GATEHOUSE_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().with_current_span(true).init(),
+        Ok("text") | Ok("") | Err(_) => builder.init(),
+        Ok(other) => {
+            builder.init();
+            tracing::warn!(
+                format = other,
+                "GATEHOUSE_LOG_FORMAT is `json` or `text`: logging as text"
+            );
+        }
+    }
 }
