@@ -86,6 +86,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             gatehouse::outln!("{report}");
         }
         Command::Bench { args } => return bench(args),
+        Command::Doctor(args) => {
+            let options = args.options(cli.actor())?;
+            let report = gatehouse::ops::doctor::run(&settings, &options).await;
+            if cli.json {
+                gatehouse::outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                gatehouse::outln!("{}", report.text().trim_end());
+            }
+            if !report.ok {
+                std::process::exit(1);
+            }
+        }
         Command::Policy(cmd) => cli::policy::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Run(cmd) => cli::run::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Catalog(cmd) => cli::catalog::run(&cli, cmd, &client(&settings).await?).await?,

@@ -18,7 +18,8 @@ async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
     let s = &app.settings;
     let pg = gatehouse::db::pool(&s.database_url, 4).unwrap();
     let sqlx = gatehouse::db::sqlx_pool(&s.database_url, 4).await.unwrap();
-    let api = Arc::new(App::new(sqlx, pg, s.namespace.clone()));
+    let api =
+        Arc::new(App::new(sqlx, pg, s.namespace.clone()).with_broker(app.client.nats().clone(), s));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

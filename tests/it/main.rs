@@ -15,6 +15,7 @@ mod helpers;
 mod http;
 mod identity;
 mod indexer;
+mod ops;
 mod outage;
 mod permissions;
 mod policies;
