@@ -85,6 +85,14 @@ async fn health_and_readiness_answer_without_a_token() {
     let app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
     assert_eq!(request(addr, "GET", "/healthz", &[], b"").await.0, 200);
+    // Ready once the streams the worker and the flag monitor create exist too.
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    gatehouse::broker::ensure_jobs_stream(&js, &app.settings)
+        .await
+        .unwrap();
+    gatehouse::broker::ensure_outcomes_stream(&js, &app.settings)
+        .await
+        .unwrap();
     let (status, body) = request(addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(
         (status, body["status"].as_str()),

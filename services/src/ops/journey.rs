@@ -145,7 +145,8 @@ impl Journey<'_> {
             "rules": {
                 "rules": [{"id": "never", "condition": "false", "decision": "deny",
                            "reason": "the doctor's journey denies nothing"}],
-                "default_decision": "allow"
+                "default_decision": "allow",
+                "score": "0.0"
             }
         }))
         .map_err(|e| ClientError::Decode(e.to_string()))?;
