@@ -132,6 +132,7 @@ async fn the_doctor_names_an_altered_consumer_and_a_dead_letter() {
     .unwrap();
     let dlq = subjects::dead_letter(ns, &subjects::projector_consumer(ns, "notifier"));
     let report = doctor_until(&app, &quick, |r| failed(r, "dead letters").is_some()).await;
+    eprintln!("{}", report.text());
     assert!(!report.ok);
     let altered = failed(&report, &format!("consumer {audit}")).unwrap_or_default();
     assert!(

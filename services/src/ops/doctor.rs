@@ -278,11 +278,14 @@ async fn client_account_is_confined(settings: &Settings, options: &Options) -> C
             "skipped: set GATEHOUSE_DOCTOR_CLIENT_USER and GATEHOUSE_DOCTOR_CLIENT_PASSWORD",
         );
     };
-    let mut as_client = settings.clone();
-    as_client.nats_user = Some(user.clone());
-    as_client.nats_password = Some(password.clone());
-    as_client.request_timeout = Duration::from_secs(2);
-    let nats = match crate::broker::connect(&as_client, "doctor-probe").await {
+    // Not broker::connect: its callback would log the refusal this check provokes.
+    let urls: Vec<&str> = settings.nats_url.split(',').map(str::trim).collect();
+    let connected =
+        async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            .name("gatehouse-doctor-probe")
+            .connect(urls.as_slice())
+            .await;
+    let nats = match connected {
         Ok(nats) => nats,
         Err(e) => return Check::failed(name, format!("cannot connect as {user}: {e}")),
     };

@@ -7,6 +7,7 @@
 //! Every step goes through the gateway and the catalog stream like any client's, so a passing
 //! journey means the gateway, relay, projectors and a worker all work.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gatehouse_events::catalog::GetItem;
@@ -31,6 +32,7 @@ pub async fn run(client: &Client, actor: &str, deadline: Duration) -> Vec<Check>
         actor,
         deadline,
         policy_id: format!("doctor-{}", &id[..12]),
+        imported: AtomicBool::new(false),
     };
     let mut checks = Vec::new();
     match journey.steps().await {
@@ -41,7 +43,9 @@ pub async fn run(client: &Client, actor: &str, deadline: Duration) -> Vec<Check>
         }
     }
     // Clean up even after a failure: the items would otherwise join every later snapshot.
-    checks.push(journey.clean_up().await);
+    if journey.imported.load(Ordering::Relaxed) {
+        checks.push(journey.clean_up().await);
+    }
     checks
 }
 
@@ -50,6 +54,8 @@ struct Journey<'a> {
     actor: &'a str,
     deadline: Duration,
     policy_id: String,
+    /// Whether any scratch item was published (and so must be deleted).
+    imported: AtomicBool,
 }
 
 type Steps = Result<Vec<Check>, (Vec<Check>, Check)>;
@@ -162,6 +168,7 @@ impl Journey<'_> {
     /// Publishes the scratch items on the catalog stream and waits until the catalog has them.
     async fn import(&self) -> Result<(), String> {
         let ns = self.client.namespace();
+        self.imported.store(true, Ordering::Relaxed);
         for n in 1..=ITEMS {
             let body = json!({"op": "upsert", "id": self.item(n), "status": "ready",
                               "attributes": {"doctor": true}});
