@@ -495,6 +495,9 @@ export_env() {
     # revoke them later; a restart does not give them back).
     export GATEHOUSE_ADMIN_USER="${GATEHOUSE_ADMIN_USER:-alice}"
     export GATEHOUSE_ROLES="${GATEHOUSE_ROLES:-development}"
+    # `gatehouse doctor` checks that a CLIENTS user cannot read the event streams: bob's.
+    export GATEHOUSE_DOCTOR_CLIENT_USER=bob
+    export GATEHOUSE_DOCTOR_CLIENT_PASSWORD="$GATEHOUSE_BOB_PASSWORD"
   elif [[ -z "${NATS_USER:-}" || -z "${NATS_PASSWORD:-}" ]]; then
     log "warning: NATS_URL is set but NATS_USER/NATS_PASSWORD are not: the service will connect without credentials"
   fi
@@ -512,7 +515,7 @@ write_env_sh() {
     {
       printf '# Written by scripts/up.sh. Use: source .gatehouse/env.sh\n'
       for var in DATABASE_URL NATS_URL NATS_USER NATS_PASSWORD NATS_ADMIN_USER NATS_ADMIN_PASSWORD \
-        "${GATEHOUSE_PASSWORD_VARS[@]}" \
+        "${GATEHOUSE_PASSWORD_VARS[@]}" GATEHOUSE_DOCTOR_CLIENT_USER GATEHOUSE_DOCTOR_CLIENT_PASSWORD \
         GATEHOUSE_NATS_PORT GATEHOUSE_NATS_HTTP_PORT GATEHOUSE_PG_PORT GATEHOUSE_NATS_STORE CARGO_TARGET_DIR; do
         if [[ -n "${!var:-}" ]]; then printf 'export %s=%q\n' "$var" "${!var}"; fi
       done

@@ -40,6 +40,8 @@ Act as a development user instead (the gateway records the user you connect as):
   passwords: GATEHOUSE_<USER>_PASSWORD in $GATEHOUSE_SECRETS (and env.sh)
 HTTP API: http://${GATEHOUSE_HTTP_ADDR:-127.0.0.1:8080} (GATEHOUSE_HTTP_ADDR; tokens: gatehouse access issue-token)
 Console:  http://${GATEHOUSE_HTTP_ADDR:-127.0.0.1:8080}/console (sign in with a token: gatehouse access issue-token <user>)
+  /readyz, /metrics (Prometheus) need no token
+Smoke test, once it serves: gatehouse doctor   (exit 0: every check passed)
 Stop the broker and database: scripts/down.sh
 
 Starting: gatehouse up $*   (Ctrl-C to stop)

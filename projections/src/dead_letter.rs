@@ -27,16 +27,21 @@ const MAX_REASON_LEN: usize = 1_000;
 /// Creates the dead-letter stream of namespace `ns`, or brings its config up to date.
 pub async fn ensure_stream(js: &jetstream::Context, ns: &str) -> Result<(), ProjectorError> {
     let name = subjects::dead_letter_stream(ns);
-    js.create_or_update_stream(stream::Config {
-        name: name.clone(),
+    js.create_or_update_stream(stream_config(ns))
+        .await
+        .map_err(|e| ProjectorError::jetstream(format!("create or update stream {name}"), e))?;
+    Ok(())
+}
+
+/// The dead-letter stream's configuration (what [`ensure_stream`] creates).
+pub fn stream_config(ns: &str) -> stream::Config {
+    stream::Config {
+        name: subjects::dead_letter_stream(ns),
         description: Some("Gatehouse: messages consumers could not handle".into()),
         subjects: vec![subjects::all_dead_letters(ns)],
         storage: stream::StorageType::File,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| ProjectorError::jetstream(format!("create or update stream {name}"), e))?;
-    Ok(())
+    }
 }
 
 /// Where a parked message came from and why it was parked.

@@ -76,8 +76,13 @@ pub async fn ensure_events_stream(
     js: &jetstream::Context,
     settings: &Settings,
 ) -> Result<stream::Info, BrokerError> {
+    create_or_update(js, events_stream_config(settings)).await
+}
+
+/// The events stream's configuration (what [`ensure_events_stream`] creates).
+pub fn events_stream_config(settings: &Settings) -> stream::Config {
     let ns = &settings.namespace;
-    let config = stream::Config {
+    stream::Config {
         name: subjects::events_stream(ns),
         subjects: vec![subjects::all_events(ns)],
         storage: stream::StorageType::File,
@@ -88,8 +93,7 @@ pub async fn ensure_events_stream(
         deny_delete: true,
         deny_purge: true,
         ..Default::default()
-    };
-    create_or_update(js, config).await
+    }
 }
 
 /// Creates or updates the notification stream external subscribers consume.
@@ -97,8 +101,13 @@ pub async fn ensure_notify_stream(
     js: &jetstream::Context,
     settings: &Settings,
 ) -> Result<stream::Info, BrokerError> {
+    create_or_update(js, notify_stream_config(settings)).await
+}
+
+/// The notification stream's configuration.
+pub fn notify_stream_config(settings: &Settings) -> stream::Config {
     let ns = &settings.namespace;
-    let config = stream::Config {
+    stream::Config {
         name: subjects::notify_stream(ns),
         subjects: vec![subjects::all_notifications(ns)],
         storage: stream::StorageType::File,
@@ -106,8 +115,7 @@ pub async fn ensure_notify_stream(
         deny_delete: true,
         deny_purge: true,
         ..Default::default()
-    };
-    create_or_update(js, config).await
+    }
 }
 
 /// Creates or updates the outcomes stream: flag outcomes services report, kept a day (the
@@ -116,16 +124,20 @@ pub async fn ensure_outcomes_stream(
     js: &jetstream::Context,
     settings: &Settings,
 ) -> Result<stream::Info, BrokerError> {
+    create_or_update(js, outcomes_stream_config(settings)).await
+}
+
+/// The outcomes stream's configuration.
+pub fn outcomes_stream_config(settings: &Settings) -> stream::Config {
     let ns = &settings.namespace;
-    let config = stream::Config {
+    stream::Config {
         name: subjects::outcomes_stream(ns),
         subjects: vec![subjects::all_outcomes(ns)],
         storage: stream::StorageType::File,
         max_age: Duration::from_secs(86_400),
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
-    };
-    create_or_update(js, config).await
+    }
 }
 
 /// Creates or updates the catalog stream: upserts and deletes of items, kept for replay.
@@ -142,16 +154,20 @@ pub async fn ensure_jobs_stream(
     js: &jetstream::Context,
     settings: &Settings,
 ) -> Result<stream::Info, BrokerError> {
+    create_or_update(js, jobs_stream_config(settings)).await
+}
+
+/// The jobs work queue's configuration.
+pub fn jobs_stream_config(settings: &Settings) -> stream::Config {
     let ns = &settings.namespace;
-    let config = stream::Config {
+    stream::Config {
         name: subjects::jobs_stream(ns),
         subjects: vec![subjects::all_jobs(ns)],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::WorkQueue,
         duplicate_window: Duration::from_secs(600),
         ..Default::default()
-    };
-    create_or_update(js, config).await
+    }
 }
 
 async fn create_or_update(

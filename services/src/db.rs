@@ -11,7 +11,18 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
-/// The version of the last migration this build applies.
+/// Every migration version this build applies, in order.
+pub fn expected_migrations() -> Vec<i32> {
+    let mut versions: Vec<i32> = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// The highest migration version this build knows.
 pub fn latest_migration() -> i32 {
     embedded::migrations::runner()
         .get_migrations()

@@ -25,6 +25,7 @@
 //! - [`roles`]: `up` and the projector role; [`settings`], [`db`], [`broker`]: set-up.
 //! - [`client`]: a typed NATS client for Gatehouse (the CLI and tests use it).
 //! - [`cli`]: the `gatehouse` command line.
+//! - [`ops`]: metrics, readiness and `gatehouse doctor`.
 pub mod access;
 pub mod api;
 pub mod artifact;
@@ -40,6 +41,7 @@ pub mod flag;
 pub mod gateway;
 pub mod http;
 pub mod notifier;
+pub mod ops;
 pub mod policy;
 pub mod quarantine;
 pub mod relay;

@@ -86,6 +86,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             gatehouse::outln!("{report}");
         }
         Command::Bench { args } => return bench(args),
+        Command::Doctor(args) => {
+            let options = args.options(cli.actor())?;
+            let report = gatehouse::ops::doctor::run(&settings, &options).await;
+            if cli.json {
+                gatehouse::outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                gatehouse::outln!("{}", report.text().trim_end());
+            }
+            if !report.ok {
+                std::process::exit(1);
+            }
+        }
         Command::Policy(cmd) => cli::policy::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Run(cmd) => cli::run::run(&cli, cmd, &client(&settings).await?).await?,
         Command::Catalog(cmd) => cli::catalog::run(&cli, cmd, &client(&settings).await?).await?,
@@ -187,12 +199,24 @@ fn report(e: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info` for roles, `warn` otherwise), as
+/// text, or as one JSON object per line with `GATEHOUSE_LOG_FORMAT=json`.
 fn init_tracing(role: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if role { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("GATEHOUSE_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().with_current_span(true).init(),
+        Ok("text") | Ok("") | Err(_) => builder.init(),
+        Ok(other) => {
+            builder.init();
+            tracing::warn!(
+                format = other,
+                "GATEHOUSE_LOG_FORMAT is `json` or `text`: logging as text"
+            );
+        }
+    }
 }

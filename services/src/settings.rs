@@ -28,6 +28,9 @@ pub struct Settings {
     pub events_duplicate_window: Duration,
     /// `GATEHOUSE_HTTP_ADDR`: where the HTTP API listens (default `127.0.0.1:8080`).
     pub http_addr: String,
+    /// `GATEHOUSE_HTTP_TIMEOUT_MS`: how long the HTTP adapter works on one request before it
+    /// answers 503 `unavailable` (default 30 s).
+    pub http_timeout: Duration,
     /// `GATEHOUSE_ADMIN_USER`: the first admin, granted `admin` at start-up while nobody holds
     /// it (default: none; an operator on Gatehouse's own account can always grant).
     pub admin_user: Option<String>,
@@ -40,6 +43,9 @@ pub struct Settings {
 
 /// Where the HTTP API listens unless `GATEHOUSE_HTTP_ADDR` says otherwise.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+
+/// How long the HTTP adapter works on a request unless `GATEHOUSE_HTTP_TIMEOUT_MS` says otherwise.
+pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 30_000;
 
 impl Settings {
     /// Reads the settings from the environment; `DATABASE_URL` and `NATS_URL` are required.
@@ -71,6 +77,15 @@ impl Settings {
             )?),
             admin_user: var("GATEHOUSE_ADMIN_USER"),
             http_addr: var("GATEHOUSE_HTTP_ADDR").unwrap_or_else(|| DEFAULT_HTTP_ADDR.into()),
+            http_timeout: match number("GATEHOUSE_HTTP_TIMEOUT_MS", DEFAULT_HTTP_TIMEOUT_MS)? {
+                0 => {
+                    return Err(SettingsError::Invalid(
+                        "GATEHOUSE_HTTP_TIMEOUT_MS",
+                        "0".into(),
+                    ))
+                }
+                ms => Duration::from_millis(ms),
+            },
             grants: match var("GATEHOUSE_ROLES") {
                 Some(raw) => Grants::parse(&raw)
                     .map_err(|why| SettingsError::Invalid("GATEHOUSE_ROLES", why))?,
@@ -97,6 +112,7 @@ impl Settings {
             events_duplicate_window: Duration::from_secs(600),
             admin_user: None,
             http_addr: DEFAULT_HTTP_ADDR.into(),
+            http_timeout: Duration::from_millis(DEFAULT_HTTP_TIMEOUT_MS),
             grants: Grants::default(),
         }
     }

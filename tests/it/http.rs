@@ -18,7 +18,8 @@ async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
     let s = &app.settings;
     let pg = gatehouse::db::pool(&s.database_url, 4).unwrap();
     let sqlx = gatehouse::db::sqlx_pool(&s.database_url, 4).await.unwrap();
-    let api = Arc::new(App::new(sqlx, pg, s.namespace.clone()));
+    let api =
+        Arc::new(App::new(sqlx, pg, s.namespace.clone()).with_broker(app.client.nats().clone(), s));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -84,6 +85,14 @@ async fn health_and_readiness_answer_without_a_token() {
     let app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
     assert_eq!(request(addr, "GET", "/healthz", &[], b"").await.0, 200);
+    // Ready once the streams the worker and the flag monitor create exist too.
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    gatehouse::broker::ensure_jobs_stream(&js, &app.settings)
+        .await
+        .unwrap();
+    gatehouse::broker::ensure_outcomes_stream(&js, &app.settings)
+        .await
+        .unwrap();
     let (status, body) = request(addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(
         (status, body["status"].as_str()),

@@ -17,6 +17,7 @@ mod http;
 mod identity;
 mod indexer;
 mod ofrep;
+mod ops;
 mod outage;
 mod permissions;
 mod policies;

@@ -35,6 +35,7 @@ use crate::category::CategoryRules;
 use crate::flag::{Flag, Global};
 use crate::policy::Policy;
 use crate::repo::Repo;
+use crate::settings::Settings;
 use crate::store::{CommandError, Store};
 use crate::worker::policies::PolicyCache;
 pub use consistency::ReadModel;
@@ -58,6 +59,14 @@ pub struct App {
     pub(crate) categories: Store<CategoryRules>,
     /// `GATEHOUSE_EMERGENCY_STOP`, read when the app starts (`flag.evaluate` honours it).
     pub(crate) emergency: gatehouse_flags::EmergencyOverride,
+    /// The NATS connection `/readyz` and `/metrics` read JetStream through ([`App::with_broker`]).
+    pub(crate) broker: Option<Broker>,
+}
+
+/// A connection to NATS and the streams the system needs there.
+pub struct Broker {
+    pub(crate) client: async_nats::Client,
+    pub(crate) streams: Vec<async_nats::jetstream::stream::Config>,
 }
 
 impl App {
@@ -75,7 +84,18 @@ impl App {
             namespace: namespace.into(),
             grants: grants::Current::default(),
             emergency: gatehouse_flags::EmergencyOverride::from_env(),
+            broker: None,
         }
+    }
+
+    /// With `client` for readiness and the broker's metrics, expecting the streams `settings`
+    /// configure.
+    pub fn with_broker(mut self, client: async_nats::Client, settings: &Settings) -> Self {
+        self.broker = Some(Broker {
+            client,
+            streams: crate::ops::expected::streams(settings),
+        });
+        self
     }
 }
 
@@ -122,8 +142,20 @@ impl Operation {
 
     /// Answers `payload` sent by `caller`: `forbidden` unless the caller holds the operation's
     /// role (checked before anything is parsed or persisted; the denial is recorded); a query first waits for its
-    /// `wait_for`, if any.
+    /// `wait_for`, if any. Counted in the process's metrics ([`crate::ops::metrics`]) by outcome.
     pub async fn call(
+        &self,
+        app: &App,
+        caller: &Identity,
+        payload: &[u8],
+    ) -> Result<serde_json::Value, Rejection> {
+        let started = std::time::Instant::now();
+        let outcome = self.answer(app, caller, payload).await;
+        crate::ops::metrics::record(self, &outcome, started.elapsed());
+        outcome
+    }
+
+    async fn answer(
         &self,
         app: &App,
         caller: &Identity,

@@ -44,6 +44,56 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `gatehouse doctor`'s options (`docs/runbook.md`, *Smoke test*).
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Skip the synthetic journey (it writes a scratch policy and three scratch catalog items).
+    #[arg(long)]
+    pub no_journey: bool,
+    /// How long the journey waits for each eventual step (items in the catalog, the run).
+    #[arg(long, default_value_t = 60)]
+    pub journey_timeout_s: u64,
+    /// A consumer whose oldest unacknowledged message is older than this fails.
+    #[arg(long, default_value_t = 300)]
+    pub max_pending_age_s: u64,
+    /// A consumer with more redelivered unacknowledged messages than this fails.
+    #[arg(long, default_value_t = 10)]
+    pub max_redeliveries: u64,
+    /// More dead letters than this for one consumer fails.
+    #[arg(long, default_value_t = 0)]
+    pub max_dead_letters: u64,
+    /// The relay failing to publish an event for longer than this fails.
+    #[arg(long, default_value_t = 60)]
+    pub max_relay_lag_s: u64,
+    /// A user of the CLIENTS account that must not read the event streams.
+    #[arg(long, env = "GATEHOUSE_DOCTOR_CLIENT_USER")]
+    pub client_user: Option<String>,
+    #[arg(long, env = "GATEHOUSE_DOCTOR_CLIENT_PASSWORD", hide_env_values = true)]
+    pub client_password: Option<String>,
+}
+
+impl DoctorArgs {
+    /// The doctor's options, the roles' settings read from the environment.
+    pub fn options(
+        &self,
+        actor: String,
+    ) -> Result<crate::ops::doctor::Options, crate::settings::SettingsError> {
+        use std::time::Duration;
+        Ok(crate::ops::doctor::Options {
+            roles: crate::ops::expected::RoleSettings::from_env()?,
+            thresholds: crate::ops::doctor::Thresholds {
+                oldest_pending: Duration::from_secs(self.max_pending_age_s),
+                redeliveries: self.max_redeliveries,
+                dead_letters: self.max_dead_letters,
+                relay_lag: Duration::from_secs(self.max_relay_lag_s),
+            },
+            journey_actor: (!self.no_journey).then_some(actor),
+            journey_deadline: Duration::from_secs(self.journey_timeout_s),
+            client_user: self.client_user.clone().zip(self.client_password.clone()),
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every role in one process (migrations, gateway, relay, projectors) until Ctrl-C.
@@ -122,6 +172,10 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Check a running system: migrations, streams and consumers as configured, permissions,
+    /// queue health, and a synthetic journey (create, draft, import, prepare, promote, read,
+    /// clean up). Prints every check with ok/FAIL; exits 1 when any failed.
+    Doctor(DoctorArgs),
     /// Read-model maintenance.
     #[command(subcommand)]
     Projections(ProjectionsCommand),

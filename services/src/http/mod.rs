@@ -7,8 +7,10 @@
 //!   The actor is the token's user: nothing in the body can claim another.
 //! - `POST /v1/queries/<context>.<name>`: the body is the query (empty means `{}`).
 //! - `POST /ofrep/v1/evaluate/flags[/{key}]`: OpenFeature's remote evaluation ([`ofrep`]).
-//! - `GET /healthz` (the process answers), `GET /readyz` (Postgres answers and every migration
-//!   is applied): no token needed.
+//! - `GET /healthz` (the process answers); `GET /readyz` and `GET /metrics` ([`ops`]): no
+//!   token needed.
+//!
+//! Every request is answered within `GATEHOUSE_HTTP_TIMEOUT_MS` ([`ops::with_timeout`]).
 //!
 //! Every other route, and every request without a token in force (`Authorization: Bearer
 //! gh_<id>.<secret>`, issued by `access.issue_token`), is answered with the JSON error body
@@ -30,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::identity::User;
 use crate::api::{self, App, Identity, Kind};
 use crate::settings::Settings;
-use crate::{db, RoleError};
+use crate::{broker, db, RoleError};
+
+pub mod ops;
 
 pub mod console;
 pub mod ofrep;
@@ -89,11 +93,11 @@ fn bad_request(message: impl Into<String>, field: Option<&str>) -> Failure {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(ready))
         .route("/v1/commands/{operation}", post(command))
         .route("/v1/queries/{operation}", post(query))
         .merge(console::routes())
         .merge(ofrep::routes())
+        .merge(ops::routes())
         .fallback(|| async {
             Failure(Rejection::new(
                 RejectionCode::NotFound,
@@ -104,13 +108,26 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves `app` on `listener` until `shutdown`.
+/// Serves `app` on `listener` until `shutdown`, each request within the default timeout.
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let routes = router(app).layer(axum::Extension(console::Shutdown(shutdown.clone())));
+    let timeout = std::time::Duration::from_millis(crate::settings::DEFAULT_HTTP_TIMEOUT_MS);
+    serve_within(app, listener, timeout, shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown`, answering 503 to a request not answered
+/// within `timeout` (a stream, such as a run's events, counts as answered once it starts).
+pub async fn serve_within(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    timeout: std::time::Duration,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let routes = ops::with_timeout(router(app), timeout)
+        .layer(axum::Extension(console::Shutdown(shutdown.clone())));
     axum::serve(listener, routes)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -120,7 +137,9 @@ pub async fn serve(
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     let pg = db::pool(&settings.database_url, settings.db_pool_size)?;
     let sqlx = db::sqlx_pool(&settings.database_url, settings.db_pool_size as u32).await?;
-    let app = Arc::new(App::new(sqlx, pg, settings.namespace.clone()));
+    // Readiness and the broker's metrics read JetStream: the role needs NATS too.
+    let nats = broker::connect(&settings, "http").await?;
+    let app = Arc::new(App::new(sqlx, pg, settings.namespace.clone()).with_broker(nats, &settings));
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .map_err(|e| RoleError::Http {
@@ -128,7 +147,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             source: e,
         })?;
     tracing::info!(addr = %settings.http_addr, "http serving");
-    serve(app, listener, shutdown)
+    serve_within(app, listener, settings.http_timeout, shutdown)
         .await
         .map_err(|e| RoleError::Http {
             action: "serve HTTP".into(),
@@ -238,31 +257,6 @@ async fn query(
     let payload = serde_json::to_vec(&body_json(body).await?).unwrap_or_default();
     let result = op.call(&app, &caller, &payload).await?;
     Ok((StatusCode::OK, Json(result)).into_response())
-}
-
-/// `GET /readyz`: Postgres answers and every migration this build knows is applied.
-async fn ready(State(app): State<Arc<App>>) -> Result<Json<Value>, Failure> {
-    let unready = |why: String| Failure(Rejection::new(RejectionCode::Unavailable, why));
-    let client = app
-        .pg
-        .get()
-        .await
-        .map_err(|e| unready(format!("Postgres: {e}")))?;
-    let applied: Option<i32> = client
-        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
-        .await
-        .map_err(|e| unready(format!("migrations: {e}")))?
-        .get(0);
-    let expected = db::latest_migration();
-    if applied.unwrap_or(0) < expected {
-        return Err(unready(format!(
-            "migrations: {} of {expected} applied",
-            applied.unwrap_or(0)
-        )));
-    }
-    Ok(Json(
-        json!({"status": "ready", "postgres": "ok", "migration": expected}),
-    ))
 }
 
 #[cfg(test)]
