@@ -106,6 +106,8 @@ pub struct Operation {
     pub request: &'static str,
     /// The reply `result`'s type.
     pub reply: &'static str,
+    /// The request's top-level fields, for API documents (empty when serde cannot name them).
+    pub fields: fn() -> &'static [&'static str],
     /// The role a caller needs ([`roles::check`]).
     pub role: Role,
     /// The read model a query reads, for `wait_for`; `None` for commands and for queries of
@@ -222,6 +224,7 @@ macro_rules! command {
             about: $about,
             request: stringify!($request),
             reply: stringify!($reply),
+            fields: $crate::http::openapi::fields_of::<$request>,
             reads: None,
             handler: {
                 fn handle<'a>(
@@ -262,6 +265,7 @@ macro_rules! query {
             about: $about,
             request: stringify!($request),
             reply: stringify!($reply),
+            fields: $crate::http::openapi::fields_of::<$request>,
             reads: $reads,
             handler: {
                 fn handle<'a>(
