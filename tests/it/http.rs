@@ -156,8 +156,11 @@ async fn a_command_over_http_is_recorded_as_the_tokens_user_and_is_the_same_comm
             .await,
         1
     );
-    // A query, and a refusal with its status and JSON body.
-    let get = serde_json::to_vec(&json!({"policy_id": "media"})).unwrap();
+    // A query that reads its write (the read model may lag), and a refusal with its status
+    // and JSON body.
+    let get = serde_json::to_vec(&json!({"policy_id": "media", "wait_for": {
+        "aggregate": "policy", "aggregate_id": "media", "sequence": first["sequence"]}}))
+    .unwrap();
     let auth_only = [("Authorization", auth.as_str())];
     let (status, policy) = request(addr, "POST", "/v1/queries/policy.get", &auth_only, &get).await;
     assert_eq!(

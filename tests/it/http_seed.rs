@@ -342,3 +342,31 @@ async fn the_seed_routes_need_a_token_and_answer_other_methods_with_the_json_err
     stop.cancel();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_wait_for_naming_an_event_never_recorded_is_a_bad_request_not_a_retry() {
+    let app = spawn_app_with_users().await;
+    let (addr, stop) = serve(&app).await;
+    let alice = caller(&app, addr, "alice").await;
+    let headers = [("Authorization", alice.auth.as_str())];
+    let query = |id: &str| {
+        serde_json::to_vec(&json!({"limit": 5, "wait_for": {
+            "aggregate": "policy", "aggregate_id": id, "sequence": 1, "timeout_ms": 0}}))
+        .unwrap()
+    };
+    let (status, e) = request(
+        addr,
+        "POST",
+        "/v1/queries/audit.log",
+        &headers,
+        &query("nope"),
+    )
+    .await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (400, Some("wait_for.sequence")),
+        "{e}"
+    );
+    stop.cancel();
+    app.stop().await;
+}

@@ -106,8 +106,8 @@ pub struct Operation {
     pub request: &'static str,
     /// The reply `result`'s type.
     pub reply: &'static str,
-    /// The request's top-level fields, for API documents (empty when serde cannot name them).
-    pub fields: fn() -> &'static [&'static str],
+    /// The JSON Schemas of the request and the reply, for API documents.
+    pub schemas: fn(&mut schemars::SchemaGenerator) -> [schemars::Schema; 2],
     /// The role a caller needs ([`roles::check`]).
     pub role: Role,
     /// The read model a query reads, for `wait_for`; `None` for commands and for queries of
@@ -224,7 +224,7 @@ macro_rules! command {
             about: $about,
             request: stringify!($request),
             reply: stringify!($reply),
-            fields: $crate::http::openapi::fields_of::<$request>,
+            schemas: $crate::http::openapi::schemas_of::<$request, $reply>,
             reads: None,
             handler: {
                 fn handle<'a>(
@@ -265,7 +265,7 @@ macro_rules! query {
             about: $about,
             request: stringify!($request),
             reply: stringify!($reply),
-            fields: $crate::http::openapi::fields_of::<$request>,
+            schemas: $crate::http::openapi::schemas_of::<$request, $reply>,
             reads: $reads,
             handler: {
                 fn handle<'a>(

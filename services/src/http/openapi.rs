@@ -4,11 +4,14 @@
 //! ([`FRAGMENTS`], the one list). Served at `GET /openapi.json`; `docs/openapi.json` is a
 //! checked-in copy a test compares with [`document`] (`GATEHOUSE_UPDATE_OPENAPI=1` refreshes it).
 //!
-//! A request body lists its type's top-level fields (read from its serde `Deserialize`, so it
-//! cannot drift); every response names its status — the statuses [`super::status`] can give —
-//! and failures reference `#/components/schemas/Error`, the JSON error body.
+//! Request and reply bodies are the JSON Schemas of the wire types in `gatehouse_events`
+//! (schemars, from their serde attributes, so they cannot drift), under
+//! `#/components/schemas`; every response names its status — the statuses [`super::status`]
+//! can give — and failures are `#/components/schemas/Error`, the JSON error body.
 
-use serde::de::{self, Deserializer, Visitor};
+use gatehouse_events::envelope::{RejectionCode, WaitFor};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::api::{self, Kind, Operation};
@@ -23,6 +26,7 @@ pub(crate) const FAILURES: &[u16] = &[400, 401, 403, 404, 409, 500, 503];
 
 /// The whole document.
 pub fn document() -> Value {
+    let mut generator = generator();
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
@@ -44,42 +48,72 @@ pub fn document() -> Value {
                     "description": "`gh_<id>.<secret>`, issued by `access.issue_token`"
                 }
             },
-            "schemas": {"Error": error_schema(), "CommandAccepted": accepted_schema()},
+            "schemas": {"Error": error_schema(&mut generator)},
             "responses": failure_responses()
         }
     });
-    merge(&mut doc, operation_paths());
+    merge(&mut doc, operation_paths(&mut generator));
     merge(&mut doc, service_paths());
     for fragment in FRAGMENTS {
         merge(&mut doc, fragment());
     }
+    let definitions = json!({"components": {"schemas": generator.take_definitions(true)}});
+    merge(&mut doc, definitions);
     doc
+}
+
+/// The generator of every schema in the document: JSON Schema 2020-12 (what OpenAPI 3.1
+/// uses), definitions under `#/components/schemas`.
+pub fn generator() -> SchemaGenerator {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    settings.into_generator()
+}
+
+/// The request's and the reply's schemas: what [`crate::command!`] and [`crate::query!`]
+/// store in an [`Operation`].
+pub fn schemas_of<Request: JsonSchema, Reply: JsonSchema>(
+    generator: &mut SchemaGenerator,
+) -> [Schema; 2] {
+    [
+        generator.subschema_for::<Request>(),
+        generator.subschema_for::<Reply>(),
+    ]
+}
+
+/// The object schema `schema` refers to in `generator` (or `schema` itself), to change.
+pub(crate) fn inlined(generator: &SchemaGenerator, schema: &Schema) -> Map<String, Value> {
+    let value = schema.as_value();
+    let target = value
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.rsplit('/').next())
+        .and_then(|name| generator.definitions().get(name))
+        .unwrap_or(value);
+    target.as_object().cloned().unwrap_or_default()
 }
 
 /// Adds `fragment`'s paths and schemas to `doc`.
 fn merge(doc: &mut Value, fragment: Value) {
-    for section in ["paths", "components/schemas"] {
-        let pointer = format!("/{section}");
-        let (Some(Value::Object(into)), Some(Value::Object(from))) =
-            (doc.pointer(&pointer).cloned(), fragment.pointer(&pointer))
-        else {
+    for pointer in ["/paths", "/components/schemas"] {
+        let Some(Value::Object(from)) = fragment.pointer(pointer) else {
             continue;
         };
-        let mut into = into;
-        for (key, value) in from {
-            into.insert(key.clone(), value.clone());
-        }
-        if let Some(slot) = doc.pointer_mut(&pointer) {
-            *slot = Value::Object(into);
+        if let Some(Value::Object(into)) = doc.pointer_mut(pointer) {
+            for (key, value) in from {
+                into.insert(key.clone(), value.clone());
+            }
         }
     }
 }
 
 /// One path per operation of the table.
-fn operation_paths() -> Value {
+fn operation_paths(generator: &mut SchemaGenerator) -> Value {
     let mut paths = Map::new();
     for op in api::operations() {
-        paths.insert(operation_path(op), json!({"post": operation_item(op)}));
+        let item = operation_item(op, generator);
+        paths.insert(operation_path(op), json!({"post": item}));
     }
     json!({"paths": paths})
 }
@@ -92,14 +126,17 @@ pub fn operation_path(op: &Operation) -> String {
     }
 }
 
-fn operation_item(op: &Operation) -> Value {
-    let mut properties = fields(op, &[]);
+fn operation_item(op: &Operation, generator: &mut SchemaGenerator) -> Value {
+    let [request, reply] = (op.schemas)(generator);
+    let mut request = request.to_value();
     if op.reads.is_some() {
-        properties.insert(
-            "wait_for".into(),
-            json!({"description": "read your writes: wait until the read model has projected \
-                   these events (docs/protocol.md)"}),
-        );
+        // `wait_for` is read before the query's own fields are.
+        let wait_for = generator.subschema_for::<WaitFor>();
+        let mut inline = inlined(generator, &Schema::try_from(request).unwrap_or_default());
+        if let Some(Value::Object(properties)) = inline.get_mut("properties") {
+            properties.insert("wait_for".into(), wait_for.to_value());
+        }
+        request = Value::Object(inline);
     }
     let mut item = json!({
         "operationId": op.name,
@@ -112,11 +149,9 @@ fn operation_item(op: &Operation) -> Value {
         "tags": [op.context()],
         "requestBody": {
             "required": op.kind == Kind::Command,
-            "content": {"application/json": {"schema": {
-                "type": "object", "title": op.request, "properties": properties
-            }}}
+            "content": {"application/json": {"schema": request}}
         },
-        "responses": responses(op, "200"),
+        "responses": responses(op, "200", reply.to_value()),
     });
     if op.kind == Kind::Command {
         item["parameters"] = json!(command_headers());
@@ -135,21 +170,12 @@ pub(crate) fn command_headers() -> Vec<Value> {
     ]
 }
 
-/// `op`'s request fields but those in `except` (filled from a path), each of any JSON type.
-pub(crate) fn fields(op: &Operation, except: &[&str]) -> Map<String, Value> {
-    (op.fields)()
-        .iter()
-        .filter(|f| !except.contains(f))
-        .map(|f| ((*f).to_owned(), json!({})))
-        .collect()
-}
-
-/// `op`'s reply under `success`, and every failure status it can give.
-pub(crate) fn responses(op: &Operation, success: &str) -> Value {
+/// `reply` under `success`, and every failure status `op` can give.
+pub(crate) fn responses(op: &Operation, success: &str, reply: Value) -> Value {
     let mut responses = Map::new();
     responses.insert(
         success.into(),
-        json!({"description": op.reply, "content": {"application/json": {"schema": reply_schema(op.reply)}}}),
+        json!({"description": op.reply, "content": {"application/json": {"schema": reply}}}),
     );
     let mut failures = FAILURES.to_vec();
     if op.name == "artifact.can_read" {
@@ -187,18 +213,6 @@ fn failure_responses() -> Value {
     Value::Object(responses)
 }
 
-/// The schema of a reply type's JSON.
-fn reply_schema(reply: &str) -> Value {
-    let reply: String = reply.chars().filter(|c| !c.is_whitespace()).collect();
-    if reply == "CommandAccepted" {
-        json!({"$ref": "#/components/schemas/CommandAccepted"})
-    } else if let Some(item) = reply.strip_prefix("Vec<").and_then(|r| r.strip_suffix('>')) {
-        json!({"type": "array", "items": {"type": "object", "title": item}})
-    } else {
-        json!({"type": "object", "title": reply})
-    }
-}
-
 /// `/healthz`, `/readyz` and `/openapi.json`: no token needed.
 fn service_paths() -> Value {
     let open = |summary: &str, ok: Value, failures: &[u16]| {
@@ -218,68 +232,19 @@ fn service_paths() -> Value {
     }})
 }
 
-fn error_schema() -> Value {
+/// The JSON error body (`Rejection` in `gatehouse_events::envelope`).
+fn error_schema(generator: &mut SchemaGenerator) -> Value {
     json!({
         "type": "object",
         "description": "Every failure: a stable machine-readable code and a message for people.",
         "required": ["code", "message"],
         "properties": {
-            "code": {"type": "string", "description": "the rejection code (docs/protocol.md)"},
+            "code": generator.subschema_for::<RejectionCode>().to_value(),
             "message": {"type": "string"},
             "field": {"type": "string", "description": "the request field or parameter at fault"},
             "details": {"type": "array", "description": "machine-readable details, e.g. every blocking reason"}
         }
     })
-}
-
-fn accepted_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["command_id", "aggregate", "aggregate_id", "sequence", "events", "duplicate"],
-        "properties": {
-            "command_id": {"type": "string"},
-            "aggregate": {"type": "string"},
-            "aggregate_id": {"type": "string"},
-            "sequence": {"type": "integer", "minimum": 0},
-            "events": {"type": "array", "items": {"type": "object"}},
-            "duplicate": {"type": "boolean", "description": "the stored outcome of an earlier request with this id"},
-            "detail": {"description": "command-specific facts, e.g. the run id of a prepared run"}
-        }
-    })
-}
-
-/// The top-level field names of `T`'s serde `Deserialize` (a struct's), or none: serde
-/// passes them to `deserialize_struct`, which a capturing deserializer records.
-pub fn fields_of<T: de::DeserializeOwned>() -> &'static [&'static str] {
-    let mut captured = None;
-    let _ = T::deserialize(Capture(&mut captured));
-    captured.unwrap_or(&[])
-}
-
-struct Capture<'a>(&'a mut Option<&'static [&'static str]>);
-
-impl<'de> Deserializer<'de> for Capture<'_> {
-    type Error = de::value::Error;
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        _visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        *self.0 = Some(fields);
-        Err(de::Error::custom("fields captured"))
-    }
-
-    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
-        Err(de::Error::custom("not a struct"))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-        ignored_any
-    }
 }
 
 #[cfg(test)]
@@ -360,11 +325,13 @@ mod tests {
     }
 
     #[test]
-    fn a_request_body_lists_its_types_fields() {
+    fn a_request_body_is_its_types_schema() {
         let draft = api::operation(Kind::Command, "policy.draft").unwrap();
-        let item = operation_item(draft);
-        let properties =
-            &item["requestBody"]["content"]["application/json"]["schema"]["properties"];
+        let mut generator = generator();
+        let item = operation_item(draft, &mut generator);
+        let schema = &item["requestBody"]["content"]["application/json"]["schema"];
+        let schema = inlined(&generator, &Schema::try_from(schema.clone()).unwrap());
+        let properties = &schema["properties"];
         let names: BTreeSet<&str> = properties
             .as_object()
             .unwrap()
@@ -372,12 +339,33 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(names, BTreeSet::from(["policy_id", "rules", "notes"]));
+        let required = schema["required"].as_array().unwrap();
+        assert!(required.contains(&json!("policy_id")), "{required:?}");
     }
 
     #[test]
-    fn a_type_that_is_not_a_struct_has_no_fields() {
-        assert!(fields_of::<String>().is_empty());
-        assert!(fields_of::<Vec<u32>>().is_empty());
+    fn a_query_that_can_wait_documents_wait_for() {
+        let get = api::operation(Kind::Query, "run.get").unwrap();
+        let item = operation_item(get, &mut generator());
+        let schema = &item["requestBody"]["content"]["application/json"]["schema"];
+        assert!(schema["properties"]["run_id"].is_object(), "{schema}");
+        assert!(schema["properties"]["wait_for"].is_object(), "{schema}");
+    }
+
+    #[test]
+    fn fragments_never_redefine_a_schema_differently() {
+        let mut generator = generator();
+        operation_paths(&mut generator);
+        let ours = generator.take_definitions(true);
+        for fragment in FRAGMENTS {
+            let theirs = fragment();
+            let schemas = theirs["components"]["schemas"].as_object().cloned();
+            for (name, schema) in schemas.unwrap_or_default() {
+                if let Some(known) = ours.get(&name) {
+                    assert_eq!(known, &schema, "{name} is defined twice, differently");
+                }
+            }
+        }
     }
 
     /// `docs/openapi.json` is what the code generates; `GATEHOUSE_UPDATE_OPENAPI=1` rewrites it.

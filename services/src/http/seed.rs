@@ -30,6 +30,7 @@ use serde_json::{json, Map, Value};
 
 use super::{bad_request, body_json, caller, openapi, send_command, send_query, Failure, Segments};
 use crate::api::{self, App, Kind};
+use schemars::{Schema, SchemaGenerator};
 
 /// The seed routes, for [`super::router`] to merge.
 pub fn routes() -> Router<Arc<App>> {
@@ -498,16 +499,32 @@ const ROUTES: &[Route] = &[
 
 /// The seed routes' fragment of the API document.
 pub fn openapi() -> Value {
+    let mut generator = openapi::generator();
     let mut paths = Map::new();
     for r in ROUTES {
         let op = known(r.kind, r.operation);
         let item = paths.entry(r.path).or_insert_with(|| json!({}));
-        item[r.method] = route_item(r, op);
+        item[r.method] = route_item(r, op, &mut generator);
     }
-    json!({"paths": paths})
+    json!({"paths": paths, "components": {"schemas": generator.take_definitions(true)}})
 }
 
-fn route_item(r: &Route, op: &api::Operation) -> Value {
+/// The schema of the body of `r`: its operation's request without the fields of the path.
+fn body_schema(r: &Route, request: &Schema, generator: &SchemaGenerator) -> Map<String, Value> {
+    let mut body = openapi::inlined(generator, request);
+    for (_, field) in r.path_fields {
+        if let Some(Value::Object(properties)) = body.get_mut("properties") {
+            properties.remove(*field);
+        }
+        if let Some(Value::Array(required)) = body.get_mut("required") {
+            required.retain(|f| f != field);
+        }
+    }
+    body
+}
+
+fn route_item(r: &Route, op: &api::Operation, generator: &mut SchemaGenerator) -> Value {
+    let [request, reply] = (op.schemas)(generator);
     let mut parameters: Vec<Value> = r
         .path_fields
         .iter()
@@ -526,7 +543,7 @@ fn route_item(r: &Route, op: &api::Operation) -> Value {
         json!({"name": p.name, "in": "query", "required": false, "description": p.about,
                "schema": schema})
     }));
-    let mut responses = openapi::responses(op, r.success);
+    let mut responses = openapi::responses(op, r.success, reply.to_value());
     if r.operation == "policy.prepare" {
         responses["202"]["content"]["application/json"]["schema"] = json!({
             "allOf": [{"$ref": "#/components/schemas/CommandAccepted"}],
@@ -550,13 +567,11 @@ fn route_item(r: &Route, op: &api::Operation) -> Value {
     });
     if r.kind == Kind::Command {
         parameters.extend(openapi::command_headers());
-        let filled: Vec<&str> = r.path_fields.iter().map(|(_, f)| *f).collect();
+        let body = body_schema(r, &request, generator);
+        let required = body["required"].as_array().is_some_and(|r| !r.is_empty());
         item["requestBody"] = json!({
-            "required": false,
-            "content": {"application/json": {"schema": {
-                "type": "object", "title": op.request,
-                "properties": openapi::fields(op, &filled)
-            }}}
+            "required": required,
+            "content": {"application/json": {"schema": body}}
         });
     }
     item["parameters"] = parameters.into();
@@ -642,23 +657,28 @@ mod tests {
 
     #[test]
     fn every_path_field_is_a_field_of_the_operations_request() {
+        let mut generator = openapi::generator();
         for r in ROUTES {
             let op = known(r.kind, r.operation);
-            for (_, field) in r.path_fields {
-                assert!(
-                    (op.fields)().contains(field),
-                    "{} has no `{field}`",
-                    op.name
-                );
-            }
-            for p in r.query {
-                assert!(
-                    (op.fields)().contains(&p.field),
-                    "{} has no `{}`",
-                    op.name,
-                    p.field
-                );
+            let [request, _] = (op.schemas)(&mut generator);
+            let request = openapi::inlined(&generator, &request);
+            let fields = request["properties"].as_object().expect("an object");
+            let named = r.path_fields.iter().map(|(_, f)| *f);
+            for field in named.chain(r.query.iter().map(|p| p.field)) {
+                assert!(fields.contains_key(field), "{} has no `{field}`", op.name);
             }
         }
+    }
+
+    #[test]
+    fn a_body_leaves_out_what_the_path_names() {
+        let mut generator = openapi::generator();
+        let r = &ROUTES[0];
+        let op = known(r.kind, r.operation);
+        let [request, _] = (op.schemas)(&mut generator);
+        let body = body_schema(r, &request, &generator);
+        assert!(body["properties"]["version"].is_object(), "{body:?}");
+        assert!(body["properties"].get("policy_id").is_none(), "{body:?}");
+        assert_eq!(body["required"], json!(["version"]));
     }
 }
