@@ -94,7 +94,6 @@ fn route_item(r: &Route, op: &api::Operation, generator: &mut SchemaGenerator) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Kind;
     use crate::http::seed::{known, ROUTES};
 
     #[test]
