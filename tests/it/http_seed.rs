@@ -333,6 +333,9 @@ async fn the_seed_routes_need_a_token_and_answer_other_methods_with_the_json_err
     let (addr, stop) = serve(&app).await;
     let (status, e) = request(addr, "GET", "/admin/catalog-policy-runs", &[], b"").await;
     assert_eq!((status, code(&e)), (401, Some("unauthenticated")), "{e}");
+    // Who asks is settled before what is asked.
+    let (status, e) = request(addr, "GET", "/admin/catalog-policy-runs?limit=-1", &[], b"").await;
+    assert_eq!((status, code(&e)), (401, Some("unauthenticated")), "{e}");
     let alice = caller(&app, addr, "alice").await;
     let headers = [("Authorization", alice.auth.as_str())];
     let (status, e) = request(addr, "DELETE", "/admin/catalog-policy-runs", &headers, b"").await;

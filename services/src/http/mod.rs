@@ -7,7 +7,9 @@
 //!   The actor is the token's user: nothing in the body can claim another.
 //! - `POST /v1/queries/<context>.<name>`: the body is the query (empty means `{}`).
 //! - `GET /healthz` (the process answers), `GET /readyz` (Postgres answers and every migration
-//!   is applied): no token needed.
+//!   is applied), `GET /openapi.json` (the OpenAPI 3.1 document, [`openapi`]): no token needed.
+//! - The routes the seeds' users call (`/admin/catalog-policies/...`, `/v1/repos/{repoKey}/...`):
+//!   [`seed`], thin mappings onto the same operations.
 //!
 //! Every other route, and every request without a token in force (`Authorization: Bearer
 //! gh_<id>.<secret>`, issued by `access.issue_token`), is answered with the JSON error body

@@ -29,6 +29,7 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use super::{body_json, caller, send_command, send_query, Failure, Segments};
+use crate::api::identity::User;
 use crate::api::{self, App, Kind};
 use params::{pairs, query_fields, with_path_fields, Pairs, Param, CASE_PARAMS, RUN_PARAMS};
 
@@ -218,11 +219,10 @@ async fn write(
 /// Sends the query `name` with `fields`.
 async fn read(
     app: &App,
-    headers: &HeaderMap,
+    user: User,
     name: &str,
     fields: Map<String, Value>,
 ) -> Result<Response, Failure> {
-    let user = caller(app, headers).await?;
     let reply = send_query(app, known(Kind::Query, name), user, Value::Object(fields)).await?;
     Ok(Json(reply).into_response())
 }
@@ -269,8 +269,10 @@ async fn list_runs(
     headers: HeaderMap,
     query: Pairs,
 ) -> Result<Response, Failure> {
+    // Who asks is settled before what is asked.
+    let user = caller(&app, &headers).await?;
     let fields = query_fields(pairs(query)?, RUN_PARAMS)?;
-    read(&app, &headers, "run.list", fields).await
+    read(&app, user, "run.list", fields).await
 }
 
 async fn get_run(
@@ -278,7 +280,13 @@ async fn get_run(
     headers: HeaderMap,
     Segments(path): Segments,
 ) -> Result<Response, Failure> {
-    read(&app, &headers, "run.get", one(&[("run_id", &path[0])])).await
+    read(
+        &app,
+        caller(&app, &headers).await?,
+        "run.get",
+        one(&[("run_id", &path[0])]),
+    )
+    .await
 }
 
 async fn diff(
@@ -286,7 +294,13 @@ async fn diff(
     headers: HeaderMap,
     Segments(path): Segments,
 ) -> Result<Response, Failure> {
-    read(&app, &headers, "run.diff", one(&[("run_id", &path[0])])).await
+    read(
+        &app,
+        caller(&app, &headers).await?,
+        "run.diff",
+        one(&[("run_id", &path[0])]),
+    )
+    .await
 }
 
 async fn promote(
@@ -328,9 +342,10 @@ async fn list_cases(
     Segments(path): Segments,
     query: Pairs,
 ) -> Result<Response, Failure> {
+    let user = caller(&app, &headers).await?;
     let mut fields = query_fields(pairs(query)?, CASE_PARAMS)?;
     fields.insert("repo".into(), path[0].clone().into());
-    read(&app, &headers, "quarantine.list", fields).await
+    read(&app, user, "quarantine.list", fields).await
 }
 
 async fn get_case(
@@ -339,7 +354,13 @@ async fn get_case(
     Segments(path): Segments,
 ) -> Result<Response, Failure> {
     let fields = one(&[("repo", &path[0]), ("item_id", &path[1])]);
-    read(&app, &headers, "quarantine.get", fields).await
+    read(
+        &app,
+        caller(&app, &headers).await?,
+        "quarantine.get",
+        fields,
+    )
+    .await
 }
 
 async fn release(
@@ -370,5 +391,11 @@ async fn blob(
     Segments(path): Segments,
 ) -> Result<Response, Failure> {
     let fields = one(&[("repo", &path[0]), ("digest", &path[1])]);
-    read(&app, &headers, "artifact.can_read", fields).await
+    read(
+        &app,
+        caller(&app, &headers).await?,
+        "artifact.can_read",
+        fields,
+    )
+    .await
 }
