@@ -21,6 +21,7 @@ pub const MAX_REASON_LEN: usize = 4_000;
 
 /// A role an operation needs. The names are a public contract (`docs/protocol.md`, Roles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Queries.
@@ -89,6 +90,7 @@ impl fmt::Display for Role {
 
 /// `grant`: `user` holds `role` from now on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GrantRole {
     /// The user as the server authenticates them (a NATS user of a client account).
@@ -102,6 +104,7 @@ pub struct GrantRole {
 
 /// `revoke`: `user` no longer holds `role`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRole {
     pub user: String,
@@ -117,6 +120,7 @@ pub const TOKEN_PREFIX: &str = "gh_";
 
 /// `issue_token`: a bearer token for `user` (the HTTP API). The reply carries its secret, once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IssueToken {
     pub user: String,
@@ -126,6 +130,7 @@ pub struct IssueToken {
 
 /// `revoke_token`: the token no longer authenticates anyone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RevokeToken {
     pub token_id: String,
@@ -136,6 +141,7 @@ pub struct RevokeToken {
 /// Every event of the `access` aggregate, stored externally tagged under the name spelled out
 /// here (see `PolicyEvent`); `events/tests/stored_events.rs` pins them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum AccessEvent {
     #[serde(rename = "RoleGranted")]
     RoleGranted(RoleGranted),
@@ -149,6 +155,7 @@ pub enum AccessEvent {
 
 /// A bearer token was issued: only the SHA-256 of its secret is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenIssued {
     pub token_id: String,
     pub user: String,
@@ -160,6 +167,7 @@ pub struct TokenIssued {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenRevoked {
     pub token_id: String,
     pub reason: String,
@@ -170,6 +178,7 @@ pub struct TokenRevoked {
 /// The reply to `issue_token`: the command's acceptance and the token, shown this once (a
 /// repeat of the command answers `token: null`: revoke it and issue another if it is lost).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct IssuedToken {
     #[serde(flatten)]
     pub accepted: crate::envelope::CommandAccepted,
@@ -179,6 +188,7 @@ pub struct IssuedToken {
 
 /// `tokens`: the tokens that authenticate, by id; only `user`'s when given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListTokens {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +197,7 @@ pub struct ListTokens {
 
 /// A token in force, without its secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenView {
     pub token_id: String,
     pub user: String,
@@ -224,6 +235,7 @@ impl cqrs_es::DomainEvent for AccessEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoleGranted {
     pub user: String,
     pub role: Role,
@@ -233,6 +245,7 @@ pub struct RoleGranted {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoleRevoked {
     pub user: String,
     pub role: Role,
@@ -243,6 +256,7 @@ pub struct RoleRevoked {
 
 /// `roles`: the grants in force, by user; only `user`'s when given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListRoles {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,18 +265,21 @@ pub struct ListRoles {
 
 /// A user's roles, by role name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserRoles {
     pub user: String,
     pub roles: Vec<RoleGrant>,
 }
 
 /// `whoami`: the caller's own grants (no fields).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhoAmI {}
 
 /// Who the caller is and the roles they hold: what a front end needs to offer only what the
 /// caller may do.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Caller {
     /// The authenticated user; absent for Gatehouse's own connections.
@@ -275,6 +292,7 @@ pub struct Caller {
 
 /// One grant in force: who gave it, when, why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoleGrant {
     pub role: Role,
     pub granted_by: String,

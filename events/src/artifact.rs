@@ -27,6 +27,7 @@ pub fn split_id(id: &str) -> Option<(&str, &str)> {
 
 /// Every event of the `artifact` aggregate (externally tagged under the spelled-out name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ArtifactEvent {
     #[serde(rename = "DecisionRecorded")]
     DecisionRecorded(DecisionRecorded),
@@ -58,6 +59,7 @@ impl ArtifactEvent {
 
 /// One decision, with its provenance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DecisionRecorded {
     pub repo: String,
     pub item_id: String,
@@ -81,6 +83,7 @@ pub struct DecisionRecorded {
 /// A `quarantine` decision opened the item's case. `attributes` are what was evaluated (with
 /// `action` and `repo`), kept so a newly promoted version can evaluate the case again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QuarantineOpened {
     pub policy_id: String,
     pub version: u32,
@@ -93,6 +96,7 @@ pub struct QuarantineOpened {
 
 /// Another `quarantine` decision joined the open case (its attributes replace the case's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QuarantineJoined {
     pub policy_id: String,
     pub version: u32,
@@ -104,6 +108,7 @@ pub struct QuarantineJoined {
 
 /// The case was released or rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CaseResolved {
     pub reason: String,
     pub resolved_by: String,
@@ -112,6 +117,7 @@ pub struct CaseResolved {
 
 /// `can_read`: may `item_id` (or the item(s) with `digest`) of `repo` be read (downloaded)?
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CanRead {
     pub repo: String,
@@ -123,6 +129,7 @@ pub struct CanRead {
 
 /// The answer to an allowed read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReadAllowed {
     pub allowed: bool,
     pub repo: String,

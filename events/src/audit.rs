@@ -14,6 +14,7 @@ pub const MAX_LOG_LIMIT: u32 = 1_000;
 
 /// `log`: audit rows, oldest first, filtered; page with `after_position`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuditLogQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +41,7 @@ pub struct AuditLogQuery {
 
 /// `denials`: refused requests, oldest first, filtered; page with `after_position`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DenialsQuery {
     /// Only requests of this user.
@@ -58,6 +60,7 @@ pub struct DenialsQuery {
 
 /// One refused request: who asked for what, when, and the role they lacked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Denial {
     pub position: i64,
     pub denied_at: DateTime<Utc>,
@@ -76,6 +79,7 @@ pub struct Denial {
 
 /// One row of the audit trail: one stored event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditEntry {
     /// The event's global position in the event store.
     pub position: i64,
@@ -96,6 +100,7 @@ pub struct AuditEntry {
 
 /// `replay`: one aggregate's history from the event store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplayQuery {
     pub aggregate: String,
@@ -107,6 +112,7 @@ pub struct ReplayQuery {
 
 /// The answer to `replay`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Replay {
     pub aggregate: String,
     pub aggregate_id: String,

@@ -34,6 +34,7 @@ pub fn is_valid_status(status: &str) -> bool {
 /// One change to the catalog: the body of a message on `<ns>.catalog.items.<id>`, and one line
 /// of a `gatehouse catalog import` file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CatalogChange {
     /// Creates or replaces the item.
@@ -100,6 +101,7 @@ fn nests_within<'a>(
 
 /// `catalog.get`: one item as the catalog table holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetItem {
     pub item_id: String,
@@ -107,6 +109,7 @@ pub struct GetItem {
 
 /// An item in the catalog table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CatalogItem {
     pub item_id: String,
     pub status: String,
@@ -118,6 +121,7 @@ pub struct CatalogItem {
 
 /// `catalog.public`: the items a policy's active version allows, by id; page with `after`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PublicCatalogQuery {
     pub policy_id: String,
@@ -129,6 +133,7 @@ pub struct PublicCatalogQuery {
 
 /// One page of a policy's public catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PublicCatalogPage {
     pub policy_id: String,
     /// The active version the page was read at (`None`: nothing is promoted, nothing is public).
@@ -145,6 +150,7 @@ pub struct PublicCatalogPage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PublicItem {
     pub item_id: String,
     pub score: f64,
@@ -156,6 +162,7 @@ pub struct PublicItem {
 
 /// The provenance of an item served because its quarantine case was released.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Waiver {
     pub repo: String,
     pub released_by: String,
@@ -165,10 +172,12 @@ pub struct Waiver {
 
 /// `catalog.stats` takes no parameters (any JSON object, usually `{}`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatsQuery {}
 
 /// `catalog.stats`: counts of the catalog table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CatalogStats {
     pub items: i64,
     pub ready: i64,
@@ -249,6 +258,7 @@ pub const DEFAULT_SEARCH_LIMIT: u32 = 20;
 /// `catalog.search`: publish-ready items (their latest decision allows them, or their case was
 /// released) matching `q` (web-search syntax: words, `"phrases"`, `or`, `-word`), best first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     pub q: String,
@@ -263,6 +273,7 @@ pub struct SearchQuery {
 
 /// One publish-ready item that matched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SearchHit {
     pub repo: String,
     pub item_id: String,
@@ -277,6 +288,7 @@ pub struct SearchHit {
 
 /// One page of search hits, best first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SearchPage {
     pub hits: Vec<SearchHit>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -286,11 +298,13 @@ pub struct SearchPage {
 
 /// `catalog.index_status`: how far the search indexer got and how it fails.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IndexStatusQuery {}
 
 /// The search indexer's progress, lag and failures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct IndexStatus {
     /// Publish-ready items in the index.
     pub indexed_items: u64,
@@ -317,6 +331,7 @@ pub struct IndexStatus {
 
 /// An item whose index write is being retried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Retrying {
     pub artifact_id: String,
     pub deliveries: u32,

@@ -24,6 +24,7 @@ pub const MAX_RULES: usize = 100;
 
 /// The categories, from least to most at stake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Test,
@@ -61,6 +62,7 @@ impl Category {
 
 /// One categorisation rule: when `condition` holds, the unit is `category` with `priority`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CategorisationRule {
     /// `[a-z0-9][a-z0-9_-]*`, unique in the document.
@@ -74,6 +76,7 @@ pub struct CategorisationRule {
 
 /// The categorisation rules document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CategorisationRules {
     /// The unit attributes the rules read, with their types (as a policy declares them).
@@ -130,6 +133,7 @@ pub fn seed_rules() -> CategorisationRules {
 
 /// `category.draft_rules`: record a new version of the rules (not yet in force).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DraftCategoryRules {
     pub document: CategorisationRules,
@@ -139,6 +143,7 @@ pub struct DraftCategoryRules {
 
 /// `category.activate_rules`: put a drafted version in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActivateCategoryRules {
     pub version: u32,
@@ -149,6 +154,7 @@ pub struct ActivateCategoryRules {
 
 /// Every event of the `category` aggregate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CategoryEvent {
     #[serde(rename = "CategoryRulesDrafted")]
     RulesDrafted(CategoryRulesDrafted),
@@ -180,6 +186,7 @@ impl cqrs_es::DomainEvent for CategoryEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CategoryRulesDrafted {
     pub version: u32,
     pub document: CategorisationRules,
@@ -189,6 +196,7 @@ pub struct CategoryRulesDrafted {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CategoryRulesActivated {
     pub version: u32,
     pub previous: Option<u32>,
@@ -201,6 +209,7 @@ pub struct CategoryRulesActivated {
 
 /// A drafted version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RulesVersion {
     pub version: u32,
     pub document: CategorisationRules,
@@ -210,6 +219,7 @@ pub struct RulesVersion {
 
 /// The rules as their events leave them: what `category.rules` answers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RulesState {
     /// Every version, oldest first (version n is at index n-1).
     pub versions: Vec<RulesVersion>,
@@ -243,6 +253,7 @@ impl RulesState {
 
 /// `category.get`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetUnitCategory {
     pub unit: String,
@@ -250,6 +261,7 @@ pub struct GetUnitCategory {
 
 /// `category.list`: units, highest priority first.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListUnitCategories {
     #[serde(default)]
@@ -261,6 +273,7 @@ pub struct ListUnitCategories {
 
 /// `category.compute`: the category of a unit the caller describes, by the active rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ComputeCategory {
     pub attributes: Map<String, Value>,
@@ -268,11 +281,13 @@ pub struct ComputeCategory {
 
 /// `category.rules`: the versions and the active one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetCategoryRules {}
 
 /// What the rules computed for one unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Categorised {
     pub category: Category,
     pub priority: u8,
@@ -283,6 +298,7 @@ pub struct Categorised {
 
 /// A row of `unit_categories`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UnitCategory {
     pub unit: String,
     pub category: Category,

@@ -19,6 +19,7 @@ pub const MAX_DIGEST_LEN: usize = 160;
 
 /// What the host is about to do with the artifact version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Publish,
@@ -67,6 +68,7 @@ pub fn is_valid_digest(digest: &str) -> bool {
 
 /// `evaluate`: the decision of the repo's policy (its active version) on one item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateDecision {
     pub repo: String,
@@ -82,6 +84,7 @@ pub struct EvaluateDecision {
 
 /// What a decision says, with its provenance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DecisionOutcome {
     pub repo: String,
     pub item_id: String,
@@ -105,6 +108,7 @@ pub struct DecisionOutcome {
 
 /// The reply to `decision.evaluate`: the decision and where it was recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DecisionReply {
     #[serde(flatten)]
     pub outcome: DecisionOutcome,
@@ -117,6 +121,7 @@ pub struct DecisionReply {
 
 /// `list`: a repo's decisions, newest first, filtered; page with `before_position`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListDecisions {
     pub repo: String,
@@ -133,6 +138,7 @@ pub struct ListDecisions {
 
 /// One recorded decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DecisionEntry {
     /// The event's global position (newest first in lists).
     pub position: i64,

@@ -20,6 +20,7 @@ pub const MAX_ACTOR_LEN: usize = 128;
 
 /// A command as sent by a client: who, which idempotency key, and the command body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest<C> {
     /// Client-chosen idempotency key: a retry with the same id returns the original reply.
@@ -37,6 +38,7 @@ pub struct CommandRequest<C> {
 
 /// Every reply: `ok` tells which of `result` and `error` is present.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Reply<T> {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +79,7 @@ impl<T> Reply<T> {
 
 /// What a successful command reply carries: enough to wait for read models to catch up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommandAccepted {
     pub command_id: String,
     /// The aggregate type, e.g. `policy`.
@@ -98,6 +101,7 @@ pub struct CommandAccepted {
 /// sequence, waiting at most `timeout_ms` (default [`DEFAULT_WAIT_MS`], at most
 /// [`MAX_WAIT_MS`]); still behind then, it answers `not_caught_up`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WaitFor {
     /// The aggregate type, e.g. `policy`.
@@ -130,6 +134,7 @@ impl WaitFor {
 
 /// One event recorded by a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecordedEvent {
     pub sequence: u64,
     pub event_type: String,
@@ -137,6 +142,7 @@ pub struct RecordedEvent {
 
 /// A rejection: a stable machine-readable `code` and a human `message`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rejection {
     pub code: RejectionCode,
     pub message: String,
@@ -179,6 +185,7 @@ impl std::error::Error for Rejection {}
 
 /// Every rejection code. The strings are a public contract: never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionCode {
     /// Malformed JSON, unknown/missing/oversized fields, payload over the size limit.

@@ -35,6 +35,7 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// The type of a flag's values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FlagType {
     /// on = `true`, off = `false` unless given.
@@ -46,6 +47,7 @@ pub enum FlagType {
 
 /// How a rollout chooses units beyond `include`/`exclude`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Units whose bucket is at or below the percentage.
@@ -73,6 +75,7 @@ impl Strategy {
 
 /// How a unit becomes a bucket (formulas in `docs/architecture.md`, *Flags*).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Bucketing {
     /// 10,000 buckets: `murmur3_x86_32("<group>:<unit>", 0) % 10000 + 1`, on iff
@@ -86,6 +89,7 @@ pub enum Bucketing {
 
 /// Who or what changed a rollout (history rows).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TriggeredBy {
     #[default]
@@ -108,6 +112,7 @@ impl TriggeredBy {
 
 /// When Gatehouse sets the rollout to 0% by itself (issue 11 part 7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AutoRollback {
     /// Error rate (0–1) above which the rollout is set to 0%.
@@ -120,6 +125,7 @@ pub struct AutoRollback {
 
 /// A flag's rollout: who gets the "on" value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rollout {
     /// 0–100 with at most two decimals.
@@ -175,6 +181,7 @@ impl Default for Rollout {
 
 /// `flag.create`: a new flag at 0%.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateFlag {
     /// `[a-z0-9][a-z0-9_-]*` segments joined by `.`, at most 128 characters.
@@ -198,6 +205,7 @@ pub struct CreateFlag {
 
 /// `flag.update_values`: new on/off values (and schema), each checked against the schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateFlagValues {
     pub flag: String,
@@ -212,6 +220,7 @@ pub struct UpdateFlagValues {
 
 /// `flag.archive`: the flag evaluates to its off value from now on and takes no more changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveFlag {
     pub flag: String,
@@ -220,6 +229,7 @@ pub struct ArchiveFlag {
 
 /// `flag.set_rollout`: the whole new rollout, with why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetRollout {
     pub flag: String,
@@ -269,6 +279,7 @@ impl SetRollout {
 
 /// `flag.emergency_stop` and `flag.resume`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StopFlag {
     pub flag: String,
@@ -277,6 +288,7 @@ pub struct StopFlag {
 
 /// `global.safe_mode`: every flag evaluates to its off value while on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetSafeMode {
     pub on: bool,
@@ -286,6 +298,7 @@ pub struct SetSafeMode {
 /// `flag.auto_rollback` (internal: Gatehouse's flag monitor): the rollout to 0% because a
 /// window's error rate exceeded the flag's `max_error_rate` with at least `min_volume` outcomes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AutoRollbackFlag {
     pub flag: String,
@@ -298,6 +311,7 @@ pub struct AutoRollbackFlag {
 /// One outcome a service reports on `<ns>.outcomes.flag.<flag>` (stream `<NS>_OUTCOMES`).
 /// Counted per flag and window, not stored one by one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlagOutcome {
     pub flag: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,6 +328,7 @@ pub struct FlagOutcome {
 
 /// `flag.stats`: a flag's outcome windows, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FlagStats {
     pub flag: String,
@@ -323,6 +338,7 @@ pub struct FlagStats {
 
 /// One window of outcomes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OutcomeWindow {
     pub flag: String,
     pub window_start: DateTime<Utc>,
@@ -341,6 +357,7 @@ pub struct OutcomeWindow {
 // A `RolloutSet` carries two rollouts; events are few and short-lived in memory.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FlagEvent {
     #[serde(rename = "FlagCreated")]
     FlagCreated(FlagCreated),
@@ -374,6 +391,7 @@ impl FlagEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlagCreated {
     pub flag: String,
     pub description: String,
@@ -389,6 +407,7 @@ pub struct FlagCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlagValuesUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Value>,
@@ -401,6 +420,7 @@ pub struct FlagValuesUpdated {
 
 /// Archive, emergency stop, resume: who, when, why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlagChanged {
     pub reason: String,
     pub actor: String,
@@ -408,6 +428,7 @@ pub struct FlagChanged {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RolloutSet {
     pub previous: Rollout,
     pub rollout: Rollout,
@@ -419,6 +440,7 @@ pub struct RolloutSet {
 
 /// Every event of the `global` aggregate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum GlobalEvent {
     #[serde(rename = "SafeModeChanged")]
     SafeModeChanged(SafeModeChanged),
@@ -437,6 +459,7 @@ impl GlobalEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SafeModeChanged {
     pub on: bool,
     pub reason: String,
@@ -468,6 +491,7 @@ impl cqrs_es::DomainEvent for GlobalEvent {
 
 /// A flag as its events leave it: what `flag.get` answers and what every evaluator holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlagState {
     pub flag: String,
     pub description: String,
@@ -562,6 +586,7 @@ impl FlagState {
 
 /// The global switches as their events leave them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SafeMode {
     pub on: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -593,6 +618,7 @@ impl SafeMode {
 
 /// `flag.get`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetFlag {
     pub flag: String,
@@ -600,6 +626,7 @@ pub struct GetFlag {
 
 /// `flag.list`: flags by key (archived ones only when asked).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListFlags {
     #[serde(default)]
@@ -608,6 +635,7 @@ pub struct ListFlags {
 
 /// `flag.history`: a flag's rollout changes, newest first (`flag: "*"`: safe-mode changes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FlagHistory {
     pub flag: String,
@@ -617,6 +645,7 @@ pub struct FlagHistory {
 
 /// One row of the rollout history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RolloutChange {
     pub flag: String,
     pub sequence: u64,
@@ -640,10 +669,12 @@ pub struct RolloutChange {
 /// `flag.snapshot`: every flag (archived included) and safe mode, as stored in the event store
 /// (not the read model): what a client crate starts from before it applies events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetSnapshot {}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlagSnapshot {
     pub flags: Vec<FlagState>,
     pub safe_mode: SafeMode,
@@ -651,6 +682,7 @@ pub struct FlagSnapshot {
 
 /// `flag.evaluate`: the value `flag` has for `unit` in `context`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateFlag {
     pub flag: String,
@@ -662,6 +694,7 @@ pub struct EvaluateFlag {
 
 /// `flag.evaluate_batch`: several evaluations in one request (at most 1,000).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateBatch {
     pub evaluations: Vec<EvaluateFlag>,
@@ -672,6 +705,7 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// What decided an evaluation, in precedence order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// `GATEHOUSE_EMERGENCY_STOP` names the flag (or `all`).
@@ -720,6 +754,7 @@ impl Reason {
 
 /// The answer of an evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Evaluation {
     pub flag: String,
     pub enabled: bool,

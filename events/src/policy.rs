@@ -25,6 +25,7 @@ pub const MAX_ATTRIBUTES: usize = 200;
 
 /// `create`: a new policy with its declared attribute schema. It has no version yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreatePolicy {
     pub policy_id: String,
@@ -41,6 +42,7 @@ pub struct CreatePolicy {
 
 /// `draft`: a new immutable version `n + 1` with these rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DraftVersion {
     pub policy_id: String,
@@ -51,6 +53,7 @@ pub struct DraftVersion {
 
 /// `configure`: change a policy's settings (today: four-eyes promotion).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigurePolicy {
     pub policy_id: String,
@@ -64,6 +67,7 @@ pub struct ConfigurePolicy {
 
 /// `restore`: a new version `n + 1` with the rules of an earlier `version`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RestoreVersion {
     pub policy_id: String,
@@ -77,6 +81,7 @@ pub struct RestoreVersion {
 /// variant: renaming a variant must not change what is stored. [`PolicyEvent::event_type`] is
 /// the same name; `events/tests/stored_events.rs` pins every event's stored JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum PolicyEvent {
     #[serde(rename = "PolicyCreated")]
     PolicyCreated(PolicyCreated),
@@ -122,6 +127,7 @@ impl PolicyEvent {
 
 /// A policy's settings changed (`configure`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyConfigured {
     pub require_second_approver: bool,
     pub notes: String,
@@ -130,6 +136,7 @@ pub struct PolicyConfigured {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyCreated {
     pub policy_id: String,
     pub name: String,
@@ -143,6 +150,7 @@ pub struct PolicyCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyVersionDrafted {
     /// `n + 1` where `n` is the latest version before (versions start at 1).
     pub version: u32,
@@ -161,6 +169,7 @@ pub struct PolicyVersionDrafted {
 
 /// `list`: policies, by id.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListPolicies {
     #[serde(default)]
@@ -171,6 +180,7 @@ pub struct ListPolicies {
 
 /// `get`: one policy's summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetPolicy {
     pub policy_id: String,
@@ -178,6 +188,7 @@ pub struct GetPolicy {
 
 /// `versions`: a policy's versions, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListVersions {
     pub policy_id: String,
@@ -189,6 +200,7 @@ pub struct ListVersions {
 
 /// `version`: one version with its rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetVersion {
     pub policy_id: String,
@@ -197,6 +209,7 @@ pub struct GetVersion {
 
 /// `diff`: rule-by-rule differences from version `from` to version `to`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DiffVersions {
     pub policy_id: String,
@@ -206,6 +219,7 @@ pub struct DiffVersions {
 
 /// A policy as the read model knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicySummary {
     pub policy_id: String,
     pub name: String,
@@ -227,6 +241,7 @@ pub struct PolicySummary {
 
 /// One version without its rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VersionSummary {
     pub version: u32,
     pub author: String,
@@ -240,6 +255,7 @@ pub struct VersionSummary {
 
 /// One version with its rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyVersion {
     pub policy_id: String,
     #[serde(flatten)]
@@ -249,6 +265,7 @@ pub struct PolicyVersion {
 
 /// The differences between two versions' rules documents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyDiff {
     pub policy_id: String,
     pub from: u32,
@@ -277,6 +294,7 @@ impl PolicyDiff {
 
 /// A value before and after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Change<T> {
     pub from: T,
     pub to: T,
@@ -284,6 +302,7 @@ pub struct Change<T> {
 
 /// How one rule changed between two versions (rules are matched by id).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum RuleChange {
     Added {

@@ -15,6 +15,7 @@ pub const MAX_REASON_LEN: usize = 4_000;
 
 /// A case's status: `quarantined → released | rejected`, nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
     Quarantined,
@@ -56,6 +57,7 @@ impl std::fmt::Display for CaseStatus {
 
 /// `release` and `reject`: resolve the item's open case, with a reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResolveCase {
     pub repo: String,
@@ -67,6 +69,7 @@ pub struct ResolveCase {
 
 /// `list`: cases, oldest opened first, filtered by repo and status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListCases {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +85,7 @@ pub struct ListCases {
 
 /// `get`: one item's case with its decision history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetCase {
     pub repo: String,
@@ -90,6 +94,7 @@ pub struct GetCase {
 
 /// A case as the read model knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CaseSummary {
     pub repo: String,
     pub item_id: String,
@@ -110,6 +115,7 @@ pub struct CaseSummary {
 
 /// A page of `list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CasePage {
     pub cases: Vec<CaseSummary>,
     /// Cases matching the filter in all.
@@ -118,6 +124,7 @@ pub struct CasePage {
 
 /// The answer to `get`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CaseDetail {
     #[serde(flatten)]
     pub case: CaseSummary,

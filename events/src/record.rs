@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A stored event with its position and metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventRecord {
     /// The event's global position in the event store (gap-free only per committed order).
     pub position: i64,

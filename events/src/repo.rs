@@ -32,6 +32,7 @@ pub fn is_valid_repo(repo: &str) -> bool {
 /// `bind`: the repo's decisions are made by `policy_id`'s active version from now on (a repo
 /// bound before is bound again: a new event).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BindRepo {
     pub repo: String,
@@ -46,6 +47,7 @@ pub struct BindRepo {
 
 /// Every event of the `repo` aggregate (externally tagged under the spelled-out name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum RepoEvent {
     #[serde(rename = "RepoBound")]
     RepoBound(RepoBound),
@@ -69,6 +71,7 @@ impl RepoEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RepoBound {
     pub repo: String,
     pub policy_id: String,
@@ -85,6 +88,7 @@ pub struct RepoBound {
 pub const TIMEOUT_COMMAND_TYPE: &str = "policy.timeout";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyTimedOut {
     pub repo: String,
     pub item_id: String,
@@ -100,6 +104,7 @@ pub struct PolicyTimedOut {
 
 /// `get`: one repo's binding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetRepo {
     pub repo: String,
@@ -107,6 +112,7 @@ pub struct GetRepo {
 
 /// `list`: repos by name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListRepos {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +125,7 @@ pub struct ListRepos {
 
 /// A repo as the read model knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RepoSummary {
     pub repo: String,
     pub policy_id: String,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a policy decides for an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// The item is published.
@@ -40,6 +41,7 @@ impl fmt::Display for Decision {
 
 /// One rule: when `condition` (CEL, must yield a bool) holds, the item gets `decision`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Unique within the document: `[a-z0-9][a-z0-9_-]*`, at most 64 characters.
@@ -53,6 +55,7 @@ pub struct Rule {
 
 /// The full rules document of one policy version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RulesDocument {
     /// Evaluated in order; the first rule whose condition holds decides.
@@ -131,6 +134,25 @@ impl Serialize for AttributeType {
             AttributeType::Object(fields) => fields.serialize(s),
             other => s.serialize_str(&other.name().unwrap_or_default()),
         }
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for AttributeType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AttributeType".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let object = generator.subschema_for::<BTreeMap<String, AttributeType>>();
+        schemars::json_schema!({
+            "description": "a scalar or list type by name, or an object of field types",
+            "anyOf": [
+                {"type": "string", "pattern":
+                    "^(string|int|double|bool|timestamp|duration|list<(string|int|double|bool|timestamp|duration)>)$"},
+                object
+            ]
+        })
     }
 }
 

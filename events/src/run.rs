@@ -36,6 +36,7 @@ pub fn run_id(policy_id: &str, run_number: u32) -> String {
 
 /// `prepare`: evaluate `version` over every ready item as of now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PrepareRun {
     pub policy_id: String,
@@ -53,6 +54,7 @@ pub struct PrepareRun {
 
 /// `cancel_run`, `resume_run`: address one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RunRef {
     pub run_id: String,
@@ -60,6 +62,7 @@ pub struct RunRef {
 
 /// `promote`: make the run's version active, if the thresholds hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRun {
     pub run_id: String,
@@ -73,6 +76,7 @@ pub struct PromoteRun {
 
 /// `fail_run` (workers): a fatal error stops the run; cursor and counters are kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FailRun {
     pub run_id: String,
@@ -82,6 +86,7 @@ pub struct FailRun {
 
 /// `complete_run` (workers): every snapshot item is processed; the gateway reads the counters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRun {
     pub run_id: String,
@@ -92,6 +97,7 @@ pub struct CompleteRun {
 
 /// The counters of a run. Invariant: the five outcomes add up to `processed`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunCounters {
     pub total_ready_snapshot: u64,
     pub processed: u64,
@@ -124,6 +130,7 @@ impl RunCounters {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunPrepared {
     pub run_id: String,
     pub run_number: u32,
@@ -142,6 +149,7 @@ pub struct RunPrepared {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunSucceeded {
     pub run_id: String,
     pub counters: RunCounters,
@@ -149,6 +157,7 @@ pub struct RunSucceeded {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunFailed {
     pub run_id: String,
     pub reason: String,
@@ -157,6 +166,7 @@ pub struct RunFailed {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunCancelled {
     pub run_id: String,
     pub cancelled_by: String,
@@ -164,6 +174,7 @@ pub struct RunCancelled {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunResumed {
     pub run_id: String,
     /// Jobs of earlier epochs are ignored by workers.
@@ -173,6 +184,7 @@ pub struct RunResumed {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyPromoted {
     pub version: u32,
     pub previous_version: Option<u32>,
@@ -188,6 +200,7 @@ pub struct PolicyPromoted {
 
 /// A run's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
@@ -219,6 +232,7 @@ impl RunStatus {
 
 /// Why a run is not ready to promote: one entry per failed condition, with its numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "condition", rename_all = "snake_case")]
 pub enum BlockingReason {
     /// The run is not `success`.
@@ -279,6 +293,7 @@ pub fn blocking_reasons(
 
 /// One error sample of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorSample {
     pub item_id: String,
     pub message: String,
@@ -286,6 +301,7 @@ pub struct ErrorSample {
 
 /// `run.get`: one run's status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunView {
     pub run_id: String,
     pub policy_id: String,
@@ -313,6 +329,7 @@ pub struct RunView {
 
 /// `run.get` request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GetRun {
     pub run_id: String,
@@ -320,6 +337,7 @@ pub struct GetRun {
 
 /// `run.list`: newest first.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListRuns {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,6 +352,7 @@ pub struct ListRuns {
 
 /// `run.diff`: a successful run's results against the active version's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DiffRun {
     pub run_id: String,
@@ -341,6 +360,7 @@ pub struct DiffRun {
 
 /// The answer to `run.diff`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunDiff {
     pub run_id: String,
     pub policy_id: String,
@@ -362,6 +382,7 @@ pub struct RunDiff {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiffItem {
     pub item_id: String,
     pub score: f64,
@@ -373,6 +394,7 @@ pub struct DiffItem {
 
 /// A batch job on the work-queue stream `<NS>_JOBS` (`<ns>.jobs.evaluate`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EvaluationJob {
     pub run_id: String,
     pub policy_id: String,
@@ -395,6 +417,7 @@ impl EvaluationJob {
 /// The public `policy.promoted` notification (`<ns>.notify.policy.promoted`, durable, and
 /// `<ns>.live.policy.promoted`, core).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PolicyPromotedNotice {
     pub policy_id: String,
     pub version: u32,

@@ -14,7 +14,7 @@ use crate::fixtures::create_policy;
 use crate::helpers::{spawn_app_with_users, TestApp};
 
 /// An HTTP API of `app` on a free port, stopped with the token.
-async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
+pub(crate) async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
     let s = &app.settings;
     let pg = gatehouse::db::pool(&s.database_url, 4).unwrap();
     let sqlx = gatehouse::db::sqlx_pool(&s.database_url, 4).await.unwrap();
@@ -28,13 +28,25 @@ async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
 }
 
 /// One HTTP/1.1 request; the status and the body as JSON (`Value::Null` when it is not JSON).
-async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Value) {
+    let (status, _, body) = exchange(addr, method, path, headers, body).await;
+    (status, body)
+}
+
+/// Like [`request`], with the response's head (status line and headers) as text.
+pub(crate) async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\
@@ -51,12 +63,13 @@ async fn request(
     stream.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw);
     let status = text[9..12].parse().unwrap();
-    let (_, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = serde_json::from_str(payload).unwrap_or(Value::Null);
+    (status, head.to_owned(), body)
 }
 
 /// A bearer token for `user`, issued as Gatehouse itself: (token id, token).
-async fn issue(app: &TestApp, user: &str) -> (String, String) {
+pub(crate) async fn issue(app: &TestApp, user: &str) -> (String, String) {
     let body = serde_json::to_vec(&json!({
         "command_id": uuid::Uuid::new_v4().to_string(),
         "actor": "alice",
@@ -76,7 +89,7 @@ async fn issue(app: &TestApp, user: &str) -> (String, String) {
     (issued.token_id.unwrap(), issued.token.unwrap())
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
@@ -152,12 +165,10 @@ async fn a_command_over_http_is_recorded_as_the_tokens_user_and_is_the_same_comm
             .await,
         1
     );
-    // A query, and a refusal with its status and JSON body.
-    // Read-your-writes: the query waits for the projector to hold the command's sequence.
-    let get = serde_json::to_vec(&json!({
-        "policy_id": "media",
-        "wait_for": {"aggregate": "policy", "aggregate_id": "media", "sequence": first["sequence"]},
-    }))
+    // A query that reads its write (the read model may lag), and a refusal with its status
+    // and JSON body.
+    let get = serde_json::to_vec(&json!({"policy_id": "media", "wait_for": {
+        "aggregate": "policy", "aggregate_id": "media", "sequence": first["sequence"]}}))
     .unwrap();
     let auth_only = [("Authorization", auth.as_str())];
     let (status, policy) = request(addr, "POST", "/v1/queries/policy.get", &auth_only, &get).await;

@@ -76,6 +76,10 @@ pub const OPERATIONS: &[Operation] = &[
             "the caller and the roles they hold (for a front end to offer only what they may do)",
         request: "WhoAmI",
         reply: "Caller",
+        schemas: crate::http::openapi::schemas_of::<
+            gatehouse_events::access::WhoAmI,
+            gatehouse_events::access::Caller,
+        >,
         reads: None,
         handler: whoami,
     },

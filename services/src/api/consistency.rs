@@ -4,7 +4,9 @@
 //! Each aggregate's read model has a per-aggregate guard the projector moves in the same
 //! transaction as the rows: `policies.last_sequence` for the `policy` aggregate (it covers
 //! `policies`, `policy_versions` and `runs`, one projector), the stored sequences in
-//! `audit_log` for the audit queries. The wait polls that guard, at most `timeout_ms`.
+//! `audit_log` for the audit queries. The wait polls that guard, at most `timeout_ms`; still
+//! behind then, it answers `not_caught_up` (retry) if the event was recorded, else
+//! `bad_request` (no retry can reach an event that does not exist).
 
 use std::time::Duration;
 
@@ -49,7 +51,10 @@ pub async fn wait(pg: &Pool, op: &Operation, wait: &WaitFor) -> Result<(), Rejec
             return Ok(());
         }
         if tokio::time::Instant::now() + pause > deadline {
-            return Err(not_caught_up(wait, reached));
+            return Err(match recorded(pg, wait).await? {
+                true => not_caught_up(wait, reached),
+                false => never_recorded(wait),
+            });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);
@@ -129,6 +134,31 @@ async fn reached(pg: &Pool, guard: &ReadModel, wait: &WaitFor) -> Result<u64, Re
     }
     .map_err(database)?;
     Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+}
+
+/// Whether the event `wait` names was recorded: one that was not can never be reached, so
+/// waiting again is no remedy.
+async fn recorded(pg: &Pool, wait: &WaitFor) -> Result<bool, Rejection> {
+    let client = pg.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let sequence = i64::try_from(wait.sequence).unwrap_or(i64::MAX);
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM events \
+              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+            &[&wait.aggregate, &wait.aggregate_id, &sequence],
+        )
+        .await
+        .map_err(database)?;
+    Ok(row.is_some())
+}
+
+fn never_recorded(wait: &WaitFor) -> Rejection {
+    bad_request(format!(
+        "no event {} of {} `{}` was recorded: `wait_for` takes the aggregate, id and sequence of a \
+         command's reply",
+        wait.sequence, wait.aggregate, wait.aggregate_id
+    ))
+    .with_field("wait_for.sequence")
 }
 
 fn not_caught_up(wait: &WaitFor, reached: u64) -> Rejection {

@@ -126,6 +126,8 @@ pub struct Operation {
     pub request: &'static str,
     /// The reply `result`'s type.
     pub reply: &'static str,
+    /// The JSON Schemas of the request and the reply, for API documents.
+    pub schemas: fn(&mut schemars::SchemaGenerator) -> [schemars::Schema; 2],
     /// The role a caller needs ([`roles::check`]).
     pub role: Role,
     /// The read model a query reads, for `wait_for`; `None` for commands and for queries of
@@ -254,6 +256,7 @@ macro_rules! command {
             about: $about,
             request: stringify!($request),
             reply: stringify!($reply),
+            schemas: $crate::http::openapi::schemas_of::<$request, $reply>,
             reads: None,
             handler: {
                 fn handle<'a>(
@@ -294,6 +297,7 @@ macro_rules! query {
             about: $about,
             request: stringify!($request),
             reply: stringify!($reply),
+            schemas: $crate::http::openapi::schemas_of::<$request, $reply>,
             reads: $reads,
             handler: {
                 fn handle<'a>(

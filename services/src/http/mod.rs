@@ -7,8 +7,11 @@
 //!   The actor is the token's user: nothing in the body can claim another.
 //! - `POST /v1/queries/<context>.<name>`: the body is the query (empty means `{}`).
 //! - `POST /ofrep/v1/evaluate/flags[/{key}]`: OpenFeature's remote evaluation ([`ofrep`]).
-//! - `GET /healthz` (the process answers); `GET /readyz` and `GET /metrics` ([`ops`]): no
-//!   token needed.
+//! - `GET /healthz` (the process answers); `GET /readyz` and `GET /metrics` ([`ops`]),
+//!   `GET /openapi.json` (the OpenAPI 3.1 document, [`openapi`]): no token needed.
+//! - The routes the seeds' users call (`/admin/catalog-policies/...`, `/v1/repos/{repoKey}/...`):
+//!   [`seed`], thin mappings onto the same operations.
+//! - The web console ([`console`]) at `/console`.
 //!
 //! Every request is answered within `GATEHOUSE_HTTP_TIMEOUT_MS` ([`ops::with_timeout`]).
 //!
@@ -20,7 +23,7 @@
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +41,9 @@ pub mod ops;
 
 pub mod console;
 pub mod ofrep;
+
+pub mod openapi;
+pub mod seed;
 
 /// The account an HTTP caller is reported in (denials, logs): people and services the HTTP
 /// adapter authenticated by token.
@@ -66,6 +72,7 @@ pub fn status(code: RejectionCode) -> StatusCode {
 }
 
 /// A rejection as an HTTP response: its status and the JSON error body.
+#[derive(Debug)]
 pub(crate) struct Failure(pub(crate) Rejection);
 
 impl IntoResponse for Failure {
@@ -81,7 +88,7 @@ impl From<Rejection> for Failure {
     }
 }
 
-fn bad_request(message: impl Into<String>, field: Option<&str>) -> Failure {
+pub(crate) fn bad_request(message: impl Into<String>, field: Option<&str>) -> Failure {
     let r = Rejection::new(RejectionCode::BadRequest, message);
     Failure(match field {
         Some(f) => r.with_field(f),
@@ -95,14 +102,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/v1/commands/{operation}", post(command))
         .route("/v1/queries/{operation}", post(query))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .merge(seed::routes())
         .merge(console::routes())
         .merge(ofrep::routes())
         .merge(ops::routes())
         .fallback(|| async {
             Failure(Rejection::new(
                 RejectionCode::NotFound,
-                "no such route: commands are POST /v1/commands/<context>.<name>, queries \
-                 POST /v1/queries/<context>.<name>",
+                "no such route: the routes are in GET /openapi.json",
+            ))
+        })
+        .method_not_allowed_fallback(|| async {
+            Failure(Rejection::new(
+                RejectionCode::NotFound,
+                "no such route: this path answers other methods (GET /openapi.json lists them)",
             ))
         })
         .with_state(app)
@@ -179,7 +193,7 @@ pub(crate) async fn caller(app: &App, headers: &HeaderMap) -> Result<User, Failu
 }
 
 /// The body, at most [`MAX_REQUEST_BYTES`], as JSON (empty: `{}`).
-async fn body_json(body: Body) -> Result<Value, Failure> {
+pub(crate) async fn body_json(body: Body) -> Result<Value, Failure> {
     let bytes = to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|_| {
         bad_request(
             format!("the body is larger than {MAX_REQUEST_BYTES} bytes"),
@@ -213,15 +227,41 @@ fn operation(kind: Kind, name: &str) -> Result<&'static api::Operation, Failure>
 /// `POST /v1/commands/<operation>`.
 async fn command(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
+    Segments(names): Segments,
     request: Request,
 ) -> Result<Response, Failure> {
-    let op = operation(Kind::Command, &name)?;
+    let op = operation(Kind::Command, &names[0])?;
     let (parts, body) = request.into_parts();
     let user = caller(&app, &parts.headers).await?;
+    let command = body_json(body).await?;
+    let result = send_command(&app, op, user, &parts.headers, command).await?;
+    Ok((StatusCode::OK, Json(result)).into_response())
+}
+
+/// `POST /v1/queries/<operation>`.
+async fn query(
+    State(app): State<Arc<App>>,
+    Segments(names): Segments,
+    request: Request,
+) -> Result<Response, Failure> {
+    let op = operation(Kind::Query, &names[0])?;
+    let (parts, body) = request.into_parts();
+    let user = caller(&app, &parts.headers).await?;
+    let result = send_query(&app, op, user, body_json(body).await?).await?;
+    Ok((StatusCode::OK, Json(result)).into_response())
+}
+
+/// Calls the command `op` as `user` with `command` (what a NATS request carries under
+/// `command`): `Idempotency-Key` is its id (required), `X-Correlation-Id` its correlation.
+pub(crate) async fn send_command(
+    app: &App,
+    op: &api::Operation,
+    user: User,
+    headers: &HeaderMap,
+    command: Value,
+) -> Result<Value, Failure> {
     let header = |name: &str| {
-        parts
-            .headers
+        headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
@@ -235,28 +275,42 @@ async fn command(
     let mut envelope = json!({
         "command_id": command_id,
         "actor": user.user,
-        "command": body_json(body).await?,
+        "command": command,
     });
     if let Some(correlation) = header("x-correlation-id") {
         envelope["correlation_id"] = correlation.into();
     }
     let payload = serde_json::to_vec(&envelope).unwrap_or_default();
-    let result = op.call(&app, &Identity::User(user), &payload).await?;
-    Ok((StatusCode::OK, Json(result)).into_response())
+    Ok(op.call(app, &Identity::User(user), &payload).await?)
 }
 
-/// `POST /v1/queries/<operation>`.
-async fn query(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    request: Request,
-) -> Result<Response, Failure> {
-    let op = operation(Kind::Query, &name)?;
-    let (parts, body) = request.into_parts();
-    let caller = Identity::User(caller(&app, &parts.headers).await?);
-    let payload = serde_json::to_vec(&body_json(body).await?).unwrap_or_default();
-    let result = op.call(&app, &caller, &payload).await?;
-    Ok((StatusCode::OK, Json(result)).into_response())
+/// Calls the query `op` as `user` with `query`.
+pub(crate) async fn send_query(
+    app: &App,
+    op: &api::Operation,
+    user: User,
+    query: Value,
+) -> Result<Value, Failure> {
+    let payload = serde_json::to_vec(&query).unwrap_or_default();
+    Ok(op.call(app, &Identity::User(user), &payload).await?)
+}
+
+/// A route's path parameters, percent-decoded, in order; a segment that is not UTF-8 is
+/// `bad_request` (not axum's plain-text answer).
+pub(crate) struct Segments(pub Vec<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segments {
+    type Rejection = Failure;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Failure> {
+        Path::<Vec<String>>::from_request_parts(parts, state)
+            .await
+            .map(|Path(segments)| Segments(segments))
+            .map_err(|e| bad_request(format!("the path is invalid: {}", e.body_text()), None))
+    }
 }
 
 #[cfg(test)]

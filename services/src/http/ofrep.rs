@@ -536,6 +536,7 @@ pub fn openapi() -> Value {
             "/ofrep/v1/evaluate/flags/{key}": {"post": {
                 "tags": ["OFREP"],
                 "operationId": "ofrepEvaluateFlag",
+                "security": [{"bearer": []}],
                 "summary": "Evaluate one flag (OFREP, server-side providers)",
                 "description": "The flag's value for the context's unit: `targetingKey`, or the attribute the rollout names as its stickiness. Needs the `service` role.",
                 "parameters": [{"name": "key", "in": "path", "required": true,
@@ -553,6 +554,7 @@ pub fn openapi() -> Value {
             "/ofrep/v1/evaluate/flags": {"post": {
                 "tags": ["OFREP"],
                 "operationId": "ofrepEvaluateFlags",
+                "security": [{"bearer": []}],
                 "summary": "Evaluate every flag (OFREP, client-side providers)",
                 "description": "Every flag for the context, archived ones included. The `ETag` changes with any flag event, with the context and with the answers; `If-None-Match` with it answers 304. Needs the `service` role.",
                 "parameters": [
