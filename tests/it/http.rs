@@ -89,6 +89,18 @@ pub(crate) async fn issue(app: &TestApp, user: &str) -> (String, String) {
     (issued.token_id.unwrap(), issued.token.unwrap())
 }
 
+/// The streams the worker and the flag monitor create at start, which `spawn_app` does not
+/// run: `/readyz` answers ready once they exist too.
+pub(crate) async fn create_role_streams(app: &TestApp) {
+    let js = gatehouse::broker::jetstream(app.client.nats());
+    gatehouse::broker::ensure_jobs_stream(&js, &app.settings)
+        .await
+        .unwrap();
+    gatehouse::broker::ensure_outcomes_stream(&js, &app.settings)
+        .await
+        .unwrap();
+}
+
 pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -98,14 +110,7 @@ async fn health_and_readiness_answer_without_a_token() {
     let app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
     assert_eq!(request(addr, "GET", "/healthz", &[], b"").await.0, 200);
-    // Ready once the streams the worker and the flag monitor create exist too.
-    let js = gatehouse::broker::jetstream(app.client.nats());
-    gatehouse::broker::ensure_jobs_stream(&js, &app.settings)
-        .await
-        .unwrap();
-    gatehouse::broker::ensure_outcomes_stream(&js, &app.settings)
-        .await
-        .unwrap();
+    create_role_streams(&app).await;
     let (status, body) = request(addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(
         (status, body["status"].as_str()),

@@ -9,7 +9,7 @@ use gatehouse::api::{self, Kind};
 use gatehouse::http::openapi;
 
 use crate::helpers::spawn_app_with_users;
-use crate::http::{bearer, issue, request, serve};
+use crate::http::{bearer, create_role_streams, issue, request, serve};
 
 /// A route is served when a request without a token is not answered `not_found` (by the
 /// router's fallbacks, or as an unknown operation): served routes answer 401, or 200 when
@@ -108,6 +108,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     );
     let app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
+    // A system `gatehouse up` started: `/readyz` answers 200, not 503 for the missing streams.
+    create_role_streams(&app).await;
     let (_, token) = issue(&app, "alice").await;
     let auth = bearer(&token);
 
