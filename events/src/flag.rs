@@ -12,6 +12,7 @@
 //! and evaluate with the same code (`gatehouse_flags::evaluate`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -718,12 +719,13 @@ impl Reason {
     }
 }
 
-/// The answer of an evaluation.
+/// The answer of an evaluation. The key and value are shared with the flag (`Arc`): an
+/// in-process evaluation copies neither.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
-    pub flag: String,
+    pub flag: Arc<str>,
     pub enabled: bool,
-    pub value: serde_json::Value,
+    pub value: Arc<serde_json::Value>,
     pub reason: Reason,
     /// The unit's bucket when one was computed (1–10,000, or 1–100 for `unleash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
