@@ -738,6 +738,21 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn an_evaluation_is_plain_json_though_it_shares_its_key_and_value() {
+        let e = Evaluation {
+            flag: Arc::from("checkout-v2"),
+            enabled: true,
+            value: Arc::new(json!({"v": 1})),
+            reason: Reason::Bucket,
+            bucket: Some(7),
+        };
+        let wire = json!({"flag": "checkout-v2", "enabled": true, "value": {"v": 1},
+            "reason": "bucket", "bucket": 7});
+        assert_eq!(serde_json::to_value(&e).unwrap(), wire);
+        assert_eq!(serde_json::from_value::<Evaluation>(wire).unwrap(), e);
+    }
+
+    #[test]
     fn a_rollout_reads_with_defaults_and_refuses_unknown_fields() {
         let r: SetRollout =
             serde_json::from_value(json!({"flag": "a", "percentage": 5, "reason": "go"})).unwrap();

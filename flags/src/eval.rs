@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use crate::bucket::{self, Murmur3};
 use crate::env::EmergencyOverride;
+use crate::native::NativeRule;
 
 /// The context attribute the `category` strategy reads the unit's category from.
 pub const CATEGORY: &str = "category";
@@ -38,6 +39,8 @@ pub const PRIORITY: &str = "priority";
 pub struct CompiledFlag {
     state: FlagState,
     rule: Option<Arc<CompiledExpression>>,
+    /// The rule in native code, when it has a native form (it then answers for `rule`).
+    native: Option<Arc<NativeRule>>,
     /// The key and the values every answer shares.
     key: Arc<str>,
     on_value: Arc<Value>,
@@ -84,8 +87,13 @@ impl CompiledFlag {
                 .map(Arc::new),
             _ => None,
         };
+        let native = rule
+            .as_ref()
+            .and_then(|r| NativeRule::compile(r.expression(), &rollout.rule_attributes))
+            .map(Arc::new);
         let group = rollout.group.as_deref().unwrap_or(&state.flag);
         CompiledFlag {
+            native,
             prefix: bucket::group_prefix(group),
             key: Arc::from(state.flag.as_str()),
             on_value: Arc::new(state.on_value.clone()),
@@ -157,6 +165,9 @@ impl CompiledFlag {
     /// Does the rule hold on `context`? A context that does not fit `rule_attributes`, or a rule
     /// that fails or yields no `true`, does not hold (fails closed).
     fn rule_holds(&self, context: &Map<String, Value>) -> bool {
+        if let Some(native) = &self.native {
+            return native.holds(context);
+        }
         let Some(rule) = &self.rule else { return false };
         let Ok(item) = Item::from_map(context, &self.state.rollout.rule_attributes) else {
             return false;
