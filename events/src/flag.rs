@@ -12,6 +12,7 @@
 //! and evaluate with the same code (`gatehouse_flags::evaluate`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -752,13 +753,14 @@ impl Reason {
     }
 }
 
-/// The answer of an evaluation.
+/// The answer of an evaluation. The key and value are shared with the flag (`Arc`): an
+/// in-process evaluation copies neither.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Evaluation {
-    pub flag: String,
+    pub flag: Arc<str>,
     pub enabled: bool,
-    pub value: serde_json::Value,
+    pub value: Arc<serde_json::Value>,
     pub reason: Reason,
     /// The unit's bucket when one was computed (1–10,000, or 1–100 for `unleash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -769,6 +771,21 @@ pub struct Evaluation {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_evaluation_is_plain_json_though_it_shares_its_key_and_value() {
+        let e = Evaluation {
+            flag: Arc::from("checkout-v2"),
+            enabled: true,
+            value: Arc::new(json!({"v": 1})),
+            reason: Reason::Bucket,
+            bucket: Some(7),
+        };
+        let wire = json!({"flag": "checkout-v2", "enabled": true, "value": {"v": 1},
+            "reason": "bucket", "bucket": 7});
+        assert_eq!(serde_json::to_value(&e).unwrap(), wire);
+        assert_eq!(serde_json::from_value::<Evaluation>(wire).unwrap(), e);
+    }
 
     #[test]
     fn a_rollout_reads_with_defaults_and_refuses_unknown_fields() {

@@ -16,43 +16,102 @@ use gatehouse_events::flag::Bucketing;
 
 /// MurmurHash3 x86_32 (Austin Appleby's reference `MurmurHash3_x86_32`).
 pub fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mut h = seed;
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h ^= k;
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    Murmur3::new(seed).write(data).finish()
+}
+
+const C1: u32 = 0xcc9e_2d51;
+const C2: u32 = 0x1b87_3593;
+
+/// MurmurHash3 x86_32 fed in pieces: `Murmur3::new(seed).write(a).write(b).finish()` is
+/// [`murmur3_x86_32`] of `a` followed by `b`, with no buffer. A state that has hashed a
+/// prefix (a flag's `"<group>:"`) is `Copy`, so it is kept and each unit continues from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Murmur3 {
+    h: u32,
+    /// The bytes of an unfinished block, little-endian.
+    tail: u32,
+    tail_len: u32,
+    len: u32,
+}
+
+impl Murmur3 {
+    pub fn new(seed: u32) -> Self {
+        Murmur3 {
+            h: seed,
+            tail: 0,
+            tail_len: 0,
+            len: 0,
+        }
     }
-    let tail = chunks.remainder();
-    let mut k: u32 = 0;
-    if tail.len() >= 3 {
-        k ^= u32::from(tail[2]) << 16;
+
+    fn mix(k: u32) -> u32 {
+        k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2)
     }
-    if tail.len() >= 2 {
-        k ^= u32::from(tail[1]) << 8;
+
+    fn block(&mut self, k: u32) {
+        self.h ^= Self::mix(k);
+        self.h = self
+            .h
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
     }
-    if !tail.is_empty() {
-        k ^= u32::from(tail[0]);
-        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h ^= k;
+
+    /// Hashes `data` after what was written so far.
+    #[inline]
+    pub fn write(mut self, mut data: &[u8]) -> Self {
+        // The reference hashes the length modulo 2^32.
+        self.len = self.len.wrapping_add(data.len() as u32);
+        while self.tail_len > 0 {
+            let Some((&byte, rest)) = data.split_first() else {
+                return self;
+            };
+            self.tail |= u32::from(byte) << (8 * self.tail_len);
+            self.tail_len += 1;
+            data = rest;
+            if self.tail_len == 4 {
+                let k = self.tail;
+                self.block(k);
+                (self.tail, self.tail_len) = (0, 0);
+            }
+        }
+        let mut chunks = data.chunks_exact(4);
+        for chunk in &mut chunks {
+            self.block(u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
+        }
+        for (i, &byte) in chunks.remainder().iter().enumerate() {
+            self.tail |= u32::from(byte) << (8 * i);
+        }
+        self.tail_len = chunks.remainder().len() as u32;
+        self
     }
-    h ^= data.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h
+
+    /// The hash of everything written.
+    #[inline]
+    pub fn finish(self) -> u32 {
+        let mut h = self.h;
+        if self.tail_len > 0 {
+            h ^= Self::mix(self.tail);
+        }
+        h ^= self.len;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^= h >> 16;
+        h
+    }
 }
 
 /// The place of a unit of priority `priority` (0–100) in a `category` rollout: 1..=10,100,
 /// `(100 - priority) * 100 + h % 100 + 1`, so a higher priority always comes first and a level
 /// is ordered by hash.
 pub fn category_position(group: &str, unit: &str, priority: u8) -> u32 {
-    let h = group_hash(group, unit);
+    position_of(group_hash(group, unit), priority)
+}
+
+/// [`category_position`] of a unit whose [`group_hash`] is `h`.
+pub fn position_of(h: u32, priority: u8) -> u32 {
     (100 - u32::from(priority.min(100))) * 100 + h % 100 + 1
 }
 
@@ -71,20 +130,23 @@ pub fn buckets(mode: Bucketing) -> u32 {
 
 /// The bucket of `unit` in `group`: 1..=[`buckets`].
 pub fn bucket(mode: Bucketing, group: &str, unit: &str) -> u32 {
-    group_hash(group, unit) % buckets(mode) + 1
+    bucket_of(mode, group_hash(group, unit))
 }
 
-/// `murmur3_x86_32("<group>:<unit>", 0)`, the key built on the stack when it is short.
+/// The bucket of a unit whose [`group_hash`] is `h`.
+pub fn bucket_of(mode: Bucketing, h: u32) -> u32 {
+    h % buckets(mode) + 1
+}
+
+/// `murmur3_x86_32("<group>:<unit>", 0)`, hashed in pieces (no key is built).
 pub fn group_hash(group: &str, unit: &str) -> u32 {
-    let len = group.len() + unit.len() + 1;
-    let mut stack = [0u8; 256];
-    if len <= stack.len() {
-        stack[..group.len()].copy_from_slice(group.as_bytes());
-        stack[group.len()] = b':';
-        stack[group.len() + 1..len].copy_from_slice(unit.as_bytes());
-        return murmur3_x86_32(&stack[..len], 0);
-    }
-    murmur3_x86_32(format!("{group}:{unit}").as_bytes(), 0)
+    group_prefix(group).write(unit.as_bytes()).finish()
+}
+
+/// The hash state after `"<group>:"`: [`group_hash`] is `group_prefix(group)` continued with
+/// the unit, so a flag computes it once and each evaluation hashes only the unit.
+pub fn group_prefix(group: &str) -> Murmur3 {
+    Murmur3::new(0).write(group.as_bytes()).write(b":")
 }
 
 /// Is `bucket` within `percentage` (0–100) in `mode`?
@@ -123,6 +185,58 @@ mod tests {
         // Unleash's own normalizedValue tests (unleash-client-node `test/util.test`).
         assert_eq!(bucket(Bucketing::Unleash, "gr1", "123"), 73);
         assert_eq!(bucket(Bucketing::Unleash, "groupX", "999"), 25);
+    }
+
+    /// The one-shot reference: blocks of four bytes, then the tail, then the length.
+    fn reference(data: &[u8], seed: u32) -> u32 {
+        let mut h = seed;
+        let mut chunks = data.chunks_exact(4);
+        for chunk in &mut chunks {
+            let k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+            h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+        }
+        let mut k = 0u32;
+        for (i, &byte) in chunks.remainder().iter().enumerate() {
+            k |= u32::from(byte) << (8 * i);
+        }
+        if !chunks.remainder().is_empty() {
+            h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        }
+        h ^= data.len() as u32;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^ (h >> 16)
+    }
+
+    proptest::proptest! {
+        /// Hashing in any number of pieces is hashing the whole.
+        #[test]
+        fn hashing_in_pieces_is_hashing_the_whole(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            cuts in proptest::collection::vec(0usize..40, 0..5),
+            seed in proptest::num::u32::ANY,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort_unstable();
+            let mut hasher = Murmur3::new(seed);
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([data.len()]) {
+                hasher = hasher.write(&data[from..cut]);
+                from = cut;
+            }
+            proptest::prop_assert_eq!(hasher.finish(), reference(&data, seed));
+            proptest::prop_assert_eq!(murmur3_x86_32(&data, seed), reference(&data, seed));
+        }
+
+        /// The group's prefix continued with the unit is the hash of `"<group>:<unit>"`.
+        #[test]
+        fn the_group_prefix_continues_to_the_key(group in ".{0,20}", unit in ".{0,300}") {
+            let key = format!("{group}:{unit}");
+            proptest::prop_assert_eq!(group_hash(&group, &unit), reference(key.as_bytes(), 0));
+        }
     }
 
     #[test]

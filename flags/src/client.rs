@@ -55,7 +55,9 @@ impl Default for ClientOptions {
 
 #[derive(Default)]
 struct Held {
-    flags: HashMap<String, CompiledFlag>,
+    /// By key, hashed with foldhash: every evaluation looks its flag up here (the keys are the
+    /// flags' own, set by their editors, so a fast hasher needs no flooding resistance).
+    flags: HashMap<String, CompiledFlag, foldhash::fast::RandomState>,
     safe_mode: SafeMode,
 }
 
@@ -132,7 +134,7 @@ impl FlagClient {
     /// The held state of `key`.
     pub fn flag(&self, key: &str) -> Option<FlagState> {
         let held = self.held.read().unwrap_or_else(|e| e.into_inner());
-        held.flags.get(key).map(|f| f.state.clone())
+        held.flags.get(key).map(|f| f.state().clone())
     }
 
     /// Is safe mode on, as held?
@@ -258,7 +260,7 @@ fn apply(held: &RwLock<Held>, payload: &[u8]) -> Step {
     let Ok(event) = serde_json::from_value::<FlagEvent>(record.payload) else {
         return Step::Skipped;
     };
-    let current = h.flags.get(&record.aggregate_id).map(|f| f.state.clone());
+    let current = h.flags.get(&record.aggregate_id).map(|f| f.state().clone());
     let held_sequence = current.as_ref().map_or(0, |s| s.sequence);
     if sequence <= held_sequence {
         return Step::Skipped;

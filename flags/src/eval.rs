@@ -16,25 +16,47 @@
 //! strategy that buckets answers off (`no_unit`). `include`/`exclude` compare with that unit.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use gatehouse_events::flag::{Evaluation, FlagState, Reason, Strategy};
 use gatehouse_rules::{CompiledExpression, Item, RuleError};
 use serde_json::{Map, Value};
 
-use crate::bucket;
+use crate::bucket::{self, Murmur3};
 use crate::env::EmergencyOverride;
+use crate::native::NativeRule;
 
 /// The context attribute the `category` strategy reads the unit's category from.
 pub const CATEGORY: &str = "category";
 /// The context attribute the `category` strategy reads the unit's priority (0–100) from.
 pub const PRIORITY: &str = "priority";
 
-/// A flag ready to evaluate: its state and its compiled rule.
+/// A flag ready to evaluate: its state, its compiled rule, and what an evaluation would
+/// otherwise work out again each time (the `"<group>:"` hash state, `include`/`exclude` as
+/// sets). Made when the flag changes; the state is read-only so the two never disagree.
 #[derive(Clone)]
 pub struct CompiledFlag {
-    pub state: FlagState,
+    state: FlagState,
     rule: Option<Arc<CompiledExpression>>,
+    /// The rule in native code, when it has a native form (it then answers for `rule`).
+    native: Option<Arc<NativeRule>>,
+    /// The key and the values every answer shares.
+    key: Arc<str>,
+    on_value: Arc<Value>,
+    off_value: Arc<Value>,
+    /// The bucketing hash after `"<group>:"`.
+    prefix: Murmur3,
+    include: UnitSet,
+    exclude: UnitSet,
+}
+
+/// Units compared by equality, looked up by hash (a fast, non-cryptographic one: the keys are
+/// the flag's own `include`/`exclude`, set by its editors).
+type UnitSet = HashSet<Box<str>, foldhash::fast::RandomState>;
+
+fn unit_set(units: &[String]) -> UnitSet {
+    units.iter().map(|u| Box::from(u.as_str())).collect()
 }
 
 impl std::fmt::Debug for CompiledFlag {
@@ -58,20 +80,51 @@ impl CompiledFlag {
     /// Compiles the flag's rule, if its strategy has one. A stored rule that no longer compiles
     /// (never, unless the CEL environment changed) leaves the rule strategy off.
     pub fn new(state: FlagState) -> Self {
-        let rule = match (&state.rollout.strategy, &state.rollout.rule) {
-            (Strategy::Rule, Some(rule)) => compile_rule(rule, &state.rollout.rule_attributes)
+        let rollout = &state.rollout;
+        let rule = match (&rollout.strategy, &rollout.rule) {
+            (Strategy::Rule, Some(rule)) => compile_rule(rule, &rollout.rule_attributes)
                 .ok()
                 .map(Arc::new),
             _ => None,
         };
-        CompiledFlag { state, rule }
+        let native = rule
+            .as_ref()
+            .and_then(|r| NativeRule::compile(r.expression(), &rollout.rule_attributes))
+            .map(Arc::new);
+        let group = rollout.group.as_deref().unwrap_or(&state.flag);
+        CompiledFlag {
+            native,
+            prefix: bucket::group_prefix(group),
+            key: Arc::from(state.flag.as_str()),
+            on_value: Arc::new(state.on_value.clone()),
+            off_value: Arc::new(state.off_value.clone()),
+            include: unit_set(&rollout.include),
+            exclude: unit_set(&rollout.exclude),
+            rule,
+            state,
+        }
+    }
+
+    /// The flag's state, as folded from its events.
+    pub fn state(&self) -> &FlagState {
+        &self.state
+    }
+
+    /// The flag's state, taken back.
+    pub fn into_state(self) -> FlagState {
+        self.state
+    }
+
+    /// The hash of `"<group>:<unit>"` ([`bucket::group_hash`]), continued from the group's.
+    fn hash(&self, unit: &str) -> u32 {
+        self.prefix.write(unit.as_bytes()).finish()
     }
 
     fn off(&self, reason: Reason, bucket: Option<u32>) -> Evaluation {
         Evaluation {
-            flag: self.state.flag.clone(),
+            flag: Arc::clone(&self.key),
             enabled: false,
-            value: self.state.off_value.clone(),
+            value: Arc::clone(&self.off_value),
             reason,
             bucket,
         }
@@ -79,9 +132,9 @@ impl CompiledFlag {
 
     fn on(&self, reason: Reason, bucket: Option<u32>) -> Evaluation {
         Evaluation {
-            flag: self.state.flag.clone(),
+            flag: Arc::clone(&self.key),
             enabled: true,
-            value: self.state.on_value.clone(),
+            value: Arc::clone(&self.on_value),
             reason,
             bucket,
         }
@@ -112,6 +165,9 @@ impl CompiledFlag {
     /// Does the rule hold on `context`? A context that does not fit `rule_attributes`, or a rule
     /// that fails or yields no `true`, does not hold (fails closed).
     fn rule_holds(&self, context: &Map<String, Value>) -> bool {
+        if let Some(native) = &self.native {
+            return native.holds(context);
+        }
         let Some(rule) = &self.rule else { return false };
         let Ok(item) = Item::from_map(context, &self.state.rollout.rule_attributes) else {
             return false;
@@ -139,8 +195,7 @@ impl CompiledFlag {
         let Some(unit) = unit else {
             return self.off(Reason::NoUnit, None);
         };
-        let group = rollout.group.as_deref().unwrap_or(&self.state.flag);
-        let position = bucket::category_position(group, unit, priority as u8);
+        let position = bucket::position_of(self.hash(unit), priority as u8);
         if bucket::category_within(position, rollout.percentage) {
             self.on(Reason::Category, Some(position))
         } else {
@@ -160,10 +215,10 @@ impl CompiledFlag {
         let rollout = &state.rollout;
         let unit = self.unit_ref(unit, context);
         if let Some(u) = &unit {
-            if rollout.exclude.iter().any(|x| x == u.as_ref()) {
+            if self.exclude.contains(u.as_ref()) {
                 return self.off(Reason::Excluded, None);
             }
-            if rollout.include.iter().any(|x| x == u.as_ref()) {
+            if self.include.contains(u.as_ref()) {
                 return self.on(Reason::Included, None);
             }
         }
@@ -176,8 +231,7 @@ impl CompiledFlag {
         let Some(unit) = unit else {
             return self.off(Reason::NoUnit, None);
         };
-        let group = rollout.group.as_deref().unwrap_or(&state.flag);
-        let b = bucket::bucket(rollout.bucketing, group, &unit);
+        let b = bucket::bucket_of(rollout.bucketing, self.hash(&unit));
         if bucket::within(rollout.bucketing, b, rollout.percentage) {
             self.on(Reason::Bucket, Some(b))
         } else {
@@ -233,9 +287,9 @@ pub fn evaluate_with(
         (Some(flag), Some(reason)) => flag.off(reason, None),
         (Some(flag), None) => flag.decide(unit, context),
         (None, reason) => Evaluation {
-            flag: key.to_owned(),
+            flag: Arc::from(key),
             enabled: false,
-            value: Value::Null,
+            value: Arc::new(Value::Null),
             reason: reason.unwrap_or(Reason::UnknownFlag),
             bucket: None,
         },
@@ -250,8 +304,12 @@ mod tests {
     use serde_json::json;
 
     fn flag(rollout: Rollout) -> CompiledFlag {
+        CompiledFlag::new(state(rollout))
+    }
+
+    fn state(rollout: Rollout) -> FlagState {
         let at = chrono::DateTime::from_timestamp(0, 0).unwrap();
-        CompiledFlag::new(FlagState {
+        FlagState {
             flag: "f".into(),
             description: String::new(),
             flag_type: FlagType::Json,
@@ -265,7 +323,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             updated_by: "t".into(),
-        })
+        }
     }
 
     fn mode() -> impl proptest::strategy::Strategy<Value = Bucketing> {
@@ -324,8 +382,9 @@ mod tests {
             let mut rollout = Rollout { percentage, ..Rollout::default() };
             if excluded { rollout.exclude.push("u".into()); }
             if included { rollout.include.push("u".into()); }
-            let mut f = flag(rollout);
-            if stop { f.state.emergency_stop = Some("why".into()); }
+            let mut s = state(rollout);
+            if stop { s.emergency_stop = Some("why".into()); }
+            let f = CompiledFlag::new(s);
             let switches = Switches {
                 environment: if env { EmergencyOverride::parse("f") } else { EmergencyOverride::None },
                 safe_mode: safe,
@@ -339,7 +398,7 @@ mod tests {
                 else { (Reason::Bucket, percentage == 100.0) };
             prop_assert_eq!(got.reason, reason);
             prop_assert_eq!(got.enabled, enabled);
-            prop_assert_eq!(got.value, if enabled { json!({"v": "on"}) } else { json!({"v": "off"}) });
+            prop_assert_eq!(&*got.value, &if enabled { json!({"v": "on"}) } else { json!({"v": "off"}) });
         }
     }
 
@@ -398,8 +457,8 @@ mod tests {
         assert_eq!(f.decide(Some("u"), &Map::new()).reason, Reason::NoUnit);
         let unknown = evaluate("nope", None, &Switches::default(), Some("u"), &Map::new());
         assert_eq!(
-            (unknown.enabled, unknown.reason, unknown.value),
-            (false, Reason::UnknownFlag, Value::Null)
+            (unknown.enabled, unknown.reason, &*unknown.value),
+            (false, Reason::UnknownFlag, &Value::Null)
         );
     }
 }

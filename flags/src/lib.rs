@@ -3,6 +3,8 @@
 //!
 //! - [`bucket`]: MurmurHash3 x86_32 and the two bucketing modes (formulas there).
 //! - [`eval`]: precedence, strategies, include/exclude, rule; [`evaluate`].
+//! - `native`: a rule of the common shapes (`plan == "pro"`, `seats >= 10`, `region in [...]`,
+//!   `!`/`&&`/`||`) compiled to native code that answers exactly as CEL does.
 //! - [`env`]: the `GATEHOUSE_EMERGENCY_STOP` override.
 //! - `client` (feature `client`): a local copy of every flag, fed by the events.
 //!
@@ -13,6 +15,7 @@ pub mod bucket;
 pub mod client;
 pub mod env;
 pub mod eval;
+mod native;
 
 pub use env::EmergencyOverride;
 pub use eval::{evaluate, evaluate_with, CompiledFlag, Switches};

@@ -407,7 +407,7 @@ fn gatehouse_agrees_with_the_unleash_client_specification() {
                     got.enabled,
                     got.reason,
                     got.bucket,
-                    flags.get(toggle).map(|f| &f.state.rollout)
+                    flags.get(toggle).map(|f| &f.state().rollout)
                 ));
             }
         }

@@ -119,7 +119,7 @@ async fn flag_commands_refusals_history_and_remote_evaluation() {
     // A new flag is at 0%: everyone gets the safe value.
     let first = evaluate(&app, "repo-1").await;
     assert!(!first.enabled);
-    assert_eq!(first.value, json!({"version": "baseline", "epsilon": 0}));
+    assert_eq!(*first.value, json!({"version": "baseline", "epsilon": 0}));
     assert_eq!(first.reason, Reason::Bucket);
 
     rollout(&app, 25.5).await;
@@ -128,7 +128,7 @@ async fn flag_commands_refusals_history_and_remote_evaluation() {
     let on = evaluate(&app, "repo-1").await;
     assert!(on.enabled);
     assert_eq!(
-        on.value,
+        *on.value,
         json!({"version": "epsilon_greedy_v1", "epsilon": 0.08})
     );
     assert!(on.bucket.is_some_and(|b| (1..=10_000).contains(&b)));
@@ -336,11 +336,11 @@ async fn the_environment_override_holds_with_gatehouse_stopped() {
     assert!(overridden.flag("ranker.policy").is_some());
     let e = overridden.evaluate("ranker.policy", Some("u"), &Default::default());
     assert_eq!(
-        (e.enabled, e.reason, e.value),
+        (e.enabled, e.reason, &*e.value),
         (
             false,
             Reason::EnvironmentOverride,
-            json!({"version": "baseline", "epsilon": 0})
+            &json!({"version": "baseline", "epsilon": 0})
         )
     );
     app.stop().await;
@@ -397,7 +397,7 @@ async fn safe_mode_turns_every_flag_off_everywhere() {
     );
     let remote = evaluate(&app, "u").await;
     assert_eq!((remote.enabled, remote.reason), (false, Reason::SafeMode));
-    assert_eq!(remote.value, json!({"version": "baseline", "epsilon": 0}));
+    assert_eq!(*remote.value, json!({"version": "baseline", "epsilon": 0}));
     eventually(Duration::from_secs(5), || async { client.safe_mode() })
         .await
         .expect("the client saw safe mode");
@@ -406,7 +406,7 @@ async fn safe_mode_turns_every_flag_off_everywhere() {
         assert_eq!((e.enabled, e.reason), (false, Reason::SafeMode), "{key}");
     }
     assert_eq!(
-        client
+        *client
             .evaluate("checkout-v2", Some("u"), &Default::default())
             .value,
         json!(false)

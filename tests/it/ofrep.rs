@@ -585,7 +585,7 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
                 answer["reason"].as_str()
             ),
             (
-                &want.value,
+                &*want.value,
                 Some(if want.enabled { "on" } else { "off" }),
                 Some(documented_reason(&want))
             ),
@@ -916,7 +916,7 @@ async fn ofrep_openfeature_node_and_python_sdks_answer_what_flag_evaluate_answer
                     &got["errorCode"]
                 ),
                 (
-                    &want.value,
+                    &*want.value,
                     Some(variant),
                     Some(documented_reason(want)),
                     &Value::Null

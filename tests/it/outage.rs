@@ -566,8 +566,7 @@ fn nats_bin() -> PathBuf {
     if let Ok(bin) = std::env::var("GATEHOUSE_NATS_BIN") {
         return PathBuf::from(bin);
     }
-    let manifest =
-        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
     let repo = Path::new(&manifest)
         .parent()
         .expect("the workspace")

@@ -936,8 +936,7 @@ async fn the_demo_script_runs_against_a_running_system() {
         .join("gatehouse");
     // At run time: a test binary reused from another checkout of the same target dir would
     // carry that checkout's compile-time path.
-    let manifest =
-        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
     let script = std::path::Path::new(&manifest).join("../scripts/demo-quarantine.sh");
     let s = &app.settings;
     let output = tokio::process::Command::new("bash")

@@ -55,6 +55,12 @@ impl CompiledExpression {
         }
     }
 
+    /// The checked expression (what [`CompiledExpression::evaluate`] walks), for callers that
+    /// compile common shapes further.
+    pub fn expression(&self) -> &Expression {
+        &self.expr
+    }
+
     /// Evaluates the expression with `item`'s attributes as its variables.
     pub fn evaluate(&self, item: &Item<'_>) -> Result<Value, EvalError> {
         let mut ctx = self.root.new_inner_scope();

@@ -220,7 +220,7 @@ async fn fill_categories(
         .enumerate()
         .filter_map(|(i, ((flag, unit), context))| {
             let flag = flags.get(*flag)?;
-            let needs = flag.state.rollout.strategy == Strategy::Category
+            let needs = flag.state().rollout.strategy == Strategy::Category
                 && !context.contains_key(gatehouse_flags::eval::CATEGORY);
             needs
                 .then(|| flag.unit_of(*unit, context))

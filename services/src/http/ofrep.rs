@@ -206,7 +206,7 @@ fn metadata(evaluation: &Evaluation) -> Map<String, Value> {
 /// flag that needed a unit the context did not give is `TARGETING_KEY_MISSING`
 /// (`targeting_key`: whether the request had one, for the details).
 pub fn answer(evaluation: Evaluation, targeting_key: bool) -> Answer {
-    let key = evaluation.flag.as_str();
+    let key: &str = &evaluation.flag;
     match evaluation.reason {
         Reason::UnknownFlag => Answer::Failed(Failed::new(
             Some(key),
@@ -227,11 +227,11 @@ pub fn answer(evaluation: Evaluation, targeting_key: bool) -> Answer {
             Answer::Failed(failed)
         }
         _ => Answer::Resolved(Resolved {
-            key: evaluation.flag.clone(),
+            key: evaluation.flag.to_string(),
             reason: reason(&evaluation),
             variant: if evaluation.enabled { "on" } else { "off" },
             metadata: metadata(&evaluation),
-            value: Some(evaluation.value).filter(|v| !v.is_null()),
+            value: Some(&*evaluation.value).filter(|v| !v.is_null()).cloned(),
         }),
     }
 }
@@ -645,7 +645,7 @@ mod tests {
         Evaluation {
             flag: "checkout.new".into(),
             enabled,
-            value,
+            value: value.into(),
             reason,
             bucket,
         }
