@@ -90,6 +90,12 @@ fn schemathesis() -> PathBuf {
 /// and user names from `access.tokens` and `access.roles` replies): run last, on their own.
 const REVOKING: [&str; 2] = ["access.revoke_token", "access.revoke"];
 
+/// Not run: Schemathesis 4.32.5's coverage phase crashes inside its own generator on the OFREP
+/// bulk request schema ("SystemError: AST constructor recursion depth mismatch", a Python
+/// runtime error, not an answer of ours). The OFREP routes are checked by tests/it/ofrep.rs
+/// against the OFREP OpenAPI's own schemas and through the OpenFeature SDKs.
+const SKIPPED: [&str; 2] = ["ofrepEvaluateFlags", "ofrepEvaluateFlag"];
+
 /// Schemathesis against a real server, as alice (every human role), for a bounded number of
 /// examples per operation: no 5xx, every status, content type, header and body as documented.
 /// First every operation but [`REVOKING`], then those.
@@ -114,8 +120,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     let auth = bearer(&token);
 
     let mut all_but_revoking = Vec::new();
-    for name in REVOKING {
-        all_but_revoking.extend(["--exclude-operation-id".to_owned(), name.to_owned()]);
+    for name in REVOKING.iter().chain(&SKIPPED) {
+        all_but_revoking.extend(["--exclude-operation-id".to_owned(), name.to_string()]);
     }
     let report = schemathesis_run(&bin, addr, &auth, &all_but_revoking).await;
     // Nothing it sent took alice's access away (else most operations answered only 401).
