@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Projector;
 use crate::checkpoint::{ConsumerState, Progress};
-use crate::consumer;
+use crate::consumer::{self, Durable};
 use crate::dead_letter;
 use crate::delivery::Delivery;
 use crate::error::ProjectorError;
@@ -154,7 +154,16 @@ async fn ensure_consumer(
     model: &dyn ReadModel,
     settings: &ProjectorSettings,
 ) -> Result<PullConsumer, ProjectorError> {
+    let Durable { config, .. } = durable(model, settings);
     let name = consumer_name(settings, model);
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| ProjectorError::jetstream(format!("create or update consumer {name}"), e))
+}
+
+/// The durable consumer of `model`'s projector on the events stream.
+pub fn durable(model: &dyn ReadModel, settings: &ProjectorSettings) -> Durable {
     let mut filters = model.filter_subjects(&settings.namespace);
     // One filter goes in `filter_subject`, which every server version understands.
     let filter_subject = if filters.len() == 1 {
@@ -164,7 +173,7 @@ async fn ensure_consumer(
     };
     let batch = i64::try_from(settings.batch_size).unwrap_or(i64::MAX);
     let config = pull::Config {
-        durable_name: Some(name.clone()),
+        durable_name: Some(consumer_name(settings, model)),
         description: Some(format!(
             "Gatehouse projector of the {} read model",
             model.name()
@@ -178,10 +187,10 @@ async fn ensure_consumer(
         max_ack_pending: settings.max_ack_pending.max(batch),
         ..Default::default()
     };
-    stream
-        .create_consumer(config)
-        .await
-        .map_err(|e| ProjectorError::jetstream(format!("create or update consumer {name}"), e))
+    Durable {
+        stream: subjects::events_stream(&settings.namespace),
+        config,
+    }
 }
 
 /// One pull: up to `batch_size` messages, waiting at most `fetch_expiry` for the first one.

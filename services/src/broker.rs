@@ -237,34 +237,46 @@ pub async fn promotions_consumer(
     crate::RoleError,
 > {
     use crate::RoleError;
-    use jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
     ensure_events_stream(js, settings).await?;
     let ns = settings.namespace.clone();
     gatehouse_projections::dead_letter::ensure_stream(js, &ns)
         .await
         .map_err(RoleError::broker("create the dead-letter stream"))?;
-    let name = subjects::projector_consumer(&ns, role);
-    let config = gatehouse_projections::consumer::ConsumerSettings::new(name.clone(), ns.clone());
+    let durable = promotions_durable(&ns, role);
+    let mut config =
+        gatehouse_projections::consumer::ConsumerSettings::new(durable.name(), ns.clone());
+    config.ack_wait = durable.config.ack_wait;
     let consumer = js
-        .get_stream(subjects::events_stream(&ns))
+        .get_stream(&durable.stream)
         .await
         .map_err(RoleError::broker("look up the events stream"))?
-        .create_consumer(pull::Config {
-            durable_name: Some(name),
-            filter_subject: subjects::event(
-                &ns,
-                gatehouse_events::policy::AGGREGATE,
-                "*",
-                "PolicyPromoted",
-            ),
-            ack_policy: AckPolicy::Explicit,
-            deliver_policy: DeliverPolicy::All,
-            max_ack_pending: 1,
-            max_deliver: gatehouse_projections::consumer::UNLIMITED_DELIVERIES,
-            ack_wait: config.ack_wait,
-            ..Default::default()
-        })
+        .create_consumer(durable.config)
         .await
         .map_err(RoleError::broker(format!("create the {role}'s consumer")))?;
     Ok((consumer, config))
+}
+
+/// The durable consumer `<ns>_<role>` of [`promotions_consumer`].
+pub fn promotions_durable(ns: &str, role: &str) -> gatehouse_projections::consumer::Durable {
+    use gatehouse_projections::consumer::{DEFAULT_ACK_WAIT, UNLIMITED_DELIVERIES};
+    use jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    let promoted = subjects::event(
+        ns,
+        gatehouse_events::policy::AGGREGATE,
+        "*",
+        "PolicyPromoted",
+    );
+    gatehouse_projections::consumer::Durable {
+        stream: subjects::events_stream(ns),
+        config: pull::Config {
+            durable_name: Some(subjects::projector_consumer(ns, role)),
+            filter_subject: promoted,
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            max_ack_pending: 1,
+            max_deliver: UNLIMITED_DELIVERIES,
+            ack_wait: DEFAULT_ACK_WAIT,
+            ..Default::default()
+        },
+    }
 }

@@ -20,7 +20,7 @@ use gatehouse_events::policy::PolicyEvent;
 use gatehouse_events::record::EventRecord;
 use gatehouse_events::run::PolicyPromotedNotice;
 use gatehouse_events::subjects;
-use gatehouse_projections::consumer::{self, Handler, Health, Outcome};
+use gatehouse_projections::consumer::{self, Durable, Handler, Health, Outcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
@@ -125,12 +125,24 @@ async fn announce(
     Ok(())
 }
 
-/// The durable consumer external subscribers bind to (they may not create consumers).
+/// Creates the durable consumer external subscribers bind to (they may not create consumers).
 async fn ensure_subscriber_consumer(js: &jetstream::Context, ns: &str) -> Result<(), RoleError> {
-    js.get_stream(subjects::notify_stream(ns))
+    let durable = subscriber_durable(ns);
+    js.get_stream(&durable.stream)
         .await
         .map_err(RoleError::broker("look up the notify stream"))?
-        .create_consumer(pull::Config {
+        .create_consumer(durable.config)
+        .await
+        .map_err(RoleError::broker("create the subscriber consumer"))?;
+    Ok(())
+}
+
+/// The durable consumer external subscribers bind to, under a fixed name, on the notify
+/// stream.
+pub fn subscriber_durable(ns: &str) -> Durable {
+    Durable {
+        stream: subjects::notify_stream(ns),
+        config: pull::Config {
             durable_name: Some(subjects::SUBSCRIBER_CONSUMER.to_owned()),
             filter_subject: subjects::policy_promoted(ns),
             ack_policy: AckPolicy::Explicit,
@@ -138,8 +150,6 @@ async fn ensure_subscriber_consumer(js: &jetstream::Context, ns: &str) -> Result
             ack_wait: Duration::from_secs(30),
             max_deliver: gatehouse_projections::consumer::UNLIMITED_DELIVERIES,
             ..Default::default()
-        })
-        .await
-        .map_err(RoleError::broker("create the subscriber consumer"))?;
-    Ok(())
+        },
+    }
 }

@@ -7,54 +7,18 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse::api::App;
-use gatehouse_events::access::{IssueToken, IssuedToken};
 use gatehouse_events::subjects;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_util::sync::CancellationToken;
 
 use crate::fixtures::{create_policy, draft};
 use crate::helpers::{eventually, spawn_app_with_users, TestApp};
+use crate::http_client::{bearer, issue, request, send, serve};
 
 /// Items in the catalog the runs evaluate: enough batches for the progress bar to move.
 const ITEMS: u64 = 2000;
-
-/// The HTTP API (and console) of `app` on a free port, stopped with the token.
-async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
-    let s = &app.settings;
-    let pg = gatehouse::db::pool(&s.database_url, 4).unwrap();
-    let sqlx = gatehouse::db::sqlx_pool(&s.database_url, 4).await.unwrap();
-    let api = Arc::new(App::new(sqlx, pg, s.namespace.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(gatehouse::http::serve(api, listener, stop.clone()));
-    (addr, stop)
-}
-
-/// A bearer token for `user`, issued by alice (the first admin) over NATS.
-async fn token(app: &TestApp, user: &str) -> String {
-    let body = serde_json::to_vec(&json!({
-        "command_id": uuid::Uuid::new_v4().to_string(),
-        "actor": "alice",
-        "command": IssueToken { user: user.into(), name: "console e2e".into() },
-    }))
-    .unwrap();
-    let subject = subjects::command(&app.settings.namespace, "access", "issue_token");
-    let reply = app
-        .client
-        .nats()
-        .request(subject, body.into())
-        .await
-        .unwrap();
-    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
-    let issued: IssuedToken = serde_json::from_value(reply["result"].clone()).unwrap();
-    issued.token.unwrap()
-}
 
 /// What the host system publishes: `ITEMS` ready items, qualities spread over 0.05–0.95,
 /// every fiftieth from the eighth (`m-00007`, ...) with a scan that is not clean.
@@ -104,8 +68,8 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     );
     let mut app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
-    let alice = token(&app, "alice").await;
-    let bob = token(&app, "bob").await;
+    let (_, alice) = issue(&app, "alice").await;
+    let (_, bob) = issue(&app, "bob").await;
     import_catalog(&app).await;
 
     let mut child = tokio::process::Command::new("node")
@@ -146,50 +110,32 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     app.stop().await;
 }
 
-/// One HTTP/1.1 request read to its end: the status, the head and the body as text.
+/// `GET path` (with `token` as a bearer): the status, the head and the body as text.
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n{auth}\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("the response ended")
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (status, head.to_owned(), body.to_owned())
+    let auth = token.map(bearer);
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let answer = send(addr, "GET", path, &headers, b"").await;
+    (answer.status, answer.head, answer.text)
 }
 
 /// `POST /v1/queries/access.whoami` with `token`: the status and the body.
 async fn whoami(addr: SocketAddr, token: &str) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /v1/queries/access.whoami HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\
-         Authorization: Bearer {token}\r\nContent-Length: 2\r\n\r\n{{}}"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (_, body) = text.split_once("\r\n\r\n").unwrap();
-    (
-        text[9..12].parse().unwrap(),
-        serde_json::from_str(body).unwrap(),
+    let auth = bearer(token);
+    request(
+        addr,
+        "POST",
+        "/v1/queries/access.whoami",
+        &[("Authorization", auth.as_str())],
+        b"{}",
     )
+    .await
 }
 
 #[tokio::test]
 async fn the_console_is_served_and_a_runs_events_need_a_token_and_end_with_the_run() {
     let app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
-    let alice = token(&app, "alice").await;
+    let (_, alice) = issue(&app, "alice").await;
 
     let (status, head, _) = get(addr, "/", None).await;
     assert!(
@@ -211,7 +157,7 @@ async fn the_console_is_served_and_a_runs_events_need_a_token_and_end_with_the_r
     );
 
     // Anyone with a token learns who they are and their roles, even holding none.
-    let nobody = token(&app, "mallory").await;
+    let (_, nobody) = issue(&app, "mallory").await;
     for (user, token, roles) in [("alice", &alice, 6), ("mallory", &nobody, 0)] {
         let (status, me) = whoami(addr, token).await;
         assert_eq!(status, 200, "{me}");

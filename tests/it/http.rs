@@ -1,109 +1,12 @@
 //! The HTTP API over a real port: the same operations, payloads and codes as NATS, statuses
 //! mapped in one place, bearer tokens, `Idempotency-Key` shared with NATS, JSON error bodies.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use gatehouse::api::App;
-use gatehouse_events::access::{IssueToken, IssuedToken, RevokeToken};
+use gatehouse_events::access::RevokeToken;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 use crate::fixtures::create_policy;
-use crate::helpers::{spawn_app_with_users, TestApp};
-
-/// An HTTP API of `app` on a free port, stopped with the token.
-pub(crate) async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
-    let s = &app.settings;
-    let pg = gatehouse::db::pool(&s.database_url, 4).unwrap();
-    let sqlx = gatehouse::db::sqlx_pool(&s.database_url, 4).await.unwrap();
-    let api =
-        Arc::new(App::new(sqlx, pg, s.namespace.clone()).with_broker(app.client.nats().clone(), s));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(gatehouse::http::serve(api, listener, stop.clone()));
-    (addr, stop)
-}
-
-/// One HTTP/1.1 request; the status and the body as JSON (`Value::Null` when it is not JSON).
-pub(crate) async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Value) {
-    let (status, _, body) = exchange(addr, method, path, headers, body).await;
-    (status, body)
-}
-
-/// Like [`request`], with the response's head (status line and headers) as text.
-pub(crate) async fn exchange(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let status = text[9..12].parse().unwrap();
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = serde_json::from_str(payload).unwrap_or(Value::Null);
-    (status, head.to_owned(), body)
-}
-
-/// A bearer token for `user`, issued as Gatehouse itself: (token id, token).
-pub(crate) async fn issue(app: &TestApp, user: &str) -> (String, String) {
-    let body = serde_json::to_vec(&json!({
-        "command_id": uuid::Uuid::new_v4().to_string(),
-        "actor": "alice",
-        "command": IssueToken { user: user.into(), name: "test".into() },
-    }))
-    .unwrap();
-    let subject =
-        gatehouse_events::subjects::command(&app.settings.namespace, "access", "issue_token");
-    let reply = app
-        .client
-        .nats()
-        .request(subject, body.into())
-        .await
-        .unwrap();
-    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
-    let issued: IssuedToken = serde_json::from_value(reply["result"].clone()).unwrap();
-    (issued.token_id.unwrap(), issued.token.unwrap())
-}
-
-/// The streams the worker and the flag monitor create at start, which `spawn_app` does not
-/// run: `/readyz` answers ready once they exist too.
-pub(crate) async fn create_role_streams(app: &TestApp) {
-    let js = gatehouse::broker::jetstream(app.client.nats());
-    gatehouse::broker::ensure_jobs_stream(&js, &app.settings)
-        .await
-        .unwrap();
-    gatehouse::broker::ensure_outcomes_stream(&js, &app.settings)
-        .await
-        .unwrap();
-}
-
-pub(crate) fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
+use crate::helpers::spawn_app_with_users;
+use crate::http_client::{bearer, create_role_streams, issue, request, serve};
 
 #[tokio::test]
 async fn health_and_readiness_answer_without_a_token() {

@@ -10,7 +10,7 @@ use gatehouse_events::run::PrepareRun;
 use serde_json::{json, Value};
 
 use crate::helpers::{eventually, spawn_app_with_users, TestApp};
-use crate::http::{bearer, exchange, issue, request, serve};
+use crate::http_client::{bearer, exchange, issue, request, serve};
 use crate::quarantine::{attributes, gate};
 use crate::runs::{create, insert_items, wait_status};
 

@@ -14,6 +14,7 @@ mod fixtures;
 mod flags;
 mod helpers;
 mod http;
+mod http_client;
 mod http_seed;
 mod identity;
 mod indexer;

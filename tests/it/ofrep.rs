@@ -14,101 +14,17 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 
-use gatehouse::api::App;
-use gatehouse_events::access::{IssueToken, IssuedToken};
 use gatehouse_events::envelope::CommandAccepted;
 use gatehouse_events::flag::{EvaluateFlag, Evaluation, Reason};
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{spawn_app_with_users, TestApp};
+use crate::http_client::{authorization, issue, send, serve, Answer};
 
 const ONE: &str = "/ofrep/v1/evaluate/flags/";
 const ALL: &str = "/ofrep/v1/evaluate/flags";
-
-/// The HTTP API of `app` on a free port, stopped with the token.
-async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
-    let s = &app.settings;
-    let pg = gatehouse::db::pool(&s.database_url, 4).unwrap();
-    let sqlx = gatehouse::db::sqlx_pool(&s.database_url, 4).await.unwrap();
-    let api = Arc::new(App::new(sqlx, pg, s.namespace.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(gatehouse::http::serve(api, listener, stop.clone()));
-    (addr, stop)
-}
-
-/// An HTTP answer: status, headers (lower-case names), the body as JSON (`Null` if it is
-/// not JSON) and as text.
-struct Answer {
-    status: u16,
-    headers: HashMap<String, String>,
-    json: Value,
-    text: String,
-}
-
-/// One HTTP/1.1 request over a fresh connection.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        json: serde_json::from_str(payload).unwrap_or(Value::Null),
-        text: payload.to_owned(),
-    }
-}
-
-/// A bearer token for `user`, issued by Gatehouse itself.
-async fn issue(app: &TestApp, user: &str) -> String {
-    let body = serde_json::to_vec(&json!({
-        "command_id": uuid::Uuid::new_v4().to_string(),
-        "actor": "alice",
-        "command": IssueToken { user: user.into(), name: "ofrep".into() },
-    }))
-    .unwrap();
-    let subject =
-        gatehouse_events::subjects::command(&app.settings.namespace, "access", "issue_token");
-    let reply = app
-        .client
-        .nats()
-        .request(subject, body.into())
-        .await
-        .unwrap();
-    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
-    let issued: IssuedToken = serde_json::from_value(reply["result"].clone()).unwrap();
-    issued.token.unwrap()
-}
 
 /// A flag command as alice, waited for until the read model shows it.
 async fn flag(app: &TestApp, name: &str, body: Value) -> CommandAccepted {
@@ -119,6 +35,13 @@ async fn flag(app: &TestApp, name: &str, body: Value) -> CommandAccepted {
         .unwrap_or_else(|e| panic!("flag.{name}: {e:?}"));
     app.client.wait_for(&done).await.expect("projected");
     done
+}
+
+/// Flag commands as alice, in order, each waited for until the read model shows it.
+async fn flags<const N: usize>(app: &TestApp, commands: [(&str, Value); N]) {
+    for (name, body) in commands {
+        flag(app, name, body).await;
+    }
 }
 
 /// `flag.evaluate` over NATS, as the OFREP routes call it: the unit is `targetingKey`, the
@@ -278,30 +201,33 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
     let app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
     let ofrep = Ofrep::load().await;
-    let svc = format!("Bearer {}", issue(&app, "svc").await);
-    let bob = format!("Bearer {}", issue(&app, "bob").await);
+    let svc = authorization(&app, "svc").await;
+    let bob = authorization(&app, "bob").await;
     let auth = [("Authorization", svc.as_str())];
-    flag(
+    flags(
         &app,
-        "create",
-        json!({"flag": "checkout.new", "reason": "new checkout"}),
-    )
-    .await;
-    flag(
-        &app,
-        "set_rollout",
-        json!({"flag": "checkout.new", "percentage": 50,
-        "include": ["vip"], "exclude": ["banned"], "reason": "half"}),
-    )
-    .await;
-    flag(&app, "create", json!({"flag": "ui.theme", "type": "json",
-        "on_value": {"color": "blue", "dense": true}, "off_value": {"color": "grey", "dense": false},
-        "reason": "theme"})).await;
-    flag(
-        &app,
-        "set_rollout",
-        json!({"flag": "ui.theme", "percentage": 100,
-        "stickiness": "tenant", "reason": "everyone"}),
+        [
+            (
+                "create",
+                json!({"flag": "checkout.new", "reason": "new checkout"}),
+            ),
+            (
+                "set_rollout",
+                json!({"flag": "checkout.new", "percentage": 50,
+                "include": ["vip"], "exclude": ["banned"], "reason": "half"}),
+            ),
+            (
+                "create",
+                json!({"flag": "ui.theme", "type": "json",
+                "on_value": {"color": "blue", "dense": true},
+                "off_value": {"color": "grey", "dense": false}, "reason": "theme"}),
+            ),
+            (
+                "set_rollout",
+                json!({"flag": "ui.theme", "percentage": 100,
+                "stickiness": "tenant", "reason": "everyone"}),
+            ),
+        ],
     )
     .await;
 
@@ -310,7 +236,7 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
     for unit in ["u-1", "u-2", "u-3", "u-4", "u-5", "u-6", "vip", "banned"] {
         let context = json!({"targetingKey": unit, "plan": "pro"});
         let body = json!({"context": context}).to_string();
-        let got = request(
+        let got = send(
             addr,
             "POST",
             &format!("{ONE}checkout.new"),
@@ -334,7 +260,7 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
         variants.push(got.json["variant"].as_str().unwrap().to_owned());
     }
     assert!(variants.contains(&"on".to_owned()) && variants.contains(&"off".to_owned()));
-    let vip = request(
+    let vip = send(
         addr,
         "POST",
         &format!("{ONE}checkout.new"),
@@ -348,7 +274,7 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
     );
 
     // The unit of a flag with a stickiness attribute is that attribute, not targetingKey.
-    let theme = request(
+    let theme = send(
         addr,
         "POST",
         &format!("{ONE}ui.theme"),
@@ -359,7 +285,7 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
     assert_eq!(theme.status, 200, "{}", theme.text);
     ofrep.check("serverEvaluationSuccess", &theme.json);
     assert_eq!(theme.json["value"], json!({"color": "blue", "dense": true}));
-    let no_tenant = request(
+    let no_tenant = send(
         addr,
         "POST",
         &format!("{ONE}ui.theme"),
@@ -406,7 +332,7 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
         ("checkout.new", b"", 400, "PARSE_ERROR"),
     ];
     for (key, body, status, code) in cases {
-        let got = request(addr, "POST", &format!("{ONE}{key}"), &auth, body).await;
+        let got = send(addr, "POST", &format!("{ONE}{key}"), &auth, body).await;
         assert_eq!(
             (
                 got.status,
@@ -428,7 +354,7 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
         );
     }
     let huge = vec![b' '; 300 * 1024];
-    let got = request(addr, "POST", &format!("{ONE}checkout.new"), &auth, &huge).await;
+    let got = send(addr, "POST", &format!("{ONE}checkout.new"), &auth, &huge).await;
     assert_eq!(
         (got.status, got.json["errorCode"].as_str()),
         (400, Some("PARSE_ERROR"))
@@ -439,14 +365,14 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
     let body = br#"{"context": {"targetingKey": "u-1"}}"#;
     let path = format!("{ONE}checkout.new");
     let code = |a: &Answer| (a.status, a.json["code"].as_str().map(str::to_owned));
-    let none = request(addr, "POST", &path, &[], body).await;
+    let none = send(addr, "POST", &path, &[], body).await;
     assert_eq!(
         code(&none),
         (401, Some("unauthenticated".into())),
         "{}",
         none.text
     );
-    let forged = request(
+    let forged = send(
         addr,
         "POST",
         &path,
@@ -455,7 +381,7 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
     )
     .await;
     assert_eq!(code(&forged), (401, Some("unauthenticated".into())));
-    let viewer = request(
+    let viewer = send(
         addr,
         "POST",
         &path,
@@ -470,9 +396,9 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
         viewer.text
     );
     let key = svc.strip_prefix("Bearer ").unwrap();
-    let api_key = request(addr, "POST", &path, &[("X-API-Key", key)], body).await;
+    let api_key = send(addr, "POST", &path, &[("X-API-Key", key)], body).await;
     assert_eq!(api_key.status, 200, "{}", api_key.text);
-    let wrong_method = request(addr, "GET", &path, &auth, b"").await;
+    let wrong_method = send(addr, "GET", &path, &auth, b"").await;
     assert_eq!(
         code(&wrong_method),
         (404, Some("not_found".into())),
@@ -487,7 +413,7 @@ async fn ofrep_single_flag_answers_every_status_and_error_code() {
         json!({"flag": "checkout.new", "reason": "incident"}),
     )
     .await;
-    let stopped = request(
+    let stopped = send(
         addr,
         "POST",
         &path,
@@ -522,11 +448,11 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
     let app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
     let ofrep = Ofrep::load().await;
-    let svc = format!("Bearer {}", issue(&app, "svc").await);
-    let bob = format!("Bearer {}", issue(&app, "bob").await);
+    let svc = authorization(&app, "svc").await;
+    let bob = authorization(&app, "bob").await;
     let auth = [("Authorization", svc.as_str())];
     // No flag yet: an empty list, and still the service role.
-    let empty = request(
+    let empty = send(
         addr,
         "POST",
         ALL,
@@ -540,36 +466,38 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
         "{}",
         empty.text
     );
-    let viewer = request(addr, "POST", ALL, &[("Authorization", bob.as_str())], b"{}").await;
+    let viewer = send(addr, "POST", ALL, &[("Authorization", bob.as_str())], b"{}").await;
     assert_eq!(
         (viewer.status, viewer.json["code"].as_str()),
         (403, Some("forbidden"))
     );
-    let none = request(addr, "POST", ALL, &[], b"{}").await;
+    let none = send(addr, "POST", ALL, &[], b"{}").await;
     assert_eq!(
         (none.status, none.json["code"].as_str()),
         (401, Some("unauthenticated"))
     );
 
-    flag(&app, "create", json!({"flag": "a.zero", "reason": "r"})).await;
-    flag(&app, "create", json!({"flag": "b.full", "reason": "r"})).await;
-    flag(
+    flags(
         &app,
-        "set_rollout",
-        json!({"flag": "b.full", "percentage": 100, "reason": "all"}),
-    )
-    .await;
-    flag(
-        &app,
-        "create",
-        json!({"flag": "c.json", "type": "json", "on_value": {"v": 2},
-        "off_value": {"v": 1}, "reason": "r"}),
+        [
+            ("create", json!({"flag": "a.zero", "reason": "r"})),
+            ("create", json!({"flag": "b.full", "reason": "r"})),
+            (
+                "set_rollout",
+                json!({"flag": "b.full", "percentage": 100, "reason": "all"}),
+            ),
+            (
+                "create",
+                json!({"flag": "c.json", "type": "json", "on_value": {"v": 2},
+                "off_value": {"v": 1}, "reason": "r"}),
+            ),
+        ],
     )
     .await;
 
     let context = json!({"targetingKey": "u-7", "plan": "pro"});
     let body = json!({"context": context}).to_string();
-    let first = request(addr, "POST", ALL, &auth, body.as_bytes()).await;
+    let first = send(addr, "POST", ALL, &auth, body.as_bytes()).await;
     assert_eq!(first.status, 200, "{}", first.text);
     ofrep.check("bulkEvaluationSuccess", &first.json);
     let flags = first.json["flags"].as_array().unwrap();
@@ -592,58 +520,27 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
             "{key}"
         );
     }
-    let etag = first.headers.get("etag").expect("an ETag").clone();
+    let etag = first.header("etag").expect("an ETag").to_owned();
     assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
-    assert_eq!(
-        first.headers.get("cache-control").map(String::as_str),
-        Some("private, no-cache")
-    );
+    assert_eq!(first.header("cache-control"), Some("private, no-cache"));
 
     // The same context and flags: 304 without a body; a list, a weak tag and `*` match too.
     for tag in [etag.clone(), format!("\"other\", W/{etag}"), "*".to_owned()] {
-        let again = request(
-            addr,
-            "POST",
-            ALL,
-            &[auth[0], ("If-None-Match", &tag)],
-            body.as_bytes(),
-        )
-        .await;
+        let again = revalidate(addr, &svc, &tag, body.as_bytes()).await;
         assert_eq!((again.status, again.text.as_str()), (304, ""), "{tag}");
-        assert_eq!(again.headers.get("etag"), Some(&etag));
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
     }
-    let stale = request(
-        addr,
-        "POST",
-        ALL,
-        &[auth[0], ("If-None-Match", "\"stale\"")],
-        body.as_bytes(),
-    )
-    .await;
+    let stale = revalidate(addr, &svc, "\"stale\"", body.as_bytes()).await;
     assert_eq!(stale.status, 200);
     // Another context: another tag, even where every answer is the same.
     let other = json!({"context": {"targetingKey": "u-7", "plan": "free"}}).to_string();
-    let other = request(
-        addr,
-        "POST",
-        ALL,
-        &[auth[0], ("If-None-Match", &etag)],
-        other.as_bytes(),
-    )
-    .await;
+    let other = revalidate(addr, &svc, &etag, other.as_bytes()).await;
     assert_eq!(other.status, 200);
     assert_eq!(other.json["flags"], first.json["flags"]);
-    assert_ne!(other.headers.get("etag"), Some(&etag));
+    assert_ne!(other.header("etag"), Some(etag.as_str()));
     // The same context with its members in another order: the same tag.
     let reordered = br#"{"context": {"plan": "pro", "targetingKey": "u-7"}}"#;
-    let same = request(
-        addr,
-        "POST",
-        ALL,
-        &[auth[0], ("If-None-Match", &etag)],
-        reordered,
-    )
-    .await;
+    let same = revalidate(addr, &svc, &etag, reordered).await;
     assert_eq!(same.status, 304);
 
     // A flag change the answers do not show (someone else included) still changes the tag.
@@ -654,17 +551,10 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
         "reason": "one tester"}),
     )
     .await;
-    let changed = request(
-        addr,
-        "POST",
-        ALL,
-        &[auth[0], ("If-None-Match", &etag)],
-        body.as_bytes(),
-    )
-    .await;
+    let changed = revalidate(addr, &svc, &etag, body.as_bytes()).await;
     assert_eq!(changed.status, 200, "{}", changed.text);
     assert_eq!(changed.json["flags"], first.json["flags"]);
-    let etag2 = changed.headers.get("etag").unwrap().clone();
+    let etag2 = changed.header("etag").unwrap().to_owned();
     assert_ne!(etag2, etag);
     // A rollout change: a new tag and the new value.
     flag(
@@ -673,28 +563,14 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
         json!({"flag": "a.zero", "percentage": 100, "reason": "all"}),
     )
     .await;
-    let rolled = request(
-        addr,
-        "POST",
-        ALL,
-        &[auth[0], ("If-None-Match", &etag2)],
-        body.as_bytes(),
-    )
-    .await;
+    let rolled = revalidate(addr, &svc, &etag2, body.as_bytes()).await;
     assert_eq!(rolled.status, 200, "{}", rolled.text);
-    assert_ne!(rolled.headers.get("etag"), Some(&etag2));
+    assert_ne!(rolled.header("etag"), Some(etag2.as_str()));
     assert_eq!(rolled.json["flags"][0]["value"], json!(true));
     // Safe mode changes every answer and the tag.
-    let etag3 = rolled.headers.get("etag").unwrap().clone();
+    let etag3 = rolled.header("etag").unwrap().to_owned();
     safe_mode(&app, true).await;
-    let safe = request(
-        addr,
-        "POST",
-        ALL,
-        &[auth[0], ("If-None-Match", &etag3)],
-        body.as_bytes(),
-    )
-    .await;
+    let safe = revalidate(addr, &svc, &etag3, body.as_bytes()).await;
     assert_eq!(safe.status, 200, "{}", safe.text);
     ofrep.check("bulkEvaluationSuccess", &safe.json);
     assert!(safe.json["flags"]
@@ -702,11 +578,11 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
         .unwrap()
         .iter()
         .all(|f| f["reason"] == "DISABLED"));
-    assert_ne!(safe.headers.get("etag"), Some(&etag3));
+    assert_ne!(safe.header("etag"), Some(etag3.as_str()));
     safe_mode(&app, false).await;
 
     // Without targetingKey the flags that need a unit fail one by one; the request succeeds.
-    let anonymous = request(addr, "POST", ALL, &auth, br#"{"context": {"plan": "pro"}}"#).await;
+    let anonymous = send(addr, "POST", ALL, &auth, br#"{"context": {"plan": "pro"}}"#).await;
     assert_eq!(anonymous.status, 200, "{}", anonymous.text);
     ofrep.check("bulkEvaluationSuccess", &anonymous.json);
     for answer in anonymous.json["flags"].as_array().unwrap() {
@@ -720,7 +596,7 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
         (br#"{"context": {"targetingKey": true}}"#, "INVALID_CONTEXT"),
     ];
     for (bad, code) in bulk_cases {
-        let got = request(addr, "POST", ALL, &auth, bad).await;
+        let got = send(addr, "POST", ALL, &auth, bad).await;
         assert_eq!(
             (got.status, got.json["errorCode"].as_str()),
             (400, Some(code)),
@@ -732,6 +608,12 @@ async fn ofrep_bulk_answers_every_flag_with_an_etag_that_changes_with_flags_and_
     }
     stop.cancel();
     app.stop().await;
+}
+
+/// The bulk route as `auth` (an `Authorization` value) with `If-None-Match: tag`.
+async fn revalidate(addr: SocketAddr, auth: &str, tag: &str, body: &[u8]) -> Answer {
+    let headers = [("Authorization", auth), ("If-None-Match", tag)];
+    send(addr, "POST", ALL, &headers, body).await
 }
 
 async fn safe_mode(app: &TestApp, on: bool) {
@@ -796,69 +678,55 @@ async fn through_sdks(
 async fn ofrep_openfeature_node_and_python_sdks_answer_what_flag_evaluate_answers() {
     let app = spawn_app_with_users().await;
     let (addr, stop) = serve(&app).await;
-    let token = issue(&app, "svc").await;
-    flag(&app, "create", json!({"flag": "sdk.zero", "reason": "r"})).await;
-    flag(&app, "create", json!({"flag": "sdk.full", "reason": "r"})).await;
-    flag(
+    let (_, token) = issue(&app, "svc").await;
+    flags(
         &app,
-        "set_rollout",
-        json!({"flag": "sdk.full", "percentage": 100, "reason": "all"}),
-    )
-    .await;
-    flag(&app, "create", json!({"flag": "sdk.half", "reason": "r"})).await;
-    flag(
-        &app,
-        "set_rollout",
-        json!({"flag": "sdk.half", "percentage": 50,
-        "include": ["vip"], "exclude": ["u-3"], "reason": "half"}),
-    )
-    .await;
-    flag(
-        &app,
-        "create",
-        json!({"flag": "sdk.theme", "type": "json",
-        "on_value": {"color": "blue", "size": 2}, "off_value": {"color": "grey", "size": 1},
-        "reason": "r"}),
-    )
-    .await;
-    flag(
-        &app,
-        "set_rollout",
-        json!({"flag": "sdk.theme", "percentage": 37.5, "reason": "some"}),
-    )
-    .await;
-    flag(&app, "create", json!({"flag": "sdk.tenant", "reason": "r"})).await;
-    flag(
-        &app,
-        "set_rollout",
-        json!({"flag": "sdk.tenant", "percentage": 50,
-        "stickiness": "tenant", "reason": "by tenant"}),
-    )
-    .await;
-    flag(&app, "create", json!({"flag": "sdk.pro", "reason": "r"})).await;
-    flag(
-        &app,
-        "set_rollout",
-        json!({"flag": "sdk.pro", "percentage": 100, "strategy": "rule",
-        "rule": "plan == \"pro\"", "rule_attributes": {"plan": "string"}, "reason": "pro only"}),
-    )
-    .await;
-    flag(
-        &app,
-        "create",
-        json!({"flag": "sdk.stopped", "reason": "r"}),
-    )
-    .await;
-    flag(
-        &app,
-        "set_rollout",
-        json!({"flag": "sdk.stopped", "percentage": 100, "reason": "all"}),
-    )
-    .await;
-    flag(
-        &app,
-        "emergency_stop",
-        json!({"flag": "sdk.stopped", "reason": "incident"}),
+        [
+            ("create", json!({"flag": "sdk.zero", "reason": "r"})),
+            ("create", json!({"flag": "sdk.full", "reason": "r"})),
+            (
+                "set_rollout",
+                json!({"flag": "sdk.full", "percentage": 100, "reason": "all"}),
+            ),
+            ("create", json!({"flag": "sdk.half", "reason": "r"})),
+            (
+                "set_rollout",
+                json!({"flag": "sdk.half", "percentage": 50,
+                "include": ["vip"], "exclude": ["u-3"], "reason": "half"}),
+            ),
+            (
+                "create",
+                json!({"flag": "sdk.theme", "type": "json",
+                "on_value": {"color": "blue", "size": 2}, "off_value": {"color": "grey", "size": 1},
+                "reason": "r"}),
+            ),
+            (
+                "set_rollout",
+                json!({"flag": "sdk.theme", "percentage": 37.5, "reason": "some"}),
+            ),
+            ("create", json!({"flag": "sdk.tenant", "reason": "r"})),
+            (
+                "set_rollout",
+                json!({"flag": "sdk.tenant", "percentage": 50,
+                "stickiness": "tenant", "reason": "by tenant"}),
+            ),
+            ("create", json!({"flag": "sdk.pro", "reason": "r"})),
+            (
+                "set_rollout",
+                json!({"flag": "sdk.pro", "percentage": 100, "strategy": "rule",
+                "rule": "plan == \"pro\"", "rule_attributes": {"plan": "string"},
+                "reason": "pro only"}),
+            ),
+            ("create", json!({"flag": "sdk.stopped", "reason": "r"})),
+            (
+                "set_rollout",
+                json!({"flag": "sdk.stopped", "percentage": 100, "reason": "all"}),
+            ),
+            (
+                "emergency_stop",
+                json!({"flag": "sdk.stopped", "reason": "incident"}),
+            ),
+        ],
     )
     .await;
 

@@ -9,7 +9,7 @@ use gatehouse::api::{self, Kind};
 use gatehouse::http::openapi;
 
 use crate::helpers::spawn_app_with_users;
-use crate::http::{bearer, create_role_streams, issue, request, serve};
+use crate::http_client::{bearer, create_role_streams, issue, request, serve};
 
 /// A route is served when a request without a token is not answered `not_found` (by the
 /// router's fallbacks, or as an unknown operation): served routes answer 401, or 200 when

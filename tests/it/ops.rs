@@ -1,20 +1,17 @@
 //! Operations: `gatehouse doctor` on a whole system (every role running), naming an altered
 //! consumer and a dead letter; `/metrics`, `/readyz` and the request timeout over a real port.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse::api::App;
 use gatehouse::ops::doctor::{self, Options, Report, Thresholds};
 use gatehouse::ops::expected::RoleSettings;
 use gatehouse_events::subjects;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::fixtures::create_policy;
 use crate::helpers::{env, eventually, spawn_app_with_users, TestApp};
+use crate::http_client::{authorization, send, serve, serve_within};
 
 /// Every role of `gatehouse up` on `app`'s namespace: the ones spawn_app starts, plus the
 /// worker, releaser, indexer, categoriser and flag monitor.
@@ -151,109 +148,36 @@ async fn the_doctor_names_an_altered_consumer_and_a_dead_letter() {
     app.stop().await;
 }
 
-/// The HTTP API of `app` on a free port, with its NATS connection, each request within
-/// `timeout`.
-async fn serve(
-    app: &TestApp,
-    broker: &gatehouse::settings::Settings,
-    timeout: Duration,
-) -> (SocketAddr, CancellationToken) {
-    let s = &app.settings;
-    let pg = gatehouse::db::pool(&s.database_url, 4).unwrap();
-    let sqlx = gatehouse::db::sqlx_pool(&s.database_url, 4).await.unwrap();
-    let api =
-        App::new(sqlx, pg, s.namespace.clone()).with_broker(app.client.nats().clone(), broker);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(gatehouse::http::serve_within(
-        Arc::new(api),
-        listener,
-        timeout,
-        stop.clone(),
-    ));
-    (addr, stop)
-}
-
-/// One HTTP/1.1 request: the status, the content type and the body.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    (status, content_type, payload.to_owned())
-}
-
-/// A bearer token for alice, issued over NATS as Gatehouse itself.
-async fn alice_token(app: &TestApp) -> String {
-    let issued: gatehouse_events::access::IssuedToken = app
-        .client
-        .command_reply(
-            "access",
-            "issue_token",
-            &app.sender("alice"),
-            gatehouse_events::access::IssueToken {
-                user: "alice".into(),
-                name: "ops".into(),
-            },
-        )
-        .await
-        .unwrap();
-    format!("Bearer {}", issued.token.unwrap())
-}
-
 #[tokio::test]
 async fn metrics_count_operations_by_outcome_and_read_the_consumers() {
     let app = spawn_app_with_users().await;
-    let (addr, stop) = serve(&app, &app.settings, Duration::from_secs(30)).await;
-    let auth = alice_token(&app).await;
+    let (addr, stop) = serve(&app).await;
+    let auth = authorization(&app, "alice").await;
     let body = serde_json::to_vec(&create_policy("media")).unwrap();
     let headers = [
         ("Authorization", auth.as_str()),
         ("Idempotency-Key", "ops-1"),
-        ("Content-Type", "application/json"),
     ];
     assert_eq!(
-        request(addr, "POST", "/v1/commands/policy.create", &headers, &body)
+        send(addr, "POST", "/v1/commands/policy.create", &headers, &body)
             .await
-            .0,
+            .status,
         200
     );
     let missing = serde_json::to_vec(&json!({"policy_id": "nope"})).unwrap();
     assert_eq!(
-        request(addr, "POST", "/v1/queries/policy.get", &headers, &missing)
+        send(addr, "POST", "/v1/queries/policy.get", &headers, &missing)
             .await
-            .0,
+            .status,
         404
     );
-    let (status, content_type, text) = request(addr, "GET", "/metrics", &[], b"").await;
-    assert_eq!(status, 200, "{text}");
+    let metrics = send(addr, "GET", "/metrics", &[], b"").await;
+    let content_type = metrics
+        .header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let text = metrics.text;
+    assert_eq!(metrics.status, 200, "{text}");
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
         "{content_type}"
@@ -283,11 +207,11 @@ async fn readiness_names_the_missing_streams_and_a_slow_request_times_out_as_jso
     // A process expecting another namespace's streams, which nobody created.
     let mut elsewhere = app.settings.clone();
     elsewhere.namespace = format!("{}_x", app.settings.namespace);
-    let (addr, stop) = serve(&app, &elsewhere, Duration::from_millis(300)).await;
-    let (status, _, body) = request(addr, "GET", "/readyz", &[], b"").await;
-    let error: Value = serde_json::from_str(&body).unwrap();
+    let (addr, stop) = serve_within(&app, &elsewhere, Duration::from_millis(300)).await;
+    let ready = send(addr, "GET", "/readyz", &[], b"").await;
+    let error: Value = serde_json::from_str(&ready.text).unwrap();
     assert_eq!(
-        (status, error["code"].as_str()),
+        (ready.status, error["code"].as_str()),
         (503, Some("unavailable")),
         "{error}"
     );
@@ -308,26 +232,27 @@ async fn readiness_names_the_missing_streams_and_a_slow_request_times_out_as_jso
         "{error}"
     );
     // A query waiting for a sequence nobody wrote outlasts the 300 ms timeout.
-    let auth = alice_token(&app).await;
+    let auth = authorization(&app, "alice").await;
     let query = json!({"policy_id": "media", "wait_for": {
         "aggregate": "policy", "aggregate_id": "media", "sequence": 99, "timeout_ms": 5000}});
-    let headers = [
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let (status, content_type, body) = request(
+    let slow = send(
         addr,
         "POST",
         "/v1/queries/policy.get",
-        &headers,
+        &[("Authorization", auth.as_str())],
         &serde_json::to_vec(&query).unwrap(),
     )
     .await;
-    let error: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let content_type = slow
+        .header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let error = slow.json;
     assert_eq!(
-        (status, error["code"].as_str()),
+        (slow.status, error["code"].as_str()),
         (503, Some("unavailable")),
-        "{body}"
+        "{}",
+        slow.text
     );
     assert!(
         content_type.starts_with("application/json"),

@@ -36,7 +36,7 @@ pub use self::change::{check_change, read_change, ValidChange};
 use self::gather::{Batcher, Gathered};
 pub use self::write::{COPY_COLUMNS, COPY_TYPES};
 use crate::checkpoint::{ConsumerState, Progress};
-use crate::consumer;
+use crate::consumer::{self, Durable};
 use crate::dead_letter;
 use crate::error::ProjectorError;
 use crate::settings::ProjectorSettings;
@@ -136,10 +136,19 @@ async fn ensure_consumer(
     stream: &stream::Stream,
     settings: &CatalogSettings,
 ) -> Result<PullConsumer, ProjectorError> {
+    let Durable { config, .. } = durable(settings);
+    let name = config.durable_name.clone().unwrap_or_default();
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| ProjectorError::jetstream(format!("create or update consumer {name}"), e))
+}
+
+/// The catalog projector's durable consumer on the catalog stream.
+pub fn durable(settings: &CatalogSettings) -> Durable {
     let ns = &settings.projector.namespace;
-    let name = subjects::projector_consumer(ns, NAME);
     let config = pull::Config {
-        durable_name: Some(name.clone()),
+        durable_name: Some(subjects::projector_consumer(ns, NAME)),
         description: Some("Gatehouse catalog projector".into()),
         filter_subject: subjects::all_catalog_items(ns),
         ack_policy: AckPolicy::Explicit,
@@ -149,10 +158,10 @@ async fn ensure_consumer(
         max_ack_pending: settings.max_ack_pending(),
         ..Default::default()
     };
-    stream
-        .create_consumer(config)
-        .await
-        .map_err(|e| ProjectorError::jetstream(format!("create or update consumer {name}"), e))
+    Durable {
+        stream: subjects::catalog_stream(ns),
+        config,
+    }
 }
 
 /// Pulls continuously (the client fetches the next messages while a batch is written) and

@@ -24,7 +24,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::{pull, PullConsumer};
 use async_nats::jetstream::{self, AckKind, Message};
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
@@ -36,6 +36,32 @@ pub use self::classify::{
 };
 pub use self::health::{Degraded, Health};
 use crate::dead_letter::{self, DeadLetter};
+
+/// A durable consumer as its role declares it: the stream it reads and its configuration.
+/// The role creates (or updates) the consumer from it and `gatehouse doctor` expects what it
+/// says, so the two cannot drift apart.
+#[derive(Debug, Clone)]
+pub struct Durable {
+    pub stream: String,
+    pub config: pull::Config,
+}
+
+impl Durable {
+    /// The consumer's durable name.
+    pub fn name(&self) -> &str {
+        self.config.durable_name.as_deref().unwrap_or_default()
+    }
+
+    /// Every subject it is filtered to (`filter_subject` and `filter_subjects`), sorted.
+    pub fn filters(&self) -> Vec<String> {
+        let mut filters = self.config.filter_subjects.clone();
+        if !self.config.filter_subject.is_empty() {
+            filters.push(self.config.filter_subject.clone());
+        }
+        filters.sort();
+        filters
+    }
+}
 
 /// What to do with the messages a handler was given.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use gatehouse_events::quarantine::CaseStatus;
 use gatehouse_events::record::EventRecord;
 use gatehouse_events::rules::Decision;
 use gatehouse_events::subjects;
-use gatehouse_projections::consumer::{self, ConsumerSettings, Handler, Health, Outcome};
+use gatehouse_projections::consumer::{self, ConsumerSettings, Durable, Handler, Health, Outcome};
 use gatehouse_projections::dead_letter;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -95,6 +95,27 @@ impl IndexerSettings {
     }
 }
 
+/// The indexer's durable consumer of every artifact event, one at a time.
+pub fn durable(ns: &str, indexer: &IndexerSettings) -> Durable {
+    Durable {
+        stream: subjects::events_stream(ns),
+        config: pull::Config {
+            durable_name: Some(subjects::projector_consumer(ns, CONSUMER)),
+            description: Some("Gatehouse: the search index of publish-ready items".into()),
+            filter_subject: subjects::aggregate_events(ns, artifact::AGGREGATE),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            // In order: an item's events are folded one after the other.
+            max_ack_pending: 1,
+            // Bounded: the handler dead-letters on the last delivery; the server stops there
+            // too, should that fail.
+            max_deliver: indexer.max_deliver,
+            ack_wait: consumer::DEFAULT_ACK_WAIT,
+            ..Default::default()
+        },
+    }
+}
+
 /// Runs the indexer with the settings of the environment until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     let indexer = IndexerSettings::from_env().map_err(RoleError::from)?;
@@ -116,28 +137,16 @@ pub async fn run_with(
     dead_letter::ensure_stream(&js, &ns)
         .await
         .map_err(RoleError::broker("create the dead-letter stream"))?;
-    let name = subjects::projector_consumer(&ns, CONSUMER);
-    let mut config = ConsumerSettings::new(name.clone(), ns.clone());
+    let durable = durable(&ns, &indexer);
+    let mut config = ConsumerSettings::new(durable.name(), ns.clone());
     config.retry_delay = indexer.retry_delay;
     config.max_retry_delay = indexer.max_retry_delay;
+    config.ack_wait = durable.config.ack_wait;
     let consumer = js
-        .get_stream(subjects::events_stream(&ns))
+        .get_stream(&durable.stream)
         .await
         .map_err(RoleError::broker("look up the events stream"))?
-        .create_consumer(pull::Config {
-            durable_name: Some(name),
-            description: Some("Gatehouse: the search index of publish-ready items".into()),
-            filter_subject: subjects::aggregate_events(&ns, artifact::AGGREGATE),
-            ack_policy: AckPolicy::Explicit,
-            deliver_policy: DeliverPolicy::All,
-            // In order: an item's events are folded one after the other.
-            max_ack_pending: 1,
-            // Bounded: the handler dead-letters on the last delivery; the server stops there
-            // too, should that fail.
-            max_deliver: indexer.max_deliver,
-            ack_wait: config.ack_wait,
-            ..Default::default()
-        })
+        .create_consumer(durable.config)
         .await
         .map_err(RoleError::broker("create the indexer's consumer"))?;
     let handler = Indexer {

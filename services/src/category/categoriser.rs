@@ -19,7 +19,7 @@ use deadpool_postgres::{Pool, Transaction};
 use gatehouse_events::category::{CategoryEvent, RulesState, AGGREGATE, RULES_ID};
 use gatehouse_events::subjects;
 use gatehouse_projections::catalog::read_change;
-use gatehouse_projections::consumer::{self, ConsumerSettings, Handler, Health, Outcome};
+use gatehouse_projections::consumer::{self, ConsumerSettings, Durable, Handler, Health, Outcome};
 use gatehouse_projections::dead_letter;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -33,6 +33,34 @@ use crate::{broker, RoleError};
 const LOCK: i64 = 0x0067_6174_6563_6174; // "gatecat"
 /// Units recomputed per statement after an activation.
 const PAGE: i64 = 1_000;
+
+/// The categoriser's two durable consumers: the catalog's changes, then the rules' events.
+pub fn durables(ns: &str) -> [Durable; 2] {
+    [
+        (
+            "categoriser",
+            subjects::catalog_stream(ns),
+            subjects::all_catalog_items(ns),
+        ),
+        (
+            "categoriser_rules",
+            subjects::events_stream(ns),
+            subjects::aggregate_events(ns, AGGREGATE),
+        ),
+    ]
+    .map(|(suffix, stream, filter)| Durable {
+        stream,
+        config: pull::Config {
+            durable_name: Some(subjects::projector_consumer(ns, suffix)),
+            filter_subject: filter,
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            max_deliver: consumer::UNLIMITED_DELIVERIES,
+            ack_wait: consumer::DEFAULT_ACK_WAIT,
+            ..Default::default()
+        },
+    })
+}
 
 /// Runs the categoriser until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
@@ -50,33 +78,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         compiled: Mutex::new(None),
     });
     let mut consumers = Vec::new();
-    for (suffix, stream, filter) in [
-        (
-            "categoriser",
-            subjects::catalog_stream(&ns),
-            subjects::all_catalog_items(&ns),
-        ),
-        (
-            "categoriser_rules",
-            subjects::events_stream(&ns),
-            subjects::aggregate_events(&ns, AGGREGATE),
-        ),
-    ] {
-        let name = subjects::projector_consumer(&ns, suffix);
-        let config = ConsumerSettings::new(name.clone(), ns.clone());
+    for durable in durables(&ns) {
+        let mut config = ConsumerSettings::new(durable.name(), ns.clone());
+        config.ack_wait = durable.config.ack_wait;
         let consumer = js
-            .get_stream(stream)
+            .get_stream(&durable.stream)
             .await
             .map_err(RoleError::broker("look up a stream"))?
-            .create_consumer(pull::Config {
-                durable_name: Some(name),
-                filter_subject: filter,
-                ack_policy: AckPolicy::Explicit,
-                deliver_policy: DeliverPolicy::All,
-                max_deliver: consumer::UNLIMITED_DELIVERIES,
-                ack_wait: config.ack_wait,
-                ..Default::default()
-            })
+            .create_consumer(durable.config)
             .await
             .map_err(RoleError::broker("create the categoriser's consumer"))?;
         consumers.push((consumer, config));

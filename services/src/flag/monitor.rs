@@ -26,7 +26,7 @@ use deadpool_postgres::Pool;
 use gatehouse_events::envelope::RejectionCode;
 use gatehouse_events::flag::{AutoRollbackFlag, FlagOutcome, FlagState};
 use gatehouse_events::subjects;
-use gatehouse_projections::consumer::{self, ConsumerSettings, Handler, Health, Outcome};
+use gatehouse_projections::consumer::{self, ConsumerSettings, Durable, Handler, Health, Outcome};
 use gatehouse_projections::dead_letter;
 use tokio_postgres::types::Json;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,22 @@ const BATCH: usize = 500;
 /// Who the monitor's commands are recorded as.
 const ACTOR: &str = "gatehouse";
 
+/// The flag monitor's durable consumer of every flag outcome.
+pub fn durable(ns: &str) -> Durable {
+    Durable {
+        stream: subjects::outcomes_stream(ns),
+        config: pull::Config {
+            durable_name: Some(subjects::projector_consumer(ns, "flag_monitor")),
+            filter_subject: subjects::all_outcomes(ns),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            max_deliver: consumer::UNLIMITED_DELIVERIES,
+            ack_wait: consumer::DEFAULT_ACK_WAIT,
+            ..Default::default()
+        },
+    }
+}
+
 /// Runs the flag monitor until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     let nats = broker::connect(&settings, "flag-monitor").await?;
@@ -51,22 +67,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     dead_letter::ensure_stream(&js, &ns)
         .await
         .map_err(RoleError::broker("create the dead-letter stream"))?;
-    let name = subjects::projector_consumer(&ns, "flag_monitor");
+    let durable = durable(&ns);
+    let name = durable.name().to_owned();
     let mut config = ConsumerSettings::new(name.clone(), ns.clone());
     config.batch = BATCH;
+    config.ack_wait = durable.config.ack_wait;
     let consumer = js
-        .get_stream(subjects::outcomes_stream(&ns))
+        .get_stream(&durable.stream)
         .await
         .map_err(RoleError::broker("look up the outcomes stream"))?
-        .create_consumer(pull::Config {
-            durable_name: Some(name.clone()),
-            filter_subject: subjects::all_outcomes(&ns),
-            ack_policy: AckPolicy::Explicit,
-            deliver_policy: DeliverPolicy::All,
-            max_deliver: consumer::UNLIMITED_DELIVERIES,
-            ack_wait: config.ack_wait,
-            ..Default::default()
-        })
+        .create_consumer(durable.config)
         .await
         .map_err(RoleError::broker("create the flag monitor's consumer"))?;
     let pg = crate::db::pool(&settings.database_url, settings.db_pool_size.clamp(1, 4))?;

@@ -3,17 +3,21 @@
 //! names every difference (drift).
 //!
 //! The stream configurations are the ones the roles create ([`crate::broker`]'s `*_config`
-//! functions). A consumer's expectation lists what its role sets that matters for delivery:
-//! its stream, filter subjects, explicit acks, `max_deliver` and `ack_wait` (from the same
-//! settings and defaults the role reads).
+//! functions). A consumer's expectation is read from the [`Durable`] its role declares and
+//! creates the consumer from (from the same settings and defaults the role reads): what
+//! matters for delivery, its stream, filter subjects, explicit acks, `max_deliver` and
+//! `ack_wait`.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
-use gatehouse_events::{artifact, category, policy, subjects};
-use gatehouse_projections::consumer::{DEFAULT_ACK_WAIT, UNLIMITED_DELIVERIES};
+use gatehouse_projections::consumer::{Durable, DEFAULT_ACK_WAIT};
+use gatehouse_projections::{catalog, runtime, CatalogSettings, ProjectorSettings};
 
+use crate::broker;
+use crate::catalog::indexer::IndexerSettings;
 use crate::settings::Settings;
+use crate::worker::WorkerSettings;
 
 /// Every stream the system needs, as its roles create it.
 pub fn streams(settings: &Settings) -> Vec<stream::Config> {
@@ -114,143 +118,59 @@ pub struct ExpectedConsumer {
     pub max_deliver: i64,
 }
 
-/// Every durable consumer the roles of `gatehouse up` create.
-pub fn consumers(settings: &Settings, roles: &RoleSettings) -> Vec<ExpectedConsumer> {
-    let ns = settings.namespace.as_str();
-    let events = subjects::events_stream(ns);
-    let catalog = subjects::catalog_stream(ns);
-    let worker_ack = roles.worker_ack_wait.max(Duration::from_secs(1));
-    let one = |role, stream: &str, suffix: &str, filters: Vec<String>, ack_wait, max_deliver| {
-        let mut filters = filters;
-        filters.sort();
+impl ExpectedConsumer {
+    /// What the doctor checks of `durable`, as `role` declares it.
+    pub fn of(role: &'static str, durable: &Durable) -> Self {
         ExpectedConsumer {
             role,
-            stream: stream.to_owned(),
-            name: subjects::projector_consumer(ns, suffix),
-            filters,
-            ack_wait,
-            max_deliver,
+            stream: durable.stream.clone(),
+            name: durable.name().to_owned(),
+            filters: durable.filters(),
+            ack_wait: durable.config.ack_wait,
+            max_deliver: durable.config.max_deliver,
         }
+    }
+}
+
+/// Every durable consumer the roles of `gatehouse up` create: the declarations each role
+/// creates its consumers from.
+pub fn consumers(settings: &Settings, roles: &RoleSettings) -> Vec<ExpectedConsumer> {
+    let ns = settings.namespace.as_str();
+    let projector = ProjectorSettings {
+        ack_wait: roles.projector_ack_wait,
+        ..ProjectorSettings::new(ns)
     };
-    let promoted = || {
-        vec![subjects::event(
-            ns,
-            policy::AGGREGATE,
-            "*",
-            "PolicyPromoted",
-        )]
+    let worker = WorkerSettings {
+        ack_wait: roles.worker_ack_wait,
+        ..WorkerSettings::default()
     };
-    let mut all: Vec<ExpectedConsumer> = gatehouse_projections::read_models()
+    let indexer = IndexerSettings {
+        max_deliver: roles.indexer_max_deliver,
+        ..IndexerSettings::default()
+    };
+    let mut all: Vec<(&'static str, Durable)> = gatehouse_projections::read_models()
         .iter()
-        .map(|model| {
-            let filters = model.filter_subjects(ns);
-            let ack = roles.projector_ack_wait;
-            one(
-                "projector",
-                &events,
-                model.name(),
-                filters,
-                ack,
-                UNLIMITED_DELIVERIES,
-            )
-        })
+        .map(|model| ("projector", runtime::durable(model.as_ref(), &projector)))
         .collect();
-    let run_events = ["RunPrepared", "RunResumed"]
-        .map(|t| subjects::event(ns, policy::AGGREGATE, "*", t))
-        .to_vec();
-    let unlimited = UNLIMITED_DELIVERIES;
+    all.push((
+        "projector",
+        catalog::durable(&CatalogSettings::new(projector)),
+    ));
+    all.extend(crate::worker::durables(ns, &worker).map(|d| ("worker", d)));
     all.extend([
-        one(
-            "projector",
-            &catalog,
-            gatehouse_projections::catalog::NAME,
-            vec![subjects::all_catalog_items(ns)],
-            roles.projector_ack_wait,
-            unlimited,
-        ),
-        one(
-            "worker",
-            &events,
-            "scheduler",
-            run_events,
-            worker_ack,
-            unlimited,
-        ),
-        one(
-            "worker",
-            &subjects::jobs_stream(ns),
-            "workers",
-            vec![subjects::evaluation_jobs(ns)],
-            worker_ack,
-            unlimited,
-        ),
-        one(
-            "worker",
-            &catalog,
-            "live",
-            vec![subjects::all_catalog_items(ns)],
-            worker_ack,
-            unlimited,
-        ),
-        one(
-            "notifier",
-            &events,
-            "notifier",
-            promoted(),
-            DEFAULT_ACK_WAIT,
-            unlimited,
-        ),
-        one(
-            "releaser",
-            &events,
-            "releaser",
-            promoted(),
-            DEFAULT_ACK_WAIT,
-            unlimited,
-        ),
-        one(
-            "indexer",
-            &events,
-            crate::catalog::indexer::CONSUMER,
-            vec![subjects::aggregate_events(ns, artifact::AGGREGATE)],
-            DEFAULT_ACK_WAIT,
-            roles.indexer_max_deliver,
-        ),
-        one(
-            "categoriser",
-            &catalog,
-            "categoriser",
-            vec![subjects::all_catalog_items(ns)],
-            DEFAULT_ACK_WAIT,
-            unlimited,
-        ),
-        one(
-            "categoriser",
-            &events,
-            "categoriser_rules",
-            vec![subjects::aggregate_events(ns, category::AGGREGATE)],
-            DEFAULT_ACK_WAIT,
-            unlimited,
-        ),
-        one(
-            "flag-monitor",
-            &subjects::outcomes_stream(ns),
-            "flag_monitor",
-            vec![subjects::all_outcomes(ns)],
-            DEFAULT_ACK_WAIT,
-            unlimited,
-        ),
+        ("notifier", broker::promotions_durable(ns, "notifier")),
+        ("releaser", broker::promotions_durable(ns, "releaser")),
+        ("indexer", crate::catalog::indexer::durable(ns, &indexer)),
     ]);
-    // External subscribers bind to it; the notifier creates it, under a fixed name.
-    all.push(ExpectedConsumer {
-        role: "notifier",
-        stream: subjects::notify_stream(ns),
-        name: subjects::SUBSCRIBER_CONSUMER.to_owned(),
-        filters: vec![subjects::policy_promoted(ns)],
-        ack_wait: Duration::from_secs(30),
-        max_deliver: unlimited,
-    });
-    all
+    all.extend(crate::category::categoriser::durables(ns).map(|d| ("categoriser", d)));
+    all.extend([
+        ("flag-monitor", crate::flag::monitor::durable(ns)),
+        // External subscribers bind to it; the notifier creates it.
+        ("notifier", crate::notifier::subscriber_durable(ns)),
+    ]);
+    all.iter()
+        .map(|(role, durable)| ExpectedConsumer::of(role, durable))
+        .collect()
 }
 
 /// How `actual` differs from `expected`, one line per difference.
@@ -299,6 +219,8 @@ fn show(filters: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use gatehouse_events::subjects;
+
     use super::*;
 
     fn settings() -> Settings {
@@ -311,6 +233,51 @@ mod tests {
             worker_ack_wait: DEFAULT_ACK_WAIT,
             indexer_max_deliver: 5,
         }
+    }
+
+    #[test]
+    fn each_role_is_expected_to_have_the_consumers_it_declares() {
+        let all = consumers(&settings(), &roles());
+        let others: Vec<(&str, &str, &str)> = all
+            .iter()
+            .filter(|c| c.role != "projector")
+            .map(|c| (c.role, c.stream.as_str(), c.name.as_str()))
+            .collect();
+        assert_eq!(
+            others,
+            [
+                ("worker", "GATEHOUSE_EVENTS", "gatehouse_scheduler"),
+                ("worker", "GATEHOUSE_JOBS", "gatehouse_workers"),
+                ("worker", "GATEHOUSE_CATALOG", "gatehouse_live"),
+                ("notifier", "GATEHOUSE_EVENTS", "gatehouse_notifier"),
+                ("releaser", "GATEHOUSE_EVENTS", "gatehouse_releaser"),
+                ("indexer", "GATEHOUSE_EVENTS", "gatehouse_indexer"),
+                ("categoriser", "GATEHOUSE_CATALOG", "gatehouse_categoriser"),
+                (
+                    "categoriser",
+                    "GATEHOUSE_EVENTS",
+                    "gatehouse_categoriser_rules"
+                ),
+                (
+                    "flag-monitor",
+                    "GATEHOUSE_OUTCOMES",
+                    "gatehouse_flag_monitor"
+                ),
+                (
+                    "notifier",
+                    "GATEHOUSE_NOTIFY",
+                    subjects::SUBSCRIBER_CONSUMER
+                ),
+            ]
+        );
+        // A projector per read model and the catalog's.
+        let projectors = all.iter().filter(|c| c.role == "projector").count();
+        assert_eq!(projectors, gatehouse_projections::read_models().len() + 1);
+        let indexer = &all[all.len() - 5];
+        assert_eq!(
+            (indexer.max_deliver, indexer.ack_wait),
+            (5, DEFAULT_ACK_WAIT)
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub(crate) mod policies;
 mod progress;
 mod scheduler;
 mod setup;
+
+pub use setup::durables;
 pub mod store;
 mod watchdog;
 

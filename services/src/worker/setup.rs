@@ -7,7 +7,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, stream::Stream};
 use gatehouse_events::policy::AGGREGATE;
 use gatehouse_events::subjects;
-use gatehouse_projections::consumer;
+use gatehouse_projections::consumer::{self, Durable};
 
 use super::WorkerSettings;
 use crate::settings::Settings;
@@ -40,6 +40,17 @@ pub(crate) async fn consumers(
     gatehouse_projections::dead_letter::ensure_stream(js, ns)
         .await
         .map_err(RoleError::from)?;
+    let [scheduler, jobs, live] = durables(ns, worker);
+    Ok(Consumers {
+        scheduler: create(js, scheduler).await?,
+        jobs: create(js, jobs).await?,
+        live: create(js, live).await?,
+    })
+}
+
+/// The worker's three durable consumers: the scheduler's, the batch jobs' and the live
+/// evaluation's.
+pub fn durables(ns: &str, worker: &WorkerSettings) -> [Durable; 3] {
     let run_events = ["RunPrepared", "RunResumed"]
         .map(|event_type| subjects::event(ns, AGGREGATE, "*", event_type));
     let scheduler = pull::Config {
@@ -65,11 +76,12 @@ pub(crate) async fn consumers(
         max_ack_pending: LIVE_PENDING.max(worker.live_batch as i64 * 4),
         ..config(worker)
     };
-    Ok(Consumers {
-        scheduler: create(js, &subjects::events_stream(ns), scheduler).await?,
-        jobs: create(js, &subjects::jobs_stream(ns), jobs).await?,
-        live: create(js, &subjects::catalog_stream(ns), live).await?,
-    })
+    [
+        (subjects::events_stream(ns), scheduler),
+        (subjects::jobs_stream(ns), jobs),
+        (subjects::catalog_stream(ns), live),
+    ]
+    .map(|(stream, config)| Durable { stream, config })
 }
 
 /// Unlimited deliveries: only a handler's verdict parks a message, an outage never does.
@@ -83,18 +95,17 @@ fn config(worker: &WorkerSettings) -> pull::Config {
     }
 }
 
-async fn create(
-    js: &jetstream::Context,
-    stream: &str,
-    config: pull::Config,
-) -> Result<PullConsumer, RoleError> {
-    let name = config.durable_name.clone().unwrap_or_default();
+async fn create(js: &jetstream::Context, durable: Durable) -> Result<PullConsumer, RoleError> {
+    let name = durable.name().to_owned();
     let stream: Stream = js
-        .get_stream(stream)
+        .get_stream(&durable.stream)
         .await
-        .map_err(RoleError::broker(format!("look up stream {stream}")))?;
+        .map_err(RoleError::broker(format!(
+            "look up stream {}",
+            durable.stream
+        )))?;
     stream
-        .create_consumer(config)
+        .create_consumer(durable.config)
         .await
         .map_err(RoleError::broker(format!(
             "create or update consumer {name}"

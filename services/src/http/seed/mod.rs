@@ -45,7 +45,11 @@ pub fn routes() -> Router<Arc<App>> {
             Method::Get => MethodFilter::GET,
             Method::Post => MethodFilter::POST,
         };
-        router.route(r.path, (r.handler)(filter))
+        let handler = match r.serve {
+            Serve::Plain => plain(r, filter),
+            Serve::Own(handler) => handler(filter),
+        };
+        router.route(r.path, handler)
     })
 }
 
@@ -76,7 +80,17 @@ struct Route {
     /// Each path parameter and the request field it fills.
     path_fields: &'static [(&'static str, &'static str)],
     query: &'static [Param],
-    handler: fn(MethodFilter) -> MethodRouter<Arc<App>>,
+    serve: Serve,
+}
+
+/// How a route is answered.
+#[derive(Clone, Copy)]
+enum Serve {
+    /// By its operation and the path's fields alone: a command's body completed by them
+    /// ([`write`]), a query of just them ([`read`]).
+    Plain,
+    /// By a handler of its own (a query string, or more to answer than the reply).
+    Own(fn(MethodFilter) -> MethodRouter<Arc<App>>),
 }
 
 const RUN: &[(&str, &str)] = &[("runId", "run_id")];
@@ -89,7 +103,7 @@ const fn route(
     path: &'static str,
     (kind, operation): (Kind, &'static str),
     path_fields: &'static [(&'static str, &'static str)],
-    handler: fn(MethodFilter) -> MethodRouter<Arc<App>>,
+    serve: Serve,
 ) -> Route {
     Route {
         method,
@@ -99,7 +113,7 @@ const fn route(
         success: "200",
         path_fields,
         query: &[],
-        handler,
+        serve,
     }
 }
 
@@ -114,7 +128,7 @@ const ROUTES: &[Route] = &[
             "/admin/catalog-policies/{id}/prepare",
             (COMMAND, "policy.prepare"),
             &[("id", "policy_id")],
-            |m| on(m, prepare),
+            Serve::Own(|m| on(m, prepare)),
         )
     },
     Route {
@@ -124,7 +138,7 @@ const ROUTES: &[Route] = &[
             "/admin/catalog-policy-runs",
             (QUERY, "run.list"),
             &[],
-            |m| on(m, list_runs),
+            Serve::Own(|m| on(m, list_runs)),
         )
     },
     route(
@@ -132,35 +146,35 @@ const ROUTES: &[Route] = &[
         "/admin/catalog-policy-runs/{runId}",
         (QUERY, "run.get"),
         RUN,
-        |m| on(m, get_run),
+        Serve::Plain,
     ),
     route(
         Method::Post,
         "/admin/catalog-policy-runs/{runId}/promote",
         (COMMAND, "policy.promote"),
         RUN,
-        |m| on(m, promote),
+        Serve::Plain,
     ),
     route(
         Method::Post,
         "/admin/catalog-policy-runs/{runId}/cancel",
         (COMMAND, "policy.cancel_run"),
         RUN,
-        |m| on(m, cancel),
+        Serve::Plain,
     ),
     route(
         Method::Get,
         "/admin/catalog-policy-runs/{runId}/diff",
         (QUERY, "run.diff"),
         RUN,
-        |m| on(m, diff),
+        Serve::Plain,
     ),
     route(
         Method::Post,
         "/v1/repos/{repoKey}/policy/evaluations",
         (COMMAND, "decision.evaluate"),
         REPO,
-        |m| on(m, evaluate),
+        Serve::Plain,
     ),
     Route {
         query: CASE_PARAMS,
@@ -169,7 +183,7 @@ const ROUTES: &[Route] = &[
             "/v1/repos/{repoKey}/quarantine",
             (QUERY, "quarantine.list"),
             REPO,
-            |m| on(m, list_cases),
+            Serve::Own(|m| on(m, list_cases)),
         )
     },
     route(
@@ -177,28 +191,28 @@ const ROUTES: &[Route] = &[
         "/v1/repos/{repoKey}/quarantine/{id}",
         (QUERY, "quarantine.get"),
         CASE,
-        |m| on(m, get_case),
+        Serve::Plain,
     ),
     route(
         Method::Post,
         "/v1/repos/{repoKey}/quarantine/{id}/release",
         (COMMAND, "quarantine.release"),
         CASE,
-        |m| on(m, release),
+        Serve::Plain,
     ),
     route(
         Method::Post,
         "/v1/repos/{repoKey}/quarantine/{id}/reject",
         (COMMAND, "quarantine.reject"),
         CASE,
-        |m| on(m, reject),
+        Serve::Plain,
     ),
     route(
         Method::Get,
         "/v1/repos/{repoKey}/blobs/{digest}",
         (QUERY, "artifact.can_read"),
         &[("repoKey", "repo"), ("digest", "digest")],
-        |m| on(m, blob),
+        Serve::Plain,
     ),
 ];
 
@@ -232,6 +246,35 @@ fn known(kind: Kind, name: &str) -> &'static api::Operation {
     api::operation(kind, name).unwrap_or_else(|| {
         unreachable!("the seed routes name only operations of the table: {name}")
     })
+}
+
+/// The handler of a [`Serve::Plain`] route.
+fn plain(r: &'static Route, filter: MethodFilter) -> MethodRouter<Arc<App>> {
+    match r.kind {
+        Kind::Command => on(
+            filter,
+            move |State(app): State<Arc<App>>, Segments(path): Segments, request: Request| async move {
+                let fields = path_fields(r, &path);
+                write(&app, r.operation, request, &fields).await.map(Json)
+            },
+        ),
+        Kind::Query => on(
+            filter,
+            move |State(app): State<Arc<App>>, headers: HeaderMap, Segments(path): Segments| async move {
+                let user = caller(&app, &headers).await?;
+                read(&app, user, r.operation, one(&path_fields(r, &path))).await
+            },
+        ),
+    }
+}
+
+/// Each request field `r`'s path fills, with its segment of `path`.
+fn path_fields<'a>(r: &Route, path: &'a [String]) -> Vec<(&'static str, &'a str)> {
+    r.path_fields
+        .iter()
+        .zip(path)
+        .map(|((_, field), segment)| (*field, segment.as_str()))
+        .collect()
 }
 
 fn one(pairs: &[(&str, &str)]) -> Map<String, Value> {
@@ -275,67 +318,6 @@ async fn list_runs(
     read(&app, user, "run.list", fields).await
 }
 
-async fn get_run(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Segments(path): Segments,
-) -> Result<Response, Failure> {
-    read(
-        &app,
-        caller(&app, &headers).await?,
-        "run.get",
-        one(&[("run_id", &path[0])]),
-    )
-    .await
-}
-
-async fn diff(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Segments(path): Segments,
-) -> Result<Response, Failure> {
-    read(
-        &app,
-        caller(&app, &headers).await?,
-        "run.diff",
-        one(&[("run_id", &path[0])]),
-    )
-    .await
-}
-
-async fn promote(
-    State(app): State<Arc<App>>,
-    Segments(path): Segments,
-    request: Request,
-) -> Result<Json<Value>, Failure> {
-    let fields = [("run_id", path[0].as_str())];
-    write(&app, "policy.promote", request, &fields)
-        .await
-        .map(Json)
-}
-
-async fn cancel(
-    State(app): State<Arc<App>>,
-    Segments(path): Segments,
-    request: Request,
-) -> Result<Json<Value>, Failure> {
-    let fields = [("run_id", path[0].as_str())];
-    write(&app, "policy.cancel_run", request, &fields)
-        .await
-        .map(Json)
-}
-
-async fn evaluate(
-    State(app): State<Arc<App>>,
-    Segments(path): Segments,
-    request: Request,
-) -> Result<Json<Value>, Failure> {
-    let fields = [("repo", path[0].as_str())];
-    write(&app, "decision.evaluate", request, &fields)
-        .await
-        .map(Json)
-}
-
 async fn list_cases(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -346,56 +328,4 @@ async fn list_cases(
     let mut fields = query_fields(pairs(query)?, CASE_PARAMS)?;
     fields.insert("repo".into(), path[0].clone().into());
     read(&app, user, "quarantine.list", fields).await
-}
-
-async fn get_case(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Segments(path): Segments,
-) -> Result<Response, Failure> {
-    let fields = one(&[("repo", &path[0]), ("item_id", &path[1])]);
-    read(
-        &app,
-        caller(&app, &headers).await?,
-        "quarantine.get",
-        fields,
-    )
-    .await
-}
-
-async fn release(
-    State(app): State<Arc<App>>,
-    Segments(path): Segments,
-    request: Request,
-) -> Result<Json<Value>, Failure> {
-    let fields = [("repo", path[0].as_str()), ("item_id", path[1].as_str())];
-    write(&app, "quarantine.release", request, &fields)
-        .await
-        .map(Json)
-}
-
-async fn reject(
-    State(app): State<Arc<App>>,
-    Segments(path): Segments,
-    request: Request,
-) -> Result<Json<Value>, Failure> {
-    let fields = [("repo", path[0].as_str()), ("item_id", path[1].as_str())];
-    write(&app, "quarantine.reject", request, &fields)
-        .await
-        .map(Json)
-}
-
-async fn blob(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Segments(path): Segments,
-) -> Result<Response, Failure> {
-    let fields = one(&[("repo", &path[0]), ("digest", &path[1])]);
-    read(
-        &app,
-        caller(&app, &headers).await?,
-        "artifact.can_read",
-        fields,
-    )
-    .await
 }
